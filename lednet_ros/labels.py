@@ -1,0 +1,77 @@
+"""Class sets as data: names, colours and id maps of Cityscapes (19 train classes) and CamVid (11)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """Names and RGB colours of a dataset's training classes; ``ignore_index`` marks void pixels."""
+
+    name: str
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    ignore_index: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+CITYSCAPES = ClassSet(
+    name="cityscapes",
+    names=(
+        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+        "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+        "motorcycle", "bicycle",
+    ),
+    colors=(
+        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+        (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+        (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+        (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    ),
+    ignore_index=IGNORE_INDEX,
+)
+
+# Official Cityscapes labelId -> trainId (labels.py of cityscapesScripts); every other id is void.
+CITYSCAPES_LABEL_TO_TRAIN_ID = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+CITYSCAPES_TRAIN_TO_LABEL_ID = {t: l for l, t in CITYSCAPES_LABEL_TO_TRAIN_ID.items()}
+
+CAMVID = ClassSet(
+    name="camvid",
+    names=(
+        "sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",
+        "pedestrian", "bicyclist",
+    ),
+    colors=(
+        (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+        (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+    ),
+    ignore_index=11,
+)
+
+CLASS_SETS = {c.name: c for c in (CITYSCAPES, CAMVID)}
+
+
+def cityscapes_label_id_lut() -> np.ndarray:
+    """A 256-entry lookup table mapping Cityscapes labelIds to trainIds (255 for void)."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
+        lut[label_id] = train_id
+    return lut
+
+
+def palette(colors) -> np.ndarray:
+    """A 256 x 3 uint8 palette: class i gets colors[i], every other value black."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    return table

@@ -1,0 +1,120 @@
+"""A Segmenter: LEDNet weights + device + precision; one call from an RGB array to class ids."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import WeightsMetadata, load_weights
+from .labels import palette
+from .model import LEDNet
+from .processing import labels_from_logits, preprocess, resize_labels
+
+PRECISIONS = ("fp32", "fp16")
+MAX_INPUT_SIDE = 8192
+
+
+def default_weights_path() -> Path:
+    """The weights shipped with the package (trained on CamVid by training/train.py)."""
+    return Path(__file__).resolve().parent / "weights" / "lednet_camvid.safetensors"
+
+
+def resolve_device(request: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cpu'; 'cuda' / 'cuda:N' only where that GPU exists."""
+    if request == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if request == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", request)
+    if not match:
+        raise ValueError(f"unknown device {request!r} (expected auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {request!r} requested but CUDA is not available on this machine")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {request!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
+    return torch.device("cuda", index)
+
+
+def check_input_size(size) -> tuple[int, int]:
+    """(width, height) of positive integers up to MAX_INPUT_SIDE."""
+    width, height = (int(v) for v in size)
+    if not (1 <= width <= MAX_INPUT_SIDE and 1 <= height <= MAX_INPUT_SIDE):
+        raise ValueError(
+            f"input size {width}x{height} is outside 1..{MAX_INPUT_SIDE} pixels per side"
+        )
+    return width, height
+
+
+class Segmenter:
+    """Runs LEDNet in inference mode on one device and precision.
+
+    Args:
+        model: a LEDNet with loaded weights.
+        metadata: the weights' metadata (classes, colours, normalisation, input size).
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        precision: 'fp32', or 'fp16' (CUDA only).
+        input_size: network input (width, height); default: the weights' training size.
+    """
+
+    def __init__(
+        self,
+        model: LEDNet,
+        metadata: WeightsMetadata,
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        input_size=None,
+    ):
+        self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (expected one of {PRECISIONS})")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"precision 'fp16' needs a CUDA device; the device is {self.device}")
+        self.precision = precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.metadata = metadata
+        self.palette = palette(metadata.class_colors)
+        self.input_size = check_input_size(input_size or metadata.input_size)
+        self.model = model.eval().to(self.device, self.dtype)
+
+    @classmethod
+    def from_weights(cls, path=None, **kwargs) -> "Segmenter":
+        """Load a weights file (default: the packaged weights) and wrap it."""
+        model, metadata = load_weights(path or default_weights_path())
+        return cls(model, metadata, **kwargs)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return self.metadata.num_classes
+
+    def describe(self) -> str:
+        w, h = self.input_size
+        return f"LEDNet ({self.metadata.decoder}) on {self.device}, {self.precision}, input {w}x{h}"
+
+    @torch.inference_mode()
+    def logits(self, rgb: np.ndarray) -> torch.Tensor:
+        """1 x C x h x w logits at the network's input size for an H x W x 3 uint8 RGB array."""
+        x = preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
+                       self.device, self.dtype)
+        return self.model(x)
+
+    def segment(self, rgb: np.ndarray, output: str = "original") -> np.ndarray:
+        """Class ids (uint8) at the image's own size ('original') or the network's ('network')."""
+        if output not in ("original", "network"):
+            raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        labels = labels_from_logits(self.logits(rgb))
+        if output == "original":
+            labels = resize_labels(labels, (rgb.shape[1], rgb.shape[0]))
+        return labels

@@ -1,0 +1,137 @@
+"""Cityscapes (official layout) and CamVid (SegNet 11-class layout) as (RGB image, label) pairs.
+
+A missing or malformed dataset raises DatasetError naming the path and what was expected, before
+any training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lednet_ros.labels import CAMVID, CITYSCAPES, ClassSet, cityscapes_label_id_lut
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the path and what was expected."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: Path) -> np.ndarray:
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise DatasetError(f"{path}: not a readable label image")
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected a single-channel 8-bit label image, got "
+                           f"shape {label.shape} dtype {label.dtype}")
+    return label
+
+
+class SegmentationDataset:
+    """A list of (image path, label path) pairs; ``transform(image, label, rng)`` applied on read."""
+
+    class_set: ClassSet
+
+    def __init__(self, pairs: list[tuple[Path, Path]], transform=None):
+        self.pairs = pairs
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, label_path = self.pairs[index]
+        image, label = read_rgb(image_path), self.read_target(label_path)
+        if image.shape[:2] != label.shape:
+            raise DatasetError(f"{image_path} is {image.shape[1]}x{image.shape[0]} but its label "
+                               f"{label_path} is {label.shape[1]}x{label.shape[0]}")
+        return image, label
+
+    def read_target(self, path: Path) -> np.ndarray:
+        return read_label(path)
+
+    def __getitem__(self, item):
+        """``item`` is an index, or (index, seed) so augmentation is reproducible per epoch."""
+        index, seed = item if isinstance(item, tuple) else (item, index_seed(item))
+        image, label = self.load(index)
+        if self.transform is not None:
+            return self.transform(image, label, np.random.default_rng(seed))
+        return image, label
+
+
+def index_seed(index: int) -> int:
+    return index
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: missing; expected {what}")
+    return path
+
+
+class CamVid(SegmentationDataset):
+    """CamVid in SegNet's layout: ``<root>/<split>/*.png`` and ``<root>/<split>annot/*.png``."""
+
+    class_set = CAMVID
+
+    def __init__(self, root, split: str = "train", transform=None):
+        root = Path(root)
+        _require_dir(root, "a CamVid folder with train/, trainannot/, val/, ... (SegNet layout)")
+        images = _require_dir(root / split, f"CamVid {split} images (480x360 PNG)")
+        labels = _require_dir(root / f"{split}annot", f"CamVid {split} labels (PNG, values 0..11)")
+        pairs = []
+        for image in sorted(images.glob("*.png")):
+            label = labels / image.name
+            if not label.is_file():
+                raise DatasetError(f"{label}: missing; expected the label of {image}")
+            pairs.append((image, label))
+        if not pairs:
+            raise DatasetError(f"{images}: no *.png images")
+        super().__init__(pairs, transform)
+
+
+class Cityscapes(SegmentationDataset):
+    """Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with gtFine labels.
+
+    ``*_gtFine_labelTrainIds.png`` is used when present; otherwise ``*_gtFine_labelIds.png`` is mapped
+    to the 19 train ids (255 = ignore).
+    """
+
+    class_set = CITYSCAPES
+    _lut = cityscapes_label_id_lut()
+
+    def __init__(self, root, split: str = "train", transform=None):
+        root = Path(root)
+        _require_dir(root, "a Cityscapes folder with leftImg8bit/ and gtFine/")
+        images = _require_dir(root / "leftImg8bit" / split, f"leftImg8bit/{split}/<city>/ images")
+        labels = _require_dir(root / "gtFine" / split, f"gtFine/{split}/<city>/ labels")
+        pairs = []
+        for image in sorted(images.glob("*/*_leftImg8bit.png")):
+            stem = image.name[: -len("_leftImg8bit.png")]
+            city = labels / image.parent.name
+            train_ids = city / f"{stem}_gtFine_labelTrainIds.png"
+            label_ids = city / f"{stem}_gtFine_labelIds.png"
+            if train_ids.is_file():
+                pairs.append((image, train_ids))
+            elif label_ids.is_file():
+                pairs.append((image, label_ids))
+            else:
+                raise DatasetError(f"{label_ids}: missing; expected the gtFine label of {image}")
+        if not pairs:
+            raise DatasetError(f"{images}: no <city>/*_leftImg8bit.png images")
+        super().__init__(pairs, transform)
+
+    def read_target(self, path: Path) -> np.ndarray:
+        label = read_label(path)
+        return label if path.name.endswith("_labelTrainIds.png") else self._lut[label]
+
+
+DATASETS = {"camvid": CamVid, "cityscapes": Cityscapes}
