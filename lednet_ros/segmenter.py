@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .checkpoint import WeightsMetadata, load_weights
+from .inference import make_engine
 from .labels import palette
 from .model import LEDNet
 from .processing import labels_from_logits, preprocess, resize_labels
@@ -60,6 +61,7 @@ class Segmenter:
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', or 'fp16' (CUDA only).
         input_size: network input (width, height); default: the weights' training size.
+        engine: 'auto' (fastest available), 'torch', 'torch_fused' or 'onnxruntime'.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Segmenter:
         device: str = "auto",
         precision: str = "fp32",
         input_size=None,
+        engine: str = "auto",
     ):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
@@ -81,7 +84,7 @@ class Segmenter:
         self.metadata = metadata
         self.palette = palette(metadata.class_colors)
         self.input_size = check_input_size(input_size or metadata.input_size)
-        self.model = model.eval().to(self.device, self.dtype)
+        self.engine = make_engine(engine, model.eval(), self.device, self.dtype)
 
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "Segmenter":
@@ -99,14 +102,15 @@ class Segmenter:
 
     def describe(self) -> str:
         w, h = self.input_size
-        return f"LEDNet ({self.metadata.decoder}) on {self.device}, {self.precision}, input {w}x{h}"
+        return (f"LEDNet ({self.metadata.decoder}) on {self.device}, {self.precision}, "
+                f"engine {self.engine.name}, input {w}x{h}")
 
     @torch.inference_mode()
     def logits(self, rgb: np.ndarray) -> torch.Tensor:
         """1 x C x h x w logits at the network's input size for an H x W x 3 uint8 RGB array."""
         x = preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
                        self.device, self.dtype)
-        return self.model(x)
+        return self.engine(x)
 
     def segment(self, rgb: np.ndarray, output: str = "original") -> np.ndarray:
         """Class ids (uint8) at the image's own size ('original') or the network's ('network')."""

@@ -1,0 +1,178 @@
+"""Conversions between ROS messages and the core's numpy arrays; no node, no rclpy.
+
+Reading uses the core's checks (processing.image_from_buffer), so a bad message raises
+ImageFormatError naming the bad field; building messages copies the given header.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import ColorRGBA, Header
+
+from lednet_ros.msg import ClassInfo, ClassOccupancy
+
+from .checkpoint import WeightsMetadata
+from .processing import DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, image_from_buffer, to_rgb
+
+# numpy layout of the encodings this module writes
+_WRITE_ENCODINGS = {"mono8": (1, np.uint8), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
+
+
+def rgb_from_image(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a sensor_msgs/Image, honouring step and endianness.
+
+    Raises:
+        ImageFormatError: naming the bad encoding, size, step or data length.
+    """
+    pixels = image_from_buffer(
+        msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian),
+        max_pixels=max_pixels,
+    )
+    return to_rgb(pixels, msg.encoding)
+
+
+def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV reads).
+
+    Raises:
+        ImageFormatError: empty or undecodable data, a depth format, or too many pixels.
+    """
+    if "compresseddepth" in msg.format.lower():
+        raise ImageFormatError(
+            f"compressed format {msg.format!r} is a depth image; expected a colour or mono image"
+        )
+    if len(msg.data) == 0:
+        raise ImageFormatError(f"compressed image (format {msg.format!r}) has no data")
+    buffer = np.frombuffer(msg.data, dtype=np.uint8)
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageFormatError(
+            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r})"
+        )
+    height, width = bgr.shape[:2]
+    if width * height > max_pixels:
+        raise ImageFormatError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
+            f"{max_pixels} pixels"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_message(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """A sensor_msgs/Image of ``array`` (mono8: H x W; rgb8/bgr8: H x W x 3), rows unpadded."""
+    if encoding not in _WRITE_ENCODINGS:
+        raise ValueError(
+            f"cannot write encoding {encoding!r} (supported: {', '.join(_WRITE_ENCODINGS)})")
+    channels, dtype = _WRITE_ENCODINGS[encoding]
+    shape = array.shape if array.ndim == 3 else (*array.shape, 1)
+    if array.dtype != dtype or len(shape) != 3 or shape[2] != channels:
+        raise ValueError(
+            f"{encoding} needs an H x W x {channels} {np.dtype(dtype)} array, "
+            f"got {array.shape} {array.dtype}"
+        )
+    msg = Image(header=header, height=shape[0], width=shape[1], encoding=encoding,
+                is_bigendian=0, step=shape[1] * channels)
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def occupancy_message(
+    occupancy: Occupancy, class_names, label_size: tuple[int, int], header: Header
+) -> ClassOccupancy:
+    """A ClassOccupancy for a label image of ``label_size`` = (width, height).
+
+    Cell arrays are row-major: index (row * grid_cols + col) * num_classes + class.
+    """
+    rows, cols, num_classes = occupancy.cell_counts.shape
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} counted classes")
+    return ClassOccupancy(
+        header=header,
+        width=int(label_size[0]),
+        height=int(label_size[1]),
+        class_names=list(class_names),
+        pixel_counts=occupancy.counts.astype(np.uint32).tolist(),
+        fractions=occupancy.fractions.astype(np.float32).tolist(),
+        grid_rows=rows,
+        grid_cols=cols,
+        cell_pixel_counts=occupancy.cell_counts.astype(np.uint32).ravel().tolist(),
+        cell_fractions=occupancy.cell_fractions.astype(np.float32).ravel().tolist(),
+    )
+
+
+def class_info_message(
+    metadata: WeightsMetadata, weights: str, input_size: tuple[int, int], header: Header
+) -> ClassInfo:
+    """A ClassInfo from the weights' metadata; mean_iou is NaN where the metadata has none."""
+    miou = metadata.metrics.get("mean_iou")
+    return ClassInfo(
+        header=header,
+        class_names=list(metadata.class_names),
+        colors=[ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
+                for r, g, b in metadata.class_colors],
+        dataset=metadata.dataset,
+        weights=str(weights),
+        mean_iou=float(miou) if isinstance(miou, (int, float)) else math.nan,
+        input_width=int(input_size[0]),
+        input_height=int(input_size[1]),
+    )
+
+
+def scaled_camera_info(
+    info: CameraInfo, source_size: tuple[int, int], target_size: tuple[int, int], header: Header
+) -> CameraInfo:
+    """``info`` for images resized from ``source_size`` to ``target_size`` (both (w, h)).
+
+    The intrinsics K and P and the region of interest are scaled as image_proc's resize does;
+    distortion, rectification and binning are kept; width and height become the target's.
+    """
+    sx = target_size[0] / source_size[0]
+    sy = target_size[1] / source_size[1]
+    k = list(info.k)
+    k[0], k[2], k[4], k[5] = k[0] * sx, k[2] * sx, k[4] * sy, k[5] * sy
+    p = list(info.p)
+    p[0], p[2], p[3] = p[0] * sx, p[2] * sx, p[3] * sx
+    p[5], p[6], p[7] = p[5] * sy, p[6] * sy, p[7] * sy
+    scaled = CameraInfo(
+        header=header,
+        width=int(target_size[0]),
+        height=int(target_size[1]),
+        distortion_model=info.distortion_model,
+        d=list(info.d),
+        k=k,
+        r=list(info.r),
+        p=p,
+        binning_x=info.binning_x,
+        binning_y=info.binning_y,
+    )
+    roi = info.roi
+    scaled.roi.x_offset = round(roi.x_offset * sx)
+    scaled.roi.y_offset = round(roi.y_offset * sy)
+    scaled.roi.width = round(roi.width * sx)
+    scaled.roi.height = round(roi.height * sy)
+    scaled.roi.do_rectify = roi.do_rectify
+    return scaled
+
+
+def class_topic_names(class_names) -> list[str]:
+    """One valid, unique ROS topic token per class: 'traffic light' -> 'traffic_light'.
+
+    Characters outside [a-zA-Z0-9_] become '_', repeated '_' collapse, a leading digit gets a 'c'
+    prefix; an empty result becomes 'class_<index>', a repeated one gets '_<index>' appended.
+    """
+    names = []
+    for index, name in enumerate(class_names):
+        token = re.sub(r"_+", "_", re.sub(r"[^a-zA-Z0-9_]", "_", name)).strip("_")
+        if not token:
+            token = f"class_{index}"
+        if token[0].isdigit():
+            token = "c" + token
+        if token in names:
+            token = f"{token}_{index}"
+        names.append(token)
+    return names
