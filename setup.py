@@ -1,7 +1,11 @@
 """pip install of the pure-Python core for machines without ROS (e.g. training servers).
 
-On a ROS 2 machine, build with colcon instead: package.xml selects ament_cmake, which also generates
-the messages of msg/ and installs the node executables, launch/ and config/.
+    pip install .            # core: model, checkpoints, processing, segmenter, lednet-segment
+    pip install .[train]     # + matplotlib, onnx, onnxruntime
+
+On a ROS 2 machine build with colcon instead: package.xml selects ament_cmake, which also generates
+the messages of msg/ and installs the node executables, launch/ and config/. This file plays no
+part in that build.
 """
 
 from setuptools import setup
@@ -11,9 +15,9 @@ setup(
     version="0.1.0",
     description="LEDNet real-time semantic segmentation: core library, training and tools",
     license="BSD-3-Clause",
+    python_requires=">=3.10",
     packages=["lednet_ros"],
     package_data={"lednet_ros": ["weights/*.safetensors", "weights/*.md"]},
-    python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
         "numpy",
@@ -25,7 +29,7 @@ setup(
     extras_require={
         "train": ["matplotlib", "onnx", "onnxruntime"],
         "fast": ["onnx", "onnxruntime"],
-        "eval": ["rosbags", "matplotlib"],
+        "eval": ["rosbags"],
     },
     entry_points={"console_scripts": ["lednet-segment = lednet_ros.segment_files:main"]},
 )

@@ -118,6 +118,7 @@ def save_weights(path, model: LEDNet, metadata: WeightsMetadata) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: metadata.to_json()})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
