@@ -1,0 +1,73 @@
+"""Hand-checked facts of the model and the core: parameter counts, shapes, shuffle, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lednet_ros.checkpoint import CheckpointError, load_weights
+from lednet_ros.model import LEDNet, channel_shuffle, count_parameters
+from lednet_ros.segment_files import main as segment_files
+
+
+@pytest.mark.parametrize("classes, decoder, expected", [
+    (19, "apn", 922_821), (20, "apn", 923_083), (19, "apn128", 2_284_905),
+])
+def test_parameter_counts_match_the_paper_model(classes, decoder, expected):
+    assert count_parameters(LEDNet(classes, decoder=decoder)) == expected
+
+
+def test_encoder_parameter_count():
+    assert count_parameters(LEDNet(19).encoder) == 911_436
+
+
+@pytest.mark.parametrize("size", [(257, 513), (64, 128), (7, 9), (1, 1)])
+def test_logits_come_out_at_the_input_size(size):
+    model = LEDNet(5).eval()
+    with torch.inference_mode():
+        assert model(torch.rand(1, 3, *size)).shape == (1, 5, *size)
+
+
+def test_channel_shuffle_interleaves_the_two_halves():
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    assert channel_shuffle(x, 2).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def test_eval_mode_is_deterministic_and_train_mode_drops_out():
+    torch.manual_seed(0)
+    model, x = LEDNet(19), torch.rand(1, 3, 64, 128)
+    model.eval()
+    with torch.inference_mode():
+        assert torch.equal(model(x), model(x))
+    model.train()  # batch of 2: the global branch's BatchNorm sees one value per image
+    batch = x.repeat(2, 1, 1, 1)
+    assert not torch.equal(model(batch), model(batch))
+
+
+def test_broken_checkpoint_is_refused_with_its_reason(random_weights, tmp_path):
+    data = random_weights.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_weights(truncated)
+    with pytest.raises(CheckpointError, match="has 19 classes, expected 11"):
+        load_weights(random_weights, num_classes=11)
+    with pytest.raises(CheckpointError, match="no such weights file"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+def test_offline_entry_point_writes_mask_and_overlay(cityscapes_frame, random_weights, tmp_path):
+    import cv2
+
+    assert segment_files([str(cityscapes_frame), "--weights", str(random_weights),
+                          "--out", str(tmp_path)]) == 0
+    mask = cv2.imread(str(tmp_path / f"{cityscapes_frame.stem}_mask.png"))
+    assert mask.shape == (1024, 2048, 3)
+    assert (tmp_path / f"{cityscapes_frame.stem}_overlay.png").is_file()
+
+
+def test_offline_entry_point_rejects_broken_weights(tmp_path, capsys):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    assert segment_files([str(broken), "--weights", str(broken), "--out", str(tmp_path)]) == 2
+    assert "broken.safetensors" in capsys.readouterr().err
