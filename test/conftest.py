@@ -62,3 +62,50 @@ def random_weights(tmp_path_factory) -> Path:
     meta = WeightsMetadata.from_class_set(CITYSCAPES, input_size=[256, 128],
                                           recipe={"note": "random init for tests"})
     return save_weights(path, LEDNet(19), meta)
+
+
+# Cityscapes labelIds of the tiny tree's classes and their colours: road, vegetation, sky, car;
+# 0 is void (unlabeled). Each 8x8 block of an image is one class, coloured with noise: a learnable
+# signal.
+TINY_CLASS_COLORS = {7: (128, 64, 128), 21: (107, 142, 35), 23: (70, 130, 180), 26: (0, 0, 142),
+                     0: (0, 0, 0)}
+
+
+def write_tiny_cityscapes(root: Path, train: int = 8, val: int = 2, size=(64, 32), seed: int = 0,
+                          train_ids_every: int = 3) -> Path:
+    """A Cityscapes-layout tree of ``size`` (width, height) frames with gtFine labelIds; every
+    ``train_ids_every``-th frame also has a *_labelTrainIds.png (as the official scripts write)."""
+    import cv2
+    import numpy as np
+
+    from lednet_ros.labels import cityscapes_label_id_lut
+
+    rng = np.random.default_rng(seed)
+    ids = np.array(list(TINY_CLASS_COLORS), dtype=np.uint8)
+    colors = np.array(list(TINY_CLASS_COLORS.values()), dtype=np.float64)
+    width, height = size
+    for split, count, city in (("train", train, "tinyville"), ("val", val, "smallton")):
+        (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
+        (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
+        for frame in range(count):
+            blocks = rng.choice(len(ids), size=(height // 8, width // 8), p=[.3, .3, .2, .15, .05])
+            choice = np.kron(blocks, np.ones((8, 8), dtype=np.int64))
+            label_ids = ids[choice]
+            rgb = np.clip(colors[choice] + rng.normal(0, 20, (height, width, 3)), 0, 255)
+            stem = f"{city}_{frame:06d}_000019"
+            cv2.imwrite(str(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"),
+                        cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_RGB2BGR))
+            gt = root / "gtFine" / split / city
+            cv2.imwrite(str(gt / f"{stem}_gtFine_labelIds.png"), label_ids)
+            if frame % train_ids_every == 0:
+                train_ids = cityscapes_label_id_lut()[label_ids]
+                cv2.imwrite(str(gt / f"{stem}_gtFine_labelTrainIds.png"), train_ids)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cityscapes(tmp_path_factory) -> Path:
+    """A tiny Cityscapes tree (8 train, 2 val frames of 64x32) written by the test session.
+
+    Shared by tests: copy it (shutil.copytree) before changing anything in it."""
+    return write_tiny_cityscapes(tmp_path_factory.mktemp("tiny_cityscapes"))

@@ -1,7 +1,9 @@
 """Cityscapes (official layout) and CamVid (SegNet 11-class layout) as (RGB image, label) pairs.
 
 A missing or malformed dataset raises DatasetError naming the path and what was expected, before
-any training starts.
+any training starts: constructing a dataset checks that every image has its label, and reads every
+PNG header (33 bytes) to check the label format and that image and label sizes agree. Label values
+are checked on every read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,34 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(path: Path) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, reading only 33 bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as exc:
+        raise DatasetError(f"{path}: not readable: {exc.strerror}") from None
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DatasetError(f"{path}: not a PNG file")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return width, height, head[24], head[25]
+
+
+def check_pair(image_path: Path, label_path: Path) -> None:
+    """Check from the PNG headers alone: an 8-bit single-channel label of the image's size."""
+    width, height, _, _ = png_header(image_path)
+    label_width, label_height, depth, colour_type = png_header(label_path)
+    if depth != 8 or colour_type != 0:
+        raise DatasetError(f"{label_path}: expected a single-channel 8-bit label PNG, got bit "
+                           f"depth {depth}, colour type {colour_type}")
+    if (width, height) != (label_width, label_height):
+        raise DatasetError(f"{image_path} is {width}x{height} but its label {label_path} is "
+                           f"{label_width}x{label_height}")
+
+
 def read_label(path: Path) -> np.ndarray:
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
@@ -36,11 +66,13 @@ def read_label(path: Path) -> np.ndarray:
 
 
 class SegmentationDataset:
-    """A list of (image path, label path) pairs; ``transform(image, label, rng)`` applied on read."""
+    """(image path, label path) pairs; ``transform(image, label, rng)`` applied on read."""
 
     class_set: ClassSet
 
     def __init__(self, pairs: list[tuple[Path, Path]], transform=None):
+        for image_path, label_path in pairs:
+            check_pair(image_path, label_path)
         self.pairs = pairs
         self.transform = transform
 
@@ -56,6 +88,16 @@ class SegmentationDataset:
         return image, label
 
     def read_target(self, path: Path) -> np.ndarray:
+        """The label as class ids, the dataset's void id, or 255; any other value is an error."""
+        label = self.decode_target(path)
+        n, void = self.class_set.num_classes, self.class_set.ignore_index
+        bad = label[(label >= n) & (label != void) & (label != 255)]
+        if bad.size:
+            raise DatasetError(f"{path}: label value {int(bad[0])} is neither a class id "
+                               f"0..{n - 1} of {self.class_set.name} nor void ({void} or 255)")
+        return label
+
+    def decode_target(self, path: Path) -> np.ndarray:
         return read_label(path)
 
     def __getitem__(self, item):
@@ -101,8 +143,8 @@ class CamVid(SegmentationDataset):
 class Cityscapes(SegmentationDataset):
     """Cityscapes: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with gtFine labels.
 
-    ``*_gtFine_labelTrainIds.png`` is used when present; otherwise ``*_gtFine_labelIds.png`` is mapped
-    to the 19 train ids (255 = ignore).
+    ``*_gtFine_labelTrainIds.png`` is used when present; otherwise ``*_gtFine_labelIds.png`` is
+    mapped to the 19 train ids (255 = ignore).
     """
 
     class_set = CITYSCAPES
@@ -129,7 +171,7 @@ class Cityscapes(SegmentationDataset):
             raise DatasetError(f"{images}: no <city>/*_leftImg8bit.png images")
         super().__init__(pairs, transform)
 
-    def read_target(self, path: Path) -> np.ndarray:
+    def decode_target(self, path: Path) -> np.ndarray:
         label = read_label(path)
         return label if path.name.endswith("_labelTrainIds.png") else self._lut[label]
 

@@ -3,6 +3,7 @@
 Single process:   python training/train.py --dataset cityscapes --data-path /data/cityscapes
 Data parallel:    torchrun --nproc_per_node=N training/train.py ...  (NCCL on GPUs, gloo on CPU)
 Resume:           the same command with --resume (reads <output-dir>/last.pt)
+Evaluate:         python training/train.py ... --test-only [--weights best.safetensors]
 
 Outputs in --output-dir: last.pt (training state, for --resume), best.safetensors (the weights the
 node loads, with their metadata), log.csv and curves.png (loss, lr, mIoU per epoch).
@@ -24,16 +25,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import DATASETS  # noqa: E402
-from transforms import eval_transform, train_transform  # noqa: E402
-
-from lednet_ros.checkpoint import WeightsMetadata, save_weights  # noqa: E402
+from lednet_ros.checkpoint import (  # noqa: E402
+    CheckpointError, WeightsMetadata, load_weights, save_weights)
 from lednet_ros.labels import IGNORE_INDEX  # noqa: E402
 from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.model import LEDNet  # noqa: E402
+from training.datasets import DATASETS, DatasetError  # noqa: E402
+from training.transforms import eval_transform, train_transform  # noqa: E402
 
 # ENet-style weights used by the official code for Cityscapes stage 2 (LEDNET_SPEC).
 PAPER_CITYSCAPES_WEIGHTS = (
@@ -66,6 +66,9 @@ def get_args(argv=None) -> argparse.Namespace:
                         "(the official code's first stage); 'full': the whole network")
     p.add_argument("--encoder-weights", type=Path,
                    help="start the full stage from an encoder stage's last.pt")
+    p.add_argument("--init-weights", type=Path,
+                   help="start from the weights of a .safetensors checkpoint (fine-tuning; its "
+                        "recipe is recorded in the new checkpoint's)")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=5, help="per process")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -80,22 +83,31 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=size_arg, default=None)
     p.add_argument("--translate", type=int, default=2, help="random translation in pixels")
     p.add_argument("--eval-size", type=size_arg, default=None,
-                   help="evaluate at this size (default: the dataset's own)")
+                   help="evaluate images and labels (nearest) at this size (default: --resize, "
+                        "as the paper evaluates Cityscapes at 1024x512; with --test-only the "
+                        "weights' input size; without either the dataset's own)")
     p.add_argument("--mean", type=float, nargs=3, default=[0.0, 0.0, 0.0])
     p.add_argument("--std", type=float, nargs=3, default=[1.0, 1.0, 1.0])
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--max-iters-per-epoch", type=int, default=0, help="0: the whole dataset")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--stop-after-epochs", type=int, default=0,
+                   help="end this run after N epochs, as if interrupted (for time-limited jobs; "
+                        "continue with --resume; the lr schedule still spans --epochs)")
+    p.add_argument("--workers", type=int, default=0, help="data loading processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from <output-dir>/last.pt")
     p.add_argument("--test-only", action="store_true", help="evaluate the weights and exit")
-    p.add_argument("--weights", type=Path, help="weights to evaluate with --test-only")
+    p.add_argument("--weights", type=Path,
+                   help="weights to evaluate with --test-only "
+                        "(default: <output-dir>/best.safetensors)")
     args = p.parse_args(argv)
     if args.resize is None and args.dataset == "cityscapes":
         args.resize = (1024, 512)
+    if args.eval_size is None and not args.test_only:
+        args.eval_size = args.resize
     return args
 
 
@@ -132,10 +144,14 @@ def init_distributed():
 
 def pick_device(request: str, rank: int) -> torch.device:
     if request == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        return torch.device("cpu")
-    return torch.device(request)
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    else:
+        device = torch.device(request)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and the default CUDA stream use this process's GPU
+    return device
 
 
 def epoch_order(n: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:
@@ -147,10 +163,19 @@ def epoch_order(n: int, epoch: int, seed: int, rank: int, world: int) -> list[in
     return order[rank::world]
 
 
-def batches(dataset, order, batch_size, seed, epoch):
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        items = [dataset[(i, seed * 1000003 + epoch * 100003 + i)] for i in order[start:start + batch_size]]
-        yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+def batch_items(order, batch_size, seed, epoch) -> list[list[tuple[int, int]]]:
+    """Batches of (sample index, augmentation seed); an incomplete last batch is dropped."""
+    return [[(i, seed * 1000003 + epoch * 100003 + i) for i in order[start:start + batch_size]]
+            for start in range(0, len(order) - batch_size + 1, batch_size)]
+
+
+def batches(dataset, order, batch_size, seed, epoch, workers=0):
+    """(images, labels) batches, loaded by ``workers`` processes; the same tensors for any count.
+
+    The loader gets its own generator so it never draws from the global RNG (dropout's)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batch_items(order, batch_size, seed, epoch), num_workers=workers,
+        generator=torch.Generator())
 
 
 def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float) -> float:
@@ -158,7 +183,8 @@ def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float) -> floa
 
 
 @torch.inference_mode()
-def evaluate(model, dataset, device, num_classes, rank=0, world=1, stage="full") -> ConfusionMatrix:
+def evaluate(model, dataset, device, num_classes, rank=0, world=1,
+             stage="full") -> ConfusionMatrix:
     """Confusion matrix over a dataset (split across processes, then summed)."""
     model.eval()
     cm = ConfusionMatrix(num_classes)
@@ -214,6 +240,15 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
 def main(argv=None) -> float:
     args = get_args(argv)
     rank, world = init_distributed()
+    try:
+        return run(args, rank, world)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def run(args, rank: int, world: int) -> float:
+    """Train (or with --test-only evaluate); returns the best validation mIoU."""
     device = pick_device(args.device, rank)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -222,35 +257,51 @@ def main(argv=None) -> float:
     is_main = rank == 0
     dataset_cls = DATASETS[args.dataset]
     class_set = dataset_cls.class_set
-    train_set = dataset_cls(args.data_path, args.train_split, train_transform(args, class_set))
-    val_set = dataset_cls(args.data_path, args.val_split, eval_transform(args, class_set))
     n_classes = class_set.num_classes
+
+    if args.test_only:
+        weights_path = args.weights or args.output_dir / "best.safetensors"
+        try:
+            loaded, meta = load_weights(weights_path, num_classes=n_classes)
+        except CheckpointError as exc:
+            raise SystemExit(f"--test-only: {exc}") from None
+        args.mean, args.std = meta.mean, meta.std  # the weights' own normalisation
+        args.eval_size = args.eval_size or tuple(meta.input_size)
+        val_set = _dataset(dataset_cls, args.data_path, args.val_split,
+                           eval_transform(args, class_set))
+        cm = evaluate(loaded.to(device), val_set, device, n_classes, rank, world)
+        if is_main:
+            print(f"{weights_path} on {args.dataset} {args.val_split} ({len(val_set)} images "
+                  f"at {args.eval_size[0]}x{args.eval_size[1]})")
+            print_report(cm, class_set.names)
+        return cm.mean_iou()
+
+    train_set = _dataset(dataset_cls, args.data_path, args.train_split,
+                         train_transform(args, class_set))
+    val_set = _dataset(dataset_cls, args.data_path, args.val_split,
+                       eval_transform(args, class_set))
+    if math.ceil(len(train_set) / world) < args.batch_size:
+        raise SystemExit(f"{args.data_path} has {len(train_set)} {args.train_split} images: "
+                         f"fewer than one batch of {args.batch_size} for each of {world} "
+                         "processes")
 
     torch.manual_seed(args.seed)
     full_model = LEDNet(n_classes, decoder=args.decoder)
     model = EncoderClassifier(full_model) if args.stage == "encoder" else full_model
     if args.encoder_weights:
-        state = torch.load(args.encoder_weights, map_location="cpu", weights_only=True)
-        encoder_state = {k[len("encoder."):]: v for k, v in state["model"].items()
-                         if k.startswith("encoder.")}
-        full_model.encoder.load_state_dict(encoder_state, strict=True)
+        load_encoder(full_model, args.encoder_weights)
+    init_recipe = init_from_weights(full_model, args.init_weights) if args.init_weights else None
     model.to(device)
-
-    if args.test_only:
-        from lednet_ros.checkpoint import load_weights
-
-        loaded, _ = load_weights(args.weights, num_classes=n_classes)
-        cm = evaluate(loaded.to(device), val_set, device, n_classes, rank, world)
-        if is_main:
-            print_report(cm, class_set.names)
-        return cm.mean_iou()
 
     if args.class_weights == "paper":
         if args.dataset != "cityscapes":
             raise SystemExit("--class-weights paper is for Cityscapes; use enet or none")
         weights = torch.tensor(PAPER_CITYSCAPES_WEIGHTS)
     elif args.class_weights == "enet":
-        weights = enet_class_weights(train_set, n_classes)
+        try:
+            weights = enet_class_weights(train_set, n_classes)
+        except DatasetError as exc:
+            raise SystemExit(f"dataset error: {exc}") from None
     else:
         weights = None
     criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
@@ -286,14 +337,21 @@ def main(argv=None) -> float:
 
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     recipe["world_size"] = world
-    for epoch in range(start_epoch, args.epochs):
+    recipe["class_weight_values"] = weights.tolist() if weights is not None else None
+    if init_recipe is not None:
+        recipe["init_weights_recipe"] = init_recipe
+    stop_epoch = args.epochs
+    if args.stop_after_epochs:
+        stop_epoch = min(args.epochs, start_epoch + args.stop_after_epochs)
+    for epoch in range(start_epoch, stop_epoch):
         started = time.time()
         torch.manual_seed(args.seed * 100003 + epoch * 1009 + rank)  # dropout, reproducible
         train_model.train()
         order = epoch_order(len(train_set), epoch, args.seed, rank, world)
         total, count = 0.0, 0
         progress = _progress(per_epoch, f"epoch {epoch + 1}/{args.epochs}", is_main)
-        for i, (x, y) in enumerate(batches(train_set, order, args.batch_size, args.seed, epoch)):
+        loader = batches(train_set, order, args.batch_size, args.seed, epoch, args.workers)
+        for i, (x, y) in enumerate(loader):
             if i >= per_epoch:
                 break
             lr = poly_lr(args.lr, epoch * per_epoch + i, max_iter, args.poly_power)
@@ -330,20 +388,52 @@ def main(argv=None) -> float:
                 best_miou = miou
                 metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc, "epoch": epoch + 1,
                            "split": args.val_split, **cm.summary(class_set.names)}
-                save_weights(args.output_dir / "best.safetensors", full_model, WeightsMetadata.from_class_set(
-                    class_set, decoder=args.decoder, mean=list(args.mean), std=list(args.std),
-                    input_size=list(args.resize or args.eval_size or _native_size(val_set)),
-                    recipe=recipe, metrics=metrics))
+                save_weights(args.output_dir / "best.safetensors", full_model,
+                             WeightsMetadata.from_class_set(
+                                 class_set, decoder=args.decoder, mean=list(args.mean),
+                                 std=list(args.std), recipe=recipe, metrics=metrics,
+                                 input_size=list(args.resize or args.eval_size
+                                                 or _native_size(val_set))))
             elif evaluated and miou > best_miou:
                 best_miou = miou
-            save_state(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_state(last_path, {"model": model.state_dict(),
+                                   "optimizer": optimizer.state_dict(),
                                    "scaler": scaler.state_dict(), "epoch": epoch,
                                    "best_miou": best_miou, "args": recipe})
         if world > 1:
             dist.barrier()
-    if world > 1:
-        dist.destroy_process_group()
     return best_miou
+
+
+def _dataset(dataset_cls, root: Path, split: str, transform):
+    try:
+        return dataset_cls(root, split, transform)
+    except DatasetError as exc:
+        raise SystemExit(f"dataset error: {exc}") from None
+
+
+def load_encoder(model: LEDNet, path: Path) -> None:
+    """Initialise ``model``'s encoder from an encoder stage's last.pt."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        encoder_state = {k[len("encoder."):]: v for k, v in state["model"].items()
+                         if k.startswith("encoder.")}
+        model.encoder.load_state_dict(encoder_state, strict=True)
+    except (OSError, KeyError, RuntimeError, TypeError) as exc:
+        raise SystemExit(f"--encoder-weights {path}: not an encoder stage's last.pt of a "
+                         f"{model.num_classes}-class {model.decoder_variant} LEDNet: "
+                         f"{exc}") from None
+
+
+def init_from_weights(model: LEDNet, path: Path) -> dict:
+    """Load a .safetensors checkpoint of the same architecture into ``model``; return its recipe."""
+    try:
+        source, meta = load_weights(path, num_classes=model.num_classes,
+                                    decoder=model.decoder_variant)
+    except CheckpointError as exc:
+        raise SystemExit(f"--init-weights: {exc}") from None
+    model.load_state_dict(source.state_dict(), strict=True)
+    return {"path": str(path), "recipe": meta.recipe, "metrics": meta.metrics}
 
 
 def _native_size(dataset) -> tuple[int, int]:

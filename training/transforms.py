@@ -1,7 +1,7 @@
 """Paired (image, label) transforms: images bilinear, labels nearest, label padding 255 (ignore).
 
-Every transform takes ``(image, label, rng)`` with a numpy Generator, so augmentation is reproducible
-from a seed (and a resumed run sees the same augmentations as an uninterrupted one).
+Every transform takes ``(image, label, rng)`` with a numpy Generator, so augmentation is
+reproducible from a seed (and a resumed run sees the same augmentations as an uninterrupted one).
 """
 
 from __future__ import annotations

@@ -1,0 +1,338 @@
+"""training/train.py and training/export.py on tiny Cityscapes trees the tests write themselves.
+
+A short run's loss falls and its log and curves are written; an interrupted run resumes to the same
+weights bit for bit; two gloo processes train together; --test-only reproduces the recorded mIoU;
+the exported weights load in the Segmenter with their recipe and metrics; ONNX agrees with PyTorch.
+No ROS. Frames of 64x32 keep every run to seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
+
+from conftest import write_tiny_cityscapes  # noqa: E402
+from training import export, train  # noqa: E402
+from training.datasets import Cityscapes  # noqa: E402
+
+from lednet_ros.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.labels import CITYSCAPES  # noqa: E402
+from lednet_ros.model import LEDNet  # noqa: E402
+from lednet_ros.segmenter import Segmenter  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_PY = REPO / "training" / "train.py"
+
+
+def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--dataset", "cityscapes", "--data-path", str(data), "--resize", "64x32",
+            "--batch-size", "2", "--output-dir", str(out), *extra]
+
+
+def read_log(out: Path) -> list[dict]:
+    with open(out / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def optimizer_states_equal(a: dict, b: dict) -> bool:
+    if a["param_groups"] != b["param_groups"] or a["state"].keys() != b["state"].keys():
+        return False
+    return all(state_dicts_equal(a["state"][k], b["state"][k]) for k in a["state"])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_cityscapes, tmp_path_factory) -> Path:
+    """40 iterations (10 epochs of 4 batches of 2) on the tiny tree, without class weights."""
+    out = tmp_path_factory.mktemp("run")
+    train.main(tiny_args(tiny_cityscapes, out, "--epochs", "10", "--lr", "1e-2",
+                         "--class-weights", "none"))
+    return out
+
+
+def test_the_papers_recipe_is_the_default():
+    args = train.get_args(["--data-path", "/data/cityscapes"])
+    assert args.dataset == "cityscapes" and args.resize == args.eval_size == (1024, 512)
+    assert (args.batch_size, args.epochs, args.lr, args.weight_decay) == (5, 300, 5e-4, 1e-4)
+    assert (args.poly_power, args.translate, args.stage, args.decoder) == (0.9, 2, "full", "apn")
+    camvid = train.get_args(["--dataset", "camvid", "--data-path", "/data/camvid"])
+    assert camvid.resize is None and camvid.eval_size is None  # CamVid's own 480x360
+
+
+def test_paper_class_weights_are_for_cityscapes_only(camvid_root, tmp_path):
+    with pytest.raises(SystemExit, match="--class-weights paper is for Cityscapes"):
+        train.main(["--dataset", "camvid", "--data-path", str(camvid_root), "--output-dir",
+                    str(tmp_path), "--class-weights", "paper"])
+
+
+def test_short_run_loss_falls_and_log_and_curves_are_written(trained_run):
+    rows = read_log(trained_run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 11))
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 0.7 * losses[0], losses
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-2  # poly decay
+    assert all(0.0 <= float(r["val_miou"]) <= 1.0 for r in rows)
+    curves = cv2.imread(str(trained_run / "curves.png"))
+    assert curves is not None and curves.shape[0] > 100 and curves.shape[1] > 300
+
+
+def test_best_weights_record_recipe_and_metrics(trained_run):
+    meta = read_metadata(trained_run / "best.safetensors")
+    assert meta.dataset == "cityscapes" and meta.class_names == list(CITYSCAPES.names)
+    assert meta.input_size == [64, 32]
+    recipe = meta.recipe
+    assert (recipe["lr"], recipe["epochs"], recipe["batch_size"]) == (1e-2, 10, 2)
+    assert (recipe["weight_decay"], recipe["poly_power"], recipe["world_size"]) == (1e-4, 0.9, 1)
+    assert recipe["class_weights"] == "none" and recipe["resize"] == [64, 32]
+    best = max(float(r["val_miou"]) for r in read_log(trained_run))
+    assert meta.metrics["mean_iou"] == pytest.approx(best, abs=1e-12)
+    assert set(meta.metrics["per_class_iou"]) == set(CITYSCAPES.names)
+
+
+def test_test_only_reproduces_the_recorded_miou(trained_run, tiny_cityscapes, capsys):
+    miou = train.main(tiny_args(tiny_cityscapes, trained_run, "--test-only"))
+    assert miou == read_metadata(trained_run / "best.safetensors").metrics["mean_iou"]
+    report = capsys.readouterr().out
+    assert "best.safetensors" in report and f"mIoU {100 * miou:.2f}%" in report
+    assert "road" in report and "bicycle" in report
+
+
+def test_test_only_without_weights_names_the_file(tiny_cityscapes, tmp_path):
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'best.safetensors'}: no such weights file"):
+        train.main(tiny_args(tiny_cityscapes, tmp_path, "--test-only"))
+
+
+def test_fewer_images_than_a_batch_is_an_error(tiny_cityscapes, tmp_path):
+    with pytest.raises(SystemExit, match="8 train images: fewer than one batch of 9"):
+        train.main(tiny_args(tiny_cityscapes, tmp_path, "--batch-size", "9"))
+
+
+def test_encoder_stage_then_full_stage_from_its_encoder(tiny_cityscapes, tmp_path):
+    encoder_run, full_run = tmp_path / "encoder", tmp_path / "full"
+    train.main(tiny_args(tiny_cityscapes, encoder_run, "--stage", "encoder", "--epochs", "1"))
+    assert not (encoder_run / "best.safetensors").exists()  # the encoder stage is not a model
+    state = torch.load(encoder_run / "last.pt", weights_only=True)["model"]
+    model = LEDNet(19)
+    train.load_encoder(model, encoder_run / "last.pt")
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, state[f"encoder.{key}"]), key
+    train.main(tiny_args(tiny_cityscapes, full_run, "--epochs", "1", "--class-weights", "paper",
+                         "--encoder-weights", str(encoder_run / "last.pt")))
+    recipe = read_metadata(full_run / "best.safetensors").recipe
+    assert recipe["encoder_weights"] == str(encoder_run / "last.pt")
+    assert recipe["class_weight_values"] == pytest.approx(train.PAPER_CITYSCAPES_WEIGHTS)
+    with pytest.raises(SystemExit, match="--encoder-weights .*best.safetensors"):
+        train.load_encoder(model, full_run / "best.safetensors")
+
+
+# Resume: 24 frames make 12 iterations an epoch, long enough to kill a run inside its second epoch.
+
+@pytest.fixture(scope="module")
+def resume_tree(tmp_path_factory) -> Path:
+    return write_tiny_cityscapes(tmp_path_factory.mktemp("resume_tree"), train=24, seed=1)
+
+
+RESUME_ARGS = ("--epochs", "2", "--translate", "2", "--seed", "3")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(resume_tree, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    train.main(tiny_args(resume_tree, out, *RESUME_ARGS))
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+def assert_same_training_state(state: dict, reference: dict) -> None:
+    assert state["epoch"] == reference["epoch"] == 1
+    assert state_dicts_equal(state["model"], reference["model"])
+    assert optimizer_states_equal(state["optimizer"], reference["optimizer"])
+    assert state["best_miou"] == reference["best_miou"]
+
+
+def test_resume_after_stopping_gives_bitwise_the_same_weights(resume_tree, tmp_path,
+                                                              uninterrupted):
+    train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--stop-after-epochs", "1"))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0
+    assert len(read_log(tmp_path)) == 1
+    train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--resume"))
+    assert_same_training_state(torch.load(tmp_path / "last.pt", weights_only=True), uninterrupted)
+    assert [int(r["epoch"]) for r in read_log(tmp_path)] == [1, 2]
+
+
+def test_resume_after_a_kill_gives_bitwise_the_same_weights(resume_tree, tmp_path, uninterrupted):
+    """SIGKILL as soon as the first epoch's last.pt is written, then --resume."""
+    last = tmp_path / "last.pt"
+    command = [sys.executable, str(TRAIN_PY), *tiny_args(resume_tree, tmp_path, *RESUME_ARGS)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while not last.exists() and process.poll() is None:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        output = process.communicate(timeout=60)[0].decode()
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{output}"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # killed inside the second epoch
+    train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--resume"))
+    assert_same_training_state(torch.load(last, weights_only=True), uninterrupted)
+
+
+def test_resume_without_a_checkpoint_names_it(tiny_cityscapes, tmp_path):
+    with pytest.raises(SystemExit, match=f"--resume: {tmp_path / 'last.pt'} does not exist"):
+        train.main(tiny_args(tiny_cityscapes, tmp_path, "--resume"))
+
+
+def test_data_loading_workers_give_the_same_batches(tiny_cityscapes):
+    args = train.get_args(tiny_args(tiny_cityscapes, Path("unused")))
+    dataset = Cityscapes(tiny_cityscapes, "train",
+                         train.train_transform(args, CITYSCAPES))
+    order = train.epoch_order(len(dataset), epoch=1, seed=0, rank=0, world=1)
+    before = torch.get_rng_state()
+    in_process = list(train.batches(dataset, order, 2, seed=0, epoch=1, workers=0))
+    in_workers = list(train.batches(dataset, order, 2, seed=0, epoch=1, workers=2))
+    assert torch.equal(torch.get_rng_state(), before)  # dropout's random stream is untouched
+    assert len(in_process) == 4
+    for (x, y), (wx, wy) in zip(in_process, in_workers, strict=True):
+        assert torch.equal(x, wx) and torch.equal(y, wy)
+
+
+def test_two_gloo_processes_train_together(tiny_cityscapes, tmp_path):
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(TRAIN_PY),
+               *tiny_args(tiny_cityscapes, out, "--epochs", "2", "--threads", "1")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    meta = read_metadata(out / "best.safetensors")
+    assert meta.recipe["world_size"] == 2
+    assert len(read_log(out)) == 2
+    state = torch.load(out / "last.pt", weights_only=True)
+    model, _ = load_weights(out / "best.safetensors")
+    assert state["epoch"] == 1 and not any(k.startswith("module.") for k in state["model"])
+    assert set(model.state_dict()) == set(state["model"])
+
+
+# Export
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> tuple[Path, Path, list]:
+    out = tmp_path_factory.mktemp("export")
+    weights, onnx_path = out / "lednet_tiny.safetensors", out / "lednet_tiny.onnx"
+    checks = export.main([str(trained_run), "--output", str(weights), "--onnx", str(onnx_path)])
+    return weights, onnx_path, checks
+
+
+def test_exported_weights_load_in_the_segmenter(exported, trained_run, tiny_cityscapes):
+    weights, _, _ = exported
+    source_model, source_meta = load_weights(trained_run / "best.safetensors")
+    model, meta = load_weights(weights)
+    assert meta == source_meta and meta.recipe["lr"] == 1e-2
+    assert meta.metrics["mean_iou"] == source_meta.metrics["mean_iou"]
+    assert state_dicts_equal(model.state_dict(), source_model.state_dict())
+    segmenter = Segmenter.from_weights(weights, device="cpu", engine="torch")
+    assert segmenter.input_size == (64, 32) and segmenter.class_names == list(CITYSCAPES.names)
+    image = sorted(tiny_cityscapes.glob("leftImg8bit/val/*/*.png"))[0]
+    rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB), (100, 50))
+    labels = segmenter.segment(rgb)
+    assert labels.shape == (50, 100) and labels.max() < 19
+
+
+def test_export_defaults_to_a_file_beside_the_run(trained_run):
+    export.main([str(trained_run)])
+    assert read_metadata(trained_run / "lednet_cityscapes.safetensors").dataset == "cityscapes"
+
+
+def test_onnx_agrees_with_pytorch_at_two_sizes(exported):
+    _, _, checks = exported
+    assert [(c.width, c.height) for c in checks] == [(64, 32), (32, 16)]
+    for check in checks:
+        assert check.label_disagreement <= export.MAX_LABEL_DISAGREEMENT
+        assert check.max_abs_diff < 1e-3
+
+
+def test_onnx_file_has_dynamic_axes_and_metadata(exported, tiny_cityscapes):
+    import onnx
+    import onnxruntime as ort
+
+    weights, onnx_path, _ = exported
+    graph = onnx.load(str(onnx_path))
+    dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    props = {p.key: p.value for p in graph.metadata_props}
+    model, meta = load_weights(weights)
+    assert props["lednet_ros"] == meta.to_json()
+    # A size and a real frame the export's own check did not use: the same labels as PyTorch.
+    image = sorted(tiny_cityscapes.glob("leftImg8bit/val/*/*.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    x = export.preprocess(rgb, (96, 48), meta.mean, meta.std)
+    (logits,) = ort.InferenceSession(str(onnx_path)).run(None, {"image": x.numpy()})
+    with torch.inference_mode():
+        expected = model.eval()(x)
+    assert logits.shape == (1, 19, 48, 96)
+    agree = (logits.argmax(1) == expected.argmax(1).numpy()).mean()
+    assert agree >= 1 - export.MAX_LABEL_DISAGREEMENT
+
+
+def test_onnx_check_fails_when_labels_disagree(exported):
+    _, onnx_path, _ = exported
+    torch.manual_seed(1)
+    other = LEDNet(19)  # not the exported model
+    meta = read_metadata(exported[0])
+    rgb = export.check_image(None, (64, 32))
+    with pytest.raises(export.ExportError, match="disagrees with PyTorch"):
+        export.compare_onnx(other, meta, onnx_path, rgb, [(64, 32)])
+
+
+def test_export_refuses_weights_without_recipe_or_miou(random_weights, tmp_path):
+    with pytest.raises(SystemExit, match="lacks the training recipe or a finite mean_iou"):
+        export.main([str(random_weights), "--output", str(tmp_path / "out.safetensors")])
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_export_of_a_missing_run_names_the_file(tmp_path):
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'best.safetensors'}: no such weights file"):
+        export.main([str(tmp_path)])
+
+
+def test_real_cityscapes_mini_trains_one_epoch(cityscapes_root, tmp_path):
+    """The real 2048x1024 frames through the whole pipeline (resized small to stay quick)."""
+    best = train.main(["--dataset", "cityscapes", "--data-path", str(cityscapes_root),
+                       "--resize", "128x64", "--eval-size", "128x64", "--batch-size", "2",
+                       "--epochs", "1", "--output-dir", str(tmp_path)])
+    assert 0.0 <= best <= 1.0
+    meta = read_metadata(tmp_path / "best.safetensors")
+    assert meta.input_size == [128, 64] and meta.metrics["split"] == "val"
+    weights = meta.recipe["class_weight_values"]
+    assert len(weights) == 19 and all(np.isfinite(weights))
+
+
+def test_amp_without_cuda_is_refused(tiny_cityscapes, tmp_path):
+    with pytest.raises(SystemExit, match="--amp needs a CUDA device"):
+        train.main(tiny_args(tiny_cityscapes, tmp_path, "--amp", "--device", "cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision needs a CUDA device")
+def test_mixed_precision_run_on_cuda(tiny_cityscapes, tmp_path):
+    train.main(tiny_args(tiny_cityscapes, tmp_path, "--amp", "--device", "cuda", "--epochs", "2"))
+    model, meta = load_weights(tmp_path / "best.safetensors")
+    assert meta.recipe["amp"] is True
+    floats = [v for v in model.state_dict().values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in floats)

@@ -1,0 +1,1 @@
+"""Training LEDNet without ROS: datasets, paired transforms, the training loop and export."""
