@@ -1,6 +1,12 @@
-"""A camera of our own: a video file or an image folder published as `image` + `camera_info`.
+r"""A camera of our own: a video file or an image folder published as `image` + `camera_info`.
 
-    ros2 run lednet_ros camera_publisher --ros-args -p source:=street.mp4 -p fps:=10.0
+    ros2 run lednet_ros camera_publisher --ros-args -p source:=street.mp4 -p fps:=10.0 \
+        -r image:=/camera/image_raw -r camera_info:=/camera/camera_info
+
+Frames go out at `fps` with stamps from the node clock (so use_sim_time works), on `image`
+(sensor_msgs/Image, rgb8 or bgr8) and `camera_info` (an uncalibrated pinhole model of the published
+size). When the source ends and `loop` is false the node logs it and its process exits with 0:
+that is the done signal for whoever started it.
 """
 
 from __future__ import annotations
@@ -8,109 +14,188 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from .ros_messages import image_message
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+ENCODINGS = ("rgb8", "bgr8")
+RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,
+                 "best_effort": ReliabilityPolicy.BEST_EFFORT}
+MAX_SIDE = 16384
+
+
+class FrameReadError(RuntimeError):
+    """One frame of the source could not be read; the message names it."""
 
 
 class FrameSource:
-    """Frames (RGB uint8) from a video file or the sorted images of a folder."""
+    """RGB uint8 frames from a video file or the sorted images of a folder, optionally looping."""
 
     def __init__(self, source: Path, loop: bool):
-        self.source, self.loop = source, loop
-        if source.is_dir():
-            self.files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.files:
-                raise ValueError(f"source {source}: no images ({', '.join(IMAGE_SUFFIXES)})")
-            self.index = 0
-        elif source.is_file():
-            self.capture = cv2.VideoCapture(str(source))
-            if not self.capture.isOpened():
-                raise ValueError(f"source {source}: not a readable video")
-        else:
-            raise ValueError(f"source {source}: no such file or folder")
-
-    def next(self):
-        """The next RGB frame, or None at the end (when not looping)."""
+        self.source, self.loop = Path(source), loop
+        self.files, self.index, self.capture = [], 0, None
         if self.source.is_dir():
-            if self.index >= len(self.files):
-                if not self.loop:
-                    return None
-                self.index = 0
-            bgr = cv2.imread(str(self.files[self.index]), cv2.IMREAD_COLOR)
-            self.index += 1
+            self.files = sorted(p for p in self.source.iterdir()
+                                if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise ValueError(f"source {self.source}: a folder without images "
+                                 f"({' '.join(IMAGE_SUFFIXES)})")
+        elif self.source.is_file():
+            self.capture = cv2.VideoCapture(str(self.source))
+            if not self.capture.isOpened():
+                raise ValueError(f"source {self.source}: not a video OpenCV can read")
         else:
+            raise ValueError(f"source {str(self.source)!r}: no such file or folder")
+
+    def next(self) -> np.ndarray | None:
+        """The next frame (H x W x 3 RGB), or None at the end when not looping.
+
+        Raises:
+            FrameReadError: an image of the folder cannot be decoded (the next call goes on).
+        """
+        if self.capture is not None:
             ok, bgr = self.capture.read()
             if not ok and self.loop:
                 self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 ok, bgr = self.capture.read()
-            if not ok:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if ok else None
+        if self.index >= len(self.files):
+            if not self.loop:
                 return None
+            self.index = 0
+        path = self.files[self.index]
+        self.index += 1
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FrameReadError(f"cannot decode image {path}")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def pinhole_camera_info(header: Header, width: int, height: int) -> CameraInfo:
-    """A plausible uncalibrated pinhole model (focal length = width, centred)."""
+    """An uncalibrated pinhole model: focal length = width in pixels, principal point centred."""
     info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
-    f = float(width)
+    f, cx, cy = float(width), width / 2.0, height / 2.0
     info.d = [0.0] * 5
-    info.k = [f, 0.0, width / 2, 0.0, f, height / 2, 0.0, 0.0, 1.0]
+    info.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [f, 0.0, width / 2, 0.0, 0.0, f, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return info
 
 
+def _describe(description: str, integers=None, floats=None) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, read_only=True)
+    if integers:
+        descriptor.integer_range = [IntegerRange(from_value=integers[0], to_value=integers[1])]
+    if floats:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=floats[0], to_value=floats[1])]
+    return descriptor
+
+
+PARAMETERS = {
+    "source": ("", _describe("Video file or folder of images (sorted by name).")),
+    "fps": (10.0, _describe("Frames per second.", floats=(0.01, 1000.0))),
+    "frame_id": ("camera", _describe("frame_id of every header.")),
+    "loop": (False, _describe("Start again at the end instead of finishing.")),
+    "max_frames": (0, _describe("Finish after this many frames (0: no limit).",
+                                integers=(0, 2**31 - 1))),
+    "encoding": ("rgb8", _describe("Image encoding: rgb8 or bgr8.")),
+    "width": (0, _describe("Resize frames to this width (0: keep; with height 0, keep the "
+                           "aspect ratio).", integers=(0, MAX_SIDE))),
+    "height": (0, _describe("Resize frames to this height (0: keep; with width 0, keep the "
+                            "aspect ratio).", integers=(0, MAX_SIDE))),
+    "qos_reliability": ("reliable", _describe(
+        "Reliability of image and camera_info: reliable (rclpy's default, as most drivers) or "
+        "best_effort (sensor data).")),
+    "qos_depth": (10, _describe("History depth of image and camera_info.", integers=(1, 1000))),
+    "wait_for_subscribers": (0, _describe(
+        "Hold the first frame until image has this many subscriptions (0: start at once).",
+        integers=(0, 1000))),
+}
+
+
+def output_size(width: int, height: int, wanted: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) to publish a width x height frame at; 0 in ``wanted`` keeps the aspect
+    ratio from the other side, (0, 0) keeps the frame's size."""
+    want_w, want_h = wanted
+    if want_w and want_h:
+        return want_w, want_h
+    if want_w:
+        return want_w, max(1, round(height * want_w / width))
+    if want_h:
+        return max(1, round(width * want_h / height)), want_h
+    return width, height
+
+
 class CameraPublisher(Node):
-    """Publishes frames at `fps` with stamps from the node clock; stops at the end unless `loop`."""
+    """Publishes a FrameSource at ``fps``; ``done`` turns true when it ends (not looping)."""
 
     def __init__(self, **kwargs):
         super().__init__("camera_publisher", **kwargs)
-        describe = ParameterDescriptor
-        self.declare_parameter("source", "", describe(description="video file or image folder"))
-        self.declare_parameter("fps", 10.0, describe(description="frames per second"))
-        self.declare_parameter("frame_id", "camera", describe(description="header frame_id"))
-        self.declare_parameter("loop", False, describe(description="restart at the end"))
-        self.declare_parameter("max_frames", 0, describe(description="stop after N (0: all)"))
-        self.declare_parameter("encoding", "rgb8", describe(description="rgb8 or bgr8"))
-        self.declare_parameter("wait_for_subscribers", False, describe(
-            description="hold the first frame until something subscribes to image"))
-        source = Path(self.get_parameter("source").value)
-        fps = self.get_parameter("fps").value
-        self.encoding = self.get_parameter("encoding").value
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        if self.encoding not in ("rgb8", "bgr8"):
-            raise ValueError(f"encoding must be rgb8 or bgr8, got {self.encoding!r}")
-        self.frames = FrameSource(source, self.get_parameter("loop").value)
-        self.max_frames = self.get_parameter("max_frames").value
-        self.frame_id = self.get_parameter("frame_id").value
-        self.image_pub = self.create_publisher(Image, "image", 10)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", 10)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        value = lambda name: self.get_parameter(name).value  # noqa: E731
+        self.encoding = value("encoding")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"parameter encoding is {self.encoding!r}; expected one of "
+                             f"{', '.join(ENCODINGS)}")
+        reliability = value("qos_reliability")
+        if reliability not in RELIABILITIES:
+            raise ValueError(f"parameter qos_reliability is {reliability!r}; expected one of "
+                             f"{', '.join(RELIABILITIES)}")
+        self.frames = FrameSource(Path(value("source")), value("loop"))
+        self.size = (value("width"), value("height"))
+        self.max_frames = value("max_frames")
+        self.frame_id = value("frame_id")
+        self.wait_for_subscribers = value("wait_for_subscribers")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value("qos_depth"),
+                         reliability=RELIABILITIES[reliability])
+        self.image_pub = self.create_publisher(Image, "image", qos)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self.published = 0
+        self.frames_skipped = 0
         self.done = False
-        self.wait_for_subscribers = self.get_parameter("wait_for_subscribers").value
-        self.timer = self.create_timer(1.0 / fps, self._publish_next)
+        self.timer = self.create_timer(1.0 / value("fps"), self._publish_next)
+        self.get_logger().info(f"publishing {self.frames.source} at {value('fps')} fps")
 
     def _publish_next(self) -> None:
-        if self.done or (self.wait_for_subscribers and not self.image_pub.get_subscription_count()):
+        if self.done:
             return
-        rgb = None if self.max_frames and self.published >= self.max_frames else self.frames.next()
+        if self.published == 0 and self.frames_skipped == 0 and (
+                self.image_pub.get_subscription_count() < self.wait_for_subscribers):
+            return
+        try:
+            rgb = None if 0 < self.max_frames <= self.published else self.frames.next()
+        except FrameReadError as exc:
+            self.frames_skipped += 1
+            self.get_logger().warning(f"{exc}; skipped")
+            return
         if rgb is None:
-            self.done = True
-            self.get_logger().info(f"source finished after {self.published} frames")
+            self._finish()
             return
+        width, height = output_size(rgb.shape[1], rgb.shape[0], self.size)
+        if (width, height) != (rgb.shape[1], rgb.shape[0]):
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         image = rgb if self.encoding == "rgb8" else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         self.image_pub.publish(image_message(image, self.encoding, header))
-        self.info_pub.publish(pinhole_camera_info(header, rgb.shape[1], rgb.shape[0]))
+        self.info_pub.publish(pinhole_camera_info(header, width, height))
         self.published += 1
+
+    def _finish(self) -> None:
+        self.done = True
+        self.timer.cancel()
+        skipped = f", {self.frames_skipped} unreadable skipped" if self.frames_skipped else ""
+        self.get_logger().info(f"source finished: {self.published} frames published{skipped}")
 
 
 def main(args=None) -> int:
@@ -118,11 +203,12 @@ def main(args=None) -> int:
         with rclpy.init(args=args):
             try:
                 node = CameraPublisher()
-            except ValueError as exc:
-                rclpy.logging.get_logger("camera_publisher").fatal(str(exc))
+            except (ValueError, ParameterException) as exc:
+                rclpy.logging.get_logger("camera_publisher").fatal(f"cannot start: {exc}")
                 return 1
             while rclpy.ok() and not node.done:
                 rclpy.spin_once(node, timeout_sec=0.1)
+            node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0

@@ -1,11 +1,12 @@
 """The main job: a camera stream through the segmentation node, results written to disk.
 
-    python -m lednet_ros.demo [--source VIDEO_OR_FOLDER] [--frames 60] [--fps 5] [--out demo_output]
+    python -m lednet_ros.demo [--source VIDEO_OR_FOLDER] [--frames 200] [--fps 5] [--out DIR]
 
-Starts our camera publisher and the segmentation node (default weights) as separate processes over
-real DDS (with the shipped Fast DDS profile), records ~/overlay and ~/occupancy, writes overlay PNGs
-and occupancy.csv, and prints the measured rate and latency. Default input: the street video of
-Debian's opencv-doc package.
+Starts our camera publisher and the segmentation node (packaged weights by default) as two
+processes talking over real DDS with the shipped Fast DDS profile, records the node's ~/overlay and
+~/occupancy in this process, writes overlay PNGs and occupancy.csv (stamp and per-class fractions)
+and prints the measured rate and latency. The default input is the street video of Debian's
+opencv-doc package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.qos import QoSProfile, DurabilityPolicy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
@@ -29,109 +33,254 @@ from lednet_ros.msg import ClassInfo, ClassOccupancy
 from .ros_messages import rgb_from_image
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-PROFILE = Path(__file__).resolve().parent.parent / "config" / "fastdds_shm.xml"
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+CAMERA_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info"}
+NODE = "/lednet_segmentation"
+START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export to ONNX)
+IDLE_TIMEOUT_S = 15.0  # no new result for this long: stop waiting
+SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
 
 
-def start(module: str, params: dict, remaps: dict, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", f"lednet_ros.{module}", "--ros-args"]
-    for key, value in params.items():
-        command += ["-p", f"{key}:={value}"]
-    for old, new in remaps.items():
-        command += ["-r", f"{old}:={new}"]
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+def shipped_profile() -> Path | None:
+    """config/fastdds_shm.xml of the source tree, else of the installed package, else None."""
+    candidates = [Path(__file__).resolve().parent.parent / "config" / "fastdds_shm.xml"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = get_package_share_directory("lednet_ros")
+        candidates.append(Path(share) / "config" / "fastdds_shm.xml")
+    except (ImportError, LookupError, ValueError):
+        pass
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def stamp_seconds(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
-    parser.add_argument("--frames", type=int, default=60, help="frames to publish")
-    parser.add_argument("--fps", type=float, default=5.0, help="camera rate")
-    parser.add_argument("--weights", default="", help="weights file ('' = packaged)")
-    parser.add_argument("--save-every", type=int, default=10, help="write every Nth overlay")
-    parser.add_argument("--out", type=Path, default=Path("demo_output"))
-    args = parser.parse_args(argv)
-    if not args.source.exists():
-        print(f"demo: input {args.source} does not exist; install Debian's opencv-doc "
-              f"(apt-get install opencv-doc) or pass --source VIDEO_OR_FOLDER", file=sys.stderr)
-        return 2
-    if PROFILE.is_file():
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
-    args.out.mkdir(parents=True, exist_ok=True)
-    remaps = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info"}
-    node = start("node", {"weights": args.weights or "''"}, remaps, args.out / "node.log")
-    rclpy.init()
-    listener = rclpy.create_node("lednet_demo_listener")
-    overlays, occupancy, infos = [], [], []
-    arrival = {}
-    topic = "/lednet_segmentation"
-    listener.create_subscription(Image, f"{topic}/overlay",
-                                 lambda m: overlays.append(m), 10)
-    listener.create_subscription(ClassOccupancy, f"{topic}/occupancy",
-                                 lambda m: (occupancy.append(m),
-                                            arrival.setdefault(stamp_seconds(m.header), time.time())), 10)
-    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    listener.create_subscription(ClassInfo, f"{topic}/class_info", infos.append, latched)
-    camera = None
+def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:
+    """``python -m lednet_ros.<module>`` with ROS parameters and the camera remappings."""
+    command = [sys.executable, "-m", f"lednet_ros.{module}", "--ros-args"]
+    for name, value in parameters.items():
+        command += ["-p", f"{name}:={value}"]
+    for name, topic in CAMERA_TOPICS.items():
+        command += ["-r", f"{name}:={topic}"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Ctrl-C, as a user would, then kill if it does not stop."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
     try:
-        deadline = time.time() + 120
-        while not infos and time.time() < deadline and node.poll() is None:
-            rclpy.spin_once(listener, timeout_sec=0.2)
-        if not infos:
-            print(f"demo: the node did not start; see {args.out / 'node.log'}", file=sys.stderr)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class ResultRecorder(Node):
+    """Subscribes to the node's outputs; writes every Nth overlay and each occupancy CSV row."""
+
+    def __init__(self, out: Path, save_every: int):
+        super().__init__("lednet_demo_recorder")
+        self.out, self.save_every = out, save_every
+        self.class_info = None
+        self.frames_published = 0
+        self.overlays_received = 0
+        self.overlays_written = []
+        self.last_overlay = None
+        self.occupancy_rows = 0
+        self.fraction_sums = None
+        self.latencies_ms = []
+        self.arrivals = []
+        self.node_status = {}
+        self._csv_file = self._csv = None
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(ClassInfo, f"{NODE}/class_info", self._on_class_info, latched)
+        self.create_subscription(Image, f"{NODE}/overlay", self._on_overlay, 10)
+        self.create_subscription(ClassOccupancy, f"{NODE}/occupancy", self._on_occupancy, 10)
+        self.create_subscription(Image, CAMERA_TOPICS["image"], self._on_camera_image, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_class_info(self, msg: ClassInfo) -> None:
+        if self._csv is None:
+            self._csv_file = open(self.out / "occupancy.csv", "w", newline="")
+            self._csv = csv.writer(self._csv_file)
+            self._csv.writerow(["stamp", *msg.class_names])
+        self.class_info = msg
+
+    def _on_camera_image(self, msg: Image) -> None:
+        self.frames_published += 1
+
+    def _on_occupancy(self, msg: ClassOccupancy) -> None:
+        now = time.time()
+        stamp = stamp_seconds(msg.header)
+        self.arrivals.append(now)
+        self.latencies_ms.append(1000.0 * (now - stamp))
+        fractions = np.asarray(msg.fractions, dtype=np.float64)
+        if self.fraction_sums is None:
+            self.fraction_sums = np.zeros_like(fractions)
+        self.fraction_sums += fractions
+        if self._csv is not None:
+            self._csv.writerow([f"{stamp:.6f}", *(f"{f:.6f}" for f in fractions)])
+        self.occupancy_rows += 1
+
+    def _on_overlay(self, msg: Image) -> None:
+        if self.overlays_received % self.save_every == 0:
+            self._write_overlay(msg, self.overlays_received)
+        else:
+            self.last_overlay = (msg, self.overlays_received)
+        self.overlays_received += 1
+
+    def _write_overlay(self, msg: Image, index: int) -> None:
+        path = self.out / f"overlay_{index:04d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(rgb_from_image(msg), cv2.COLOR_RGB2BGR))
+        self.overlays_written.append(path)
+        self.last_overlay = None
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(NODE):
+                self.node_status = {kv.key: kv.value for kv in status.values}
+
+    def finish(self) -> None:
+        """Write the last overlay (if not yet written) and close the CSV."""
+        if self.last_overlay is not None:
+            self._write_overlay(*self.last_overlay)
+        if self._csv_file is not None:
+            self._csv_file.close()
+
+    def processed_rate(self) -> float:
+        if len(self.arrivals) < 2:
+            return 0.0
+        return (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
+
+
+def spin_until(node: Node, done, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return True
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
+                        help="video file or image folder (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=200,
+                        help="frames to publish (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=5.0,
+                        help="camera rate (default: %(default)s)")
+    parser.add_argument("--weights", default="",
+                        help="weights file (default: the packaged CamVid weights)")
+    parser.add_argument("--save-every", type=int, default=20,
+                        help="write every Nth overlay, and the last (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("demo_output"),
+                        help="output folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    for option, value in (("--frames", args.frames), ("--save-every", args.save_every)):
+        if value < 1:
+            parser.error(f"{option} must be at least 1, got {value}")
+    if args.fps <= 0:
+        parser.error(f"--fps must be positive, got {args.fps}")
+    return args
+
+
+def report(recorder: ResultRecorder, args) -> None:
+    skipped = recorder.frames_published - recorder.occupancy_rows
+    print(f"camera: {recorder.frames_published} frames published at {args.fps:g} Hz")
+    print(f"node: {recorder.occupancy_rows} frames segmented at {recorder.processed_rate():.2f} "
+          f"Hz; "
+          f"{max(skipped, 0)} not segmented (the node drops stale frames: the newest wins)")
+    if recorder.latencies_ms:
+        p50, p95 = np.percentile(recorder.latencies_ms, [50, 95])
+        print(f"latency, camera stamp to occupancy received here: p50 {p50:.0f} ms, "
+              f"p95 {p95:.0f} ms")
+    status = recorder.node_status
+    if status:
+        print(f"node diagnostics: {status.get('device')} {status.get('engine')}, input "
+              f"{status.get('input size')}, inference p50 {status.get('inference p50 (ms)')} ms, "
+              f"p95 {status.get('inference p95 (ms)')} ms")
+    if recorder.fraction_sums is not None:
+        names = list(recorder.class_info.class_names)
+        mean = recorder.fraction_sums / recorder.occupancy_rows
+        top = np.argsort(-mean)[:5]
+        print("mean class fractions: "
+              + ", ".join(f"{names[i]} {100 * mean[i]:.1f}%" for i in top))
+    print(f"wrote {args.out / 'occupancy.csv'} ({recorder.occupancy_rows} rows) and "
+          f"{len(recorder.overlays_written)} overlays ({args.out}/overlay_*.png)")
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    if not args.source.exists():
+        print(f"demo: input {args.source} does not exist. The default is the street video of "
+              "Debian's opencv-doc package: sudo apt-get install opencv-doc (.ci/setup does it); "
+              "or pass --source VIDEO_OR_FOLDER.", file=sys.stderr)
+        return 2
+    profile = shipped_profile()
+    if profile is not None:
+        os.environ.setdefault(PROFILE_ENV, str(profile))  # this process and both children
+    print(f"Fast DDS profile: {os.environ.get(PROFILE_ENV, 'none (Fast DDS defaults)')}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in args.out.glob("overlay_*.png"):
+        stale.unlink()
+
+    node = camera = None
+    rclpy.init()
+    recorder = ResultRecorder(args.out, args.save_every)
+    try:
+        node = start_process("node", {"weights": args.weights or "''"}, args.out / "node.log")
+        started = spin_until(recorder, lambda: recorder.class_info or node.poll() is not None,
+                             START_TIMEOUT_S)
+        if recorder.class_info is None:
+            why = "exited" if started else f"sent no class_info within {START_TIMEOUT_S:.0f} s"
+            print(f"demo: the segmentation node {why}; see {args.out / 'node.log'}:\n"
+                  + (args.out / "node.log").read_text()[-2000:], file=sys.stderr)
             return 1
-        print(f"node ready: {infos[0].dataset} weights, {len(infos[0].class_names)} classes, "
-              f"input {infos[0].input_width}x{infos[0].input_height}")
-        camera = start("camera_publisher", {"source": str(args.source), "fps": args.fps,
-                                            "max_frames": args.frames, "frame_id": "camera",
-                                            "wait_for_subscribers": True},
-                       {"image": remaps["image"], "camera_info": remaps["camera_info"]},
-                       args.out / "camera.log")
-        last = time.time()
-        while time.time() - last < 10.0:
-            count = len(occupancy)
-            rclpy.spin_once(listener, timeout_sec=0.1)
-            if len(occupancy) != count:
-                last = time.time()
-            if camera.poll() is not None and time.time() - last > 3.0:
+        info = recorder.class_info
+        print(f"node ready: {info.dataset} weights {info.weights}, {len(info.class_names)} "
+              f"classes, input {info.input_width}x{info.input_height}")
+        camera = start_process("camera_publisher", {
+            "source": str(args.source), "fps": float(args.fps), "max_frames": args.frames,
+            "frame_id": "camera", "wait_for_subscribers": 2,  # the node and the recorder
+        }, args.out / "camera.log")
+        print(f"camera: publishing up to {args.frames} frames of {args.source} at {args.fps:g} Hz")
+        last_result, last_count = time.monotonic(), 0
+        while time.monotonic() - last_result < IDLE_TIMEOUT_S:
+            rclpy.spin_once(recorder, timeout_sec=0.1)
+            if recorder.occupancy_rows != last_count:
+                last_result, last_count = time.monotonic(), recorder.occupancy_rows
+            camera_done = camera.poll() is not None
+            settled = time.monotonic() - last_result > SETTLE_S
+            if camera_done and (recorder.occupancy_rows >= recorder.frames_published or settled):
                 break
+            if camera_done and camera.returncode != 0:
+                print(f"demo: the camera publisher failed; see {args.out / 'camera.log'}",
+                      file=sys.stderr)
+                break
+            if node.poll() is not None:
+                print(f"demo: the segmentation node stopped; see {args.out / 'node.log'}",
+                      file=sys.stderr)
+                break
+        spin_until(recorder, lambda: False, 1.5)  # the last diagnostics and overlays
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
     finally:
-        if camera and camera.poll() is None:
-            camera.terminate()
-        node.terminate()
-        node.wait(timeout=20)
-    names = list(infos[0].class_names)
-    with open(args.out / "occupancy.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["stamp", *names])
-        for m in occupancy:
-            writer.writerow([f"{stamp_seconds(m.header):.3f}", *(f"{v:.4f}" for v in m.fractions)])
-    for i, m in enumerate(overlays):
-        if i % args.save_every == 0 or i == len(overlays) - 1:
-            rgb = rgb_from_image(m)
-            cv2.imwrite(str(args.out / f"overlay_{i:04d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    latencies = [1000 * (arrival[s] - s) for s in arrival]
-    times = sorted(arrival.values())
-    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-    mean_fractions = np.mean([m.fractions for m in occupancy], axis=0) if occupancy else []
-    print(f"published {args.frames} frames at {args.fps} Hz; segmented {len(occupancy)} "
-          f"at {rate:.2f} Hz; frames not segmented (the node drops stale frames, newest wins): "
-          f"{args.frames - len(occupancy)}")
-    if latencies:
-        print(f"latency camera stamp -> occupancy received: p50 {np.percentile(latencies, 50):.0f} ms, "
-              f"p95 {np.percentile(latencies, 95):.0f} ms")
-    if len(mean_fractions):
-        top = np.argsort(-mean_fractions)[:5]
-        print("mean class fractions: " + ", ".join(f"{names[i]} {100 * mean_fractions[i]:.1f}%"
-                                                   for i in top))
-    print(f"wrote {args.out}/occupancy.csv and {len(list(args.out.glob('overlay_*.png')))} overlays")
-    listener.destroy_node()
-    rclpy.try_shutdown()
-    return 0 if occupancy else 1
+        stop_process(camera)
+        stop_process(node)
+        recorder.finish()
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+    report(recorder, args)
+    return 0 if recorder.occupancy_rows else 1
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_package_xml_validates_with_catkin_pkg():
 def test_package_xml_declares_what_the_code_imports():
     run = dependencies("depend", "exec_depend")
     sources = sorted((REPO / "lednet_ros").rglob("*.py")) + sorted((REPO / "launch").glob("*.py"))
-    local = {"lednet_ros"}
+    local = {"lednet_ros", "training"}
     problems = missing_keys(sources, run, local)
     tests = sorted((REPO / "test").glob("*.py"))
     problems += missing_keys(tests, run | dependencies("test_depend"),

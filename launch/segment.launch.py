@@ -1,0 +1,100 @@
+r"""The LEDNet segmentation node with the shipped parameters, transport profile and optional RViz.
+
+    ros2 launch lednet_ros segment.launch.py
+    ros2 launch lednet_ros segment.launch.py image:=/front/image_raw \
+        camera_info:=/front/camera_info
+    ros2 launch lednet_ros segment.launch.py namespace:=front rviz:=true \
+        weights:=/path/w.safetensors
+    ros2 launch lednet_ros segment.launch.py --show-args
+
+The Fast DDS profile (fastdds_profile) is set for everything this launch starts, so a camera driver
+included from the same launch file after this one carries full-resolution frames too.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
+from launch_ros.actions import Node
+
+PACKAGE = "lednet_ros"
+NODE_NAME = "lednet_segmentation"
+RVIZ_TOPICS = ("color_mask", "overlay")  # the topics config/lednet.rviz shows
+
+
+def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
+    """Every argument of this launch file, each with its default and description."""
+    boolean = ["true", "false"]
+    return [
+        DeclareLaunchArgument(
+            "image", default_value="/camera/image_raw",
+            description="Camera image topic (sensor_msgs/Image) the node's 'image' input is "
+                        "remapped to; with input_compressed the node reads <image>/compressed."),
+        DeclareLaunchArgument(
+            "camera_info", default_value="/camera/camera_info",
+            description="CameraInfo topic of that camera (remaps the node's 'camera_info')."),
+        DeclareLaunchArgument(
+            "params_file", default_value=os.path.join(config, "lednet.yaml"),
+            description="Node parameters (YAML, '/**: ros__parameters:')."),
+        DeclareLaunchArgument(
+            "namespace", default_value="",
+            description="Namespace of the node; its outputs become <namespace>/" + NODE_NAME
+                        + "/labels etc. Relative input topics are resolved in it."),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", choices=boolean,
+            description="Use /clock (e.g. a bag played with --clock) as the node's time."),
+        DeclareLaunchArgument(
+            "rviz", default_value="false", choices=boolean,
+            description="Also start RViz2 showing the colour mask and the overlay."),
+        DeclareLaunchArgument(
+            "weights", default_value="",
+            description="Weights file (.safetensors) overriding params_file; '' keeps the "
+                        "params_file value (whose '' is the packaged CamVid weights)."),
+        DeclareLaunchArgument(
+            "fastdds_profile", default_value=os.path.join(config, "fastdds_shm.xml"),
+            description="Fast DDS XML profile set as FASTDDS_DEFAULT_PROFILES_FILE for every "
+                        "process of this launch (large frames over shared memory); '' leaves "
+                        "the environment as it is."),
+    ]
+
+
+def launch_nodes(context, config: str) -> list[Node]:
+    """The segmentation node and, with rviz:=true, RViz2 (values known once arguments are)."""
+    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    image = value("image")
+    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time")}
+    if value("weights"):
+        overrides["weights"] = value("weights")
+    namespace = value("namespace").strip("/")
+    node = Node(
+        package=PACKAGE, executable="segmentation_node", name=NODE_NAME, namespace=namespace,
+        parameters=[value("params_file"), overrides],
+        remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed"),
+                    ("camera_info", value("camera_info"))],
+        output="screen", emulate_tty=True,
+    )
+    # config/lednet.rviz names the un-namespaced topics; point them into the namespace.
+    prefix = f"/{namespace}" if namespace else ""
+    rviz = Node(
+        package="rviz2", executable="rviz2", name="rviz2", namespace=namespace,
+        arguments=["-d", os.path.join(config, "lednet.rviz")],
+        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+        remappings=[(f"/{NODE_NAME}/{topic}", f"{prefix}/{NODE_NAME}/{topic}")
+                    for topic in RVIZ_TOPICS if prefix],
+        condition=IfCondition(LaunchConfiguration("rviz")), output="screen",
+    )
+    return [node, rviz]
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = os.path.join(get_package_share_directory(PACKAGE), "config")
+    profile = LaunchConfiguration("fastdds_profile")
+    return LaunchDescription([
+        *launch_arguments(config),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
+                               condition=IfCondition(NotEqualsSubstitution(profile, ""))),
+        OpaqueFunction(function=launch_nodes, args=[config]),
+    ])
