@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from .checkpoint import CheckpointError, metrics_summary
+from .frame_sources import IMAGE_SUFFIXES
 from .processing import colorize, overlay
 from .segmenter import Segmenter
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 def parse_size(text: str) -> tuple[int, int]:

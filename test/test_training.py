@@ -25,7 +25,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after th
 
 from conftest import write_tiny_cityscapes  # noqa: E402
 from training import export, train  # noqa: E402
-from training.datasets import Cityscapes  # noqa: E402
+from lednet_ros.datasets import Cityscapes  # noqa: E402
 
 from lednet_ros.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.labels import CITYSCAPES  # noqa: E402

@@ -32,7 +32,7 @@ from lednet_ros.checkpoint import (  # noqa: E402
 from lednet_ros.labels import IGNORE_INDEX  # noqa: E402
 from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.model import LEDNet  # noqa: E402
-from training.datasets import DATASETS, DatasetError  # noqa: E402
+from lednet_ros.datasets import DATASETS, DatasetError  # noqa: E402
 from training.transforms import eval_transform, train_transform  # noqa: E402
 
 # ENet-style weights used by the official code for Cityscapes stage 2 (LEDNET_SPEC).
