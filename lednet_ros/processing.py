@@ -103,6 +103,31 @@ def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image), conversion)
 
 
+def rgb_from_message(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W x 3 uint8 RGB from a sensor_msgs/Image (an rclpy or a rosbags one: only its fields
+    are read), honouring step and endianness.
+
+    Raises:
+        ImageFormatError: naming the bad encoding, size, step or data length.
+    """
+    pixels = image_from_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding,
+                               bool(msg.is_bigendian), max_pixels=max_pixels)
+    return to_rgb(pixels, msg.encoding)
+
+
+def class_ids_from_message(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """H x W uint8 class ids (a copy) from a mono8 sensor_msgs/Image of labels.
+
+    Raises:
+        ImageFormatError: another encoding, or a bad size, step or data length.
+    """
+    if msg.encoding != "mono8":
+        raise ImageFormatError(f"label image encoding {msg.encoding!r}: expected mono8 class ids")
+    pixels = image_from_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding,
+                               bool(msg.is_bigendian), max_pixels=max_pixels)
+    return pixels[..., 0].copy()
+
+
 def preprocess(
     rgb: np.ndarray, input_size: tuple[int, int], mean, std, device="cpu", dtype=torch.float32
 ) -> torch.Tensor:
@@ -111,7 +136,8 @@ def preprocess(
     width, height = input_size
     if rgb.shape[1] != width or rgb.shape[0] != height:
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).unsqueeze(0)
+    rgb = np.require(rgb, requirements=["C", "W"])  # torch wants writable memory (copies if not)
+    x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0)
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
     shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, 3, 1, 1)
     return (x.float() * scale - shift).to(dtype)

@@ -307,3 +307,57 @@ def test_launch_starts_the_node_with_parameters_remappings_and_profile(tmp_path,
         assert node_env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(share / "config"
                                                                     / "fastdds_shm.xml")
     assert "Traceback" not in launched.output(), launched.output()
+
+
+# ---- evaluate.launch.py -----------------------------------------------------------------------
+
+EVALUATE_ARGUMENTS = {"bag", "rate", "image", "camera_info", "ground_truth", "weights",
+                      "params_file", "namespace", "report_dir"}
+
+
+@pytest.mark.parametrize("launch_file", sorted((REPO / "launch").glob("*.launch.py")),
+                         ids=lambda p: p.name)
+def test_every_launch_argument_is_described_in_the_source(launch_file):
+    """Without `launch` installed: each DeclareLaunchArgument has a default and a description."""
+    import ast
+
+    calls = [node for node in ast.walk(ast.parse(launch_file.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", "")
+             == "DeclareLaunchArgument"]
+    assert calls, f"{launch_file.name} declares no arguments"
+    for call in calls:
+        keywords = {k.arg: k.value for k in call.keywords}
+        name = ast.literal_eval(call.args[0])
+        assert "default_value" in keywords, f"{name} has no default"
+        description = keywords.get("description")
+        text = "".join(ast.literal_eval(part) for part in ast.walk(description)
+                       if isinstance(part, ast.Constant) and isinstance(part.value, str))
+        assert len(text) > 20, f"{launch_file.name}: {name} is not described"
+    if launch_file.name == "evaluate.launch.py":
+        assert {ast.literal_eval(c.args[0]) for c in calls} == EVALUATE_ARGUMENTS
+
+
+def test_evaluate_launch_runs_node_evaluator_and_bag_play():
+    launch = ros_launch()
+    share = installed_share()
+    module = load_launch_module(REPO / "launch" / "evaluate.launch.py")
+    description = module.generate_launch_description()
+    assert {a.name for a in description.get_launch_arguments()} == EVALUATE_ARGUMENTS
+    entities = description.entities
+    include = next(e for e in entities if isinstance(e, launch.actions.IncludeLaunchDescription))
+    assert include.launch_description_source.location.endswith("segment.launch.py")
+    context = launch.LaunchContext()
+    for argument in description.get_launch_arguments():
+        context.launch_configurations[argument.name] = launch.utilities.perform_substitutions(
+            context, argument.default_value)
+    context.launch_configurations.update(namespace="front", ground_truth="/gt")
+    evaluator = next(e for e in entities if getattr(e, "node_executable", None)
+                     == "evaluator_node")
+    evaluator._perform_substitutions(context)
+    assert dict(evaluator.expanded_remapping_rules) == {
+        "labels": f"/front/{NODE_NAME}/labels", "ground_truth": "/gt"}
+    play = next(e for e in entities if isinstance(e, launch.actions.ExecuteProcess))
+    assert play.condition.evaluate(context) is False  # no bag: nothing played
+    context.launch_configurations["bag"] = "some_bag"
+    assert play.condition.evaluate(context) is True
+    assert share.is_dir()

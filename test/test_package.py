@@ -44,6 +44,9 @@ EXECUTABLES = {
     "camera_publisher": "camera_publisher",
     "evaluator_node": "evaluator_node",
     "segment_files": "segment_files",
+    "write_bag": "bags",
+    "bag_player": "bag_player",
+    "evaluate_bag": "evaluate_bag",
 }
 OCCUPANCY_FIELDS = {
     "header": "std_msgs/Header",

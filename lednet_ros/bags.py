@@ -1,0 +1,247 @@
+r"""rosbag2 files (mcap or sqlite3) of camera frames and ground-truth labels, through `rosbags`.
+
+No ROS install needed. Writing makes a bag `ros2 bag play` replays:
+
+    python -m lednet_ros.bags --dataset camvid --data-path ../shared/data/camvid --split test \
+        --out camvid_test_bag --rate 2
+    python -m lednet_ros.bags --images frames/ --labels labels/ --out my_bag --storage sqlite3
+    python -m lednet_ros.bags --video street.avi --out street_bag --limit 100
+
+with sensor_msgs/Image rgb8 on /camera/image_raw, sensor_msgs/CameraInfo on /camera/camera_info and,
+where labels exist, mono8 class ids on /ground_truth/labels, all three with the same header stamp.
+Reading (read_frames) checks every message and raises BagError naming the bag and what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .datasets import DATASETS, DatasetError, read_label
+from .frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
+from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message,
+                         rgb_from_message)
+
+IMAGE_TOPIC = "/camera/image_raw"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+GROUND_TRUTH_TOPIC = "/ground_truth/labels"
+STORAGES = ("mcap", "sqlite3")
+DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000  # stamps of written bags start here
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be written or read; the message names the bag and the problem."""
+
+
+def typestore():
+    """rosbags type store of ROS 2 Kilted messages."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@dataclass
+class BagTopics:
+    image: str = IMAGE_TOPIC
+    camera_info: str = CAMERA_INFO_TOPIC
+    ground_truth: str = GROUND_TRUTH_TOPIC
+
+
+def write_bag(path, frames: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
+              storage: str = "mcap", rate_hz: float = 10.0, start_ns: int = DEFAULT_START_NS,
+              topics: BagTopics = BagTopics(), frame_id: str = "camera") -> int:
+    """Write ``frames`` ((RGB image, labels or None) pairs) as a rosbag2 folder; frames written.
+
+    Frame i is stamped (header and bag time) ``start_ns + i / rate_hz`` seconds.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise BagError(f"storage {storage!r}: expected one of {', '.join(STORAGES)}")
+    if not rate_hz > 0:
+        raise BagError(f"rate {rate_hz} Hz: expected a positive rate")
+    path = Path(path)
+    if path.exists():
+        raise BagError(f"{path}: already exists; a bag is written to a new folder")
+    store = typestore()
+    types = store.types
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    count = 0
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        image_conn = writer.add_connection(topics.image, "sensor_msgs/msg/Image", typestore=store)
+        info_conn = writer.add_connection(topics.camera_info, "sensor_msgs/msg/CameraInfo",
+                                          typestore=store)
+        label_conn = None
+        for rgb, labels in frames:
+            stamp_ns = start_ns + round(count * 1e9 / rate_hz)
+            header = types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](
+                    sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                frame_id=frame_id)
+            height, width = rgb.shape[:2]
+            image = _image(types, header, rgb, "rgb8")
+            writer.write(image_conn, stamp_ns, store.serialize_cdr(image, image.__msgtype__))
+            info = _camera_info(types, header, width, height)
+            writer.write(info_conn, stamp_ns, store.serialize_cdr(info, info.__msgtype__))
+            if labels is not None:
+                if labels.shape != rgb.shape[:2]:
+                    raise BagError(f"frame {count}: labels {labels.shape} do not match the image "
+                                   f"{rgb.shape[:2]}")
+                if label_conn is None:
+                    label_conn = writer.add_connection(topics.ground_truth,
+                                                       "sensor_msgs/msg/Image", typestore=store)
+                label = _image(types, header, labels, "mono8")
+                writer.write(label_conn, stamp_ns, store.serialize_cdr(label, label.__msgtype__))
+            count += 1
+    if count == 0:
+        raise BagError(f"{path}: no frames to write")
+    return count
+
+
+def _image(types, header, array: np.ndarray, encoding: str):
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return types["sensor_msgs/msg/Image"](
+        header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+        step=width * channels, data=array.reshape(-1))
+
+
+def _camera_info(types, header, width: int, height: int):
+    intrinsics = {name: np.asarray(values, dtype=np.float64)
+                  for name, values in pinhole_intrinsics(width, height).items()}
+    roi = types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types["sensor_msgs/msg/CameraInfo"](
+        header=header, height=height, width=width, distortion_model="plumb_bob",
+        binning_x=0, binning_y=0, roi=roi, **intrinsics)
+
+
+@dataclass
+class BagFrame:
+    """One image or ground-truth message of a bag, decoded."""
+
+    kind: str  # 'image' or 'ground_truth'
+    stamp_ns: int  # header stamp
+    array: np.ndarray  # H x W x 3 RGB for images, H x W class ids for ground truth
+
+
+def read_frames(path, topics: BagTopics = BagTopics(),
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[BagFrame]:
+    """The bag's image and ground-truth messages in recorded order, decoded and checked.
+
+    Raises:
+        BagError: the bag cannot be opened, lacks the image topic, or a message is malformed.
+    """
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag")
+    try:
+        with AnyReader([path], default_typestore=typestore()) as reader:
+            wanted = {topics.image: "image", topics.ground_truth: "ground_truth"}
+            connections = [c for c in reader.connections if c.topic in wanted]
+            if not any(c.topic == topics.image for c in connections):
+                found = ", ".join(sorted({c.topic for c in reader.connections})) or "none"
+                raise BagError(f"{path}: no {topics.image} topic (topics: {found})")
+            for connection in connections:
+                if connection.msgtype != "sensor_msgs/msg/Image":
+                    raise BagError(f"{path}: {connection.topic} is {connection.msgtype}, "
+                                   f"expected sensor_msgs/msg/Image")
+            for index, (connection, _, raw) in enumerate(reader.messages(connections)):
+                kind = wanted[connection.topic]
+                decode = rgb_from_message if kind == "image" else class_ids_from_message
+                try:
+                    msg = reader.deserialize(raw, connection.msgtype)
+                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                    frame = BagFrame(kind, stamp, decode(msg, max_pixels))
+                except (ImageFormatError, ValueError, KeyError, AssertionError,
+                        IndexError) as error:
+                    raise BagError(f"{path}: message {index} on {connection.topic}: "
+                                   f"{error}") from error
+                yield frame
+    except BagError:
+        raise
+    except Exception as error:  # rosbags raises its own types for unreadable or truncated bags
+        raise BagError(f"{path}: cannot read the bag: {type(error).__name__}: {error}") from error
+
+
+# ---- frame sources for the writer -----------------------------------------------------------
+
+def dataset_frames(name: str, root, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(RGB, class ids) of a dataset split; Cityscapes label ids mapped to train ids."""
+    dataset = DATASETS[name](root, split)
+    for index in range(len(dataset)):
+        yield dataset.load(index)
+
+
+def folder_frames(images, labels=None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """The sorted images of a folder, each with ``labels/<same stem>.png`` when given."""
+    source = FrameSource(Path(images), loop=False)
+    for path in source.files:
+        rgb = source.next()
+        label = None
+        if labels is not None:
+            label_path = Path(labels) / (path.stem + ".png")
+            if not label_path.is_file():
+                raise BagError(f"{label_path}: missing; expected the label of {path}")
+            label = read_label(label_path)
+        yield rgb, label
+
+
+def video_frames(video) -> Iterator[tuple[np.ndarray, None]]:
+    source = FrameSource(Path(video), loop=False)
+    while (rgb := source.next()) is not None:
+        yield rgb, None
+
+
+def _limited(frames, limit: int):
+    for index, frame in enumerate(frames):
+        if limit and index >= limit:
+            return
+        yield frame
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=sorted(DATASETS),
+                        help="a dataset layout (with --data-path and --split)")
+    source.add_argument("--images", type=Path, help="a folder of images (see --labels)")
+    source.add_argument("--video", type=Path, help="a video file (no ground truth)")
+    parser.add_argument("--data-path", type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--labels", type=Path,
+                        help="with --images: a folder of <image stem>.png class-id labels")
+    parser.add_argument("--out", type=Path, required=True, help="the bag folder to create")
+    parser.add_argument("--storage", choices=STORAGES, default="mcap")
+    parser.add_argument("--rate", type=float, default=10.0, help="frames per second of stamps")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many frames (0: all)")
+    args = parser.parse_args(argv)
+    try:
+        if args.dataset:
+            if args.data_path is None:
+                parser.error("--dataset needs --data-path")
+            frames = dataset_frames(args.dataset, args.data_path, args.split)
+        elif args.images:
+            frames = folder_frames(args.images, args.labels)
+        else:
+            frames = video_frames(args.video)
+        count = write_bag(args.out, _limited(frames, args.limit), storage=args.storage,
+                          rate_hz=args.rate)
+    except (BagError, DatasetError, FrameReadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} frames to {args.out} ({args.storage})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

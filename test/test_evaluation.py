@@ -1,0 +1,181 @@
+"""Offline evaluation without ROS: the scoring core, rosbag2 files, evaluation of a bag.
+
+No ROS graph here; test_evaluation_live.py replays bags into running nodes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from lednet_ros.bags import BagError, BagTopics, read_frames, write_bag
+from lednet_ros.datasets import CamVid
+from lednet_ros.evaluate_bag import evaluate_bag
+from lednet_ros.evaluation import REPORT_FILES, Evaluation, StampMatcher, write_report
+from lednet_ros.metrics import ConfusionMatrix
+from lednet_ros.segmenter import Segmenter
+
+MADE_SIZE = (256, 128)  # width, height of made frames and of the network input used on them
+
+
+def made_frames(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
+    """Distinct RGB frames: random coloured rectangles on a sky/road split, with noise."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    frames = []
+    for _ in range(count):
+        rgb = np.zeros((height, width, 3), np.uint8)
+        rgb[: height // 2] = rng.integers(0, 256, 3)
+        rgb[height // 2:] = rng.integers(0, 256, 3)
+        for _ in range(4):
+            x, y = rng.integers(0, width - width // 4), rng.integers(0, height - height // 4)
+            rgb[y:y + rng.integers(10, 40), x:x + rng.integers(10, 60)] = rng.integers(0, 256, 3)
+        frames.append(np.clip(rgb + rng.integers(-15, 16, rgb.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    """The shipped CamVid weights at a small input size: outputs that follow the input (a
+    random model labels every pixel alike, so it could not tell frames apart)."""
+    return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
+
+
+# ---- the scoring core ------------------------------------------------------------------------
+
+def test_matcher_pairs_by_stamp_in_any_order_and_counts_the_rest():
+    matcher = StampMatcher(max_pending=3)
+    assert matcher.add("prediction", 2, "p2") is None
+    assert matcher.add("ground_truth", 1, "g1") is None
+    assert matcher.add("ground_truth", 2, "g2") == ("p2", "g2")
+    assert matcher.add("prediction", 1, "p1") == ("p1", "g1")
+    assert matcher.add("ground_truth", 1, "g1 again") is None and matcher.duplicates == 1
+    assert matcher.add("prediction", 5, "p5") is None
+    assert matcher.add("prediction", 5, "again") is None
+    assert matcher.duplicates == 2
+    for stamp in (6, 7, 8):  # the fourth waiting prediction evicts the oldest (5)
+        matcher.add("prediction", stamp, f"p{stamp}")
+    assert matcher.evicted["prediction"] == 1
+    assert matcher.add("ground_truth", 5, "g5") is None  # its partner is gone
+    assert matcher.unmatched("prediction") == 4 and matcher.unmatched("ground_truth") == 1
+
+
+def test_evaluation_scores_pairs_like_the_confusion_matrix(tmp_path):
+    rng = np.random.default_rng(1)
+    names = ["a", "b", "c"]
+    targets = [rng.integers(0, 4, (6, 8)).astype(np.uint8) for _ in range(4)]  # 3: ignored
+    predictions = [rng.integers(0, 3, (6, 8)).astype(np.uint8) for _ in range(4)]
+    evaluation = Evaluation(names)
+    for stamp in (3, 1, 0, 2):
+        evaluation.add_prediction(stamp, predictions[stamp], latency_ms=10.0 * stamp)
+    for stamp in range(4):
+        evaluation.add_ground_truth(stamp, targets[stamp])
+    reference = ConfusionMatrix(3)
+    for target, prediction in zip(targets, predictions):
+        reference.update(target, prediction)
+    summary = evaluation.summary()
+    assert summary["confusion_matrix"] == reference.matrix.tolist()
+    assert summary["mean_iou"] == pytest.approx(reference.mean_iou())
+    assert summary["frames"]["matched"] == 4
+    assert summary["latency_ms"]["max"] == 30.0
+    paths = write_report(tmp_path / "report", summary)
+    assert [p.name for p in paths] == list(REPORT_FILES)
+    assert json.loads(paths[0].read_text())["per_class_iou"].keys() == set(names)
+    assert f"{100 * reference.mean_iou():.2f}%" in paths[1].read_text()
+    image = cv2.imread(str(paths[2]))
+    assert image is not None and image.shape[0] > 3 * 30
+
+
+# ---- bags ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_round_trip(tmp_path, storage):
+    frames = made_frames(3, size=(80, 48))
+    labels = [np.full((48, 80), i, np.uint8) for i in range(3)]
+    assert write_bag(tmp_path / "bag", zip(frames, labels), storage=storage, rate_hz=4) == 3
+    read = list(read_frames(tmp_path / "bag"))
+    assert [f.kind for f in read] == ["image", "ground_truth"] * 3
+    stamps = [f.stamp_ns for f in read[::2]]
+    assert np.diff(stamps).tolist() == [250_000_000, 250_000_000]
+    for i in range(3):
+        assert np.array_equal(read[2 * i].array, frames[i])
+        assert np.array_equal(read[2 * i + 1].array, labels[i])
+
+
+def test_bad_bags_are_refused_with_the_reason(tmp_path):
+    with pytest.raises(BagError, match="no such bag"):
+        list(read_frames(tmp_path / "missing"))
+    write_bag(tmp_path / "bag", zip(made_frames(2, size=(48, 32)), [None, None]))
+    with pytest.raises(BagError, match="no /front/image topic"):
+        list(read_frames(tmp_path / "bag", BagTopics(image="/front/image")))
+    (storage_file,) = (tmp_path / "bag").glob("*.mcap")
+    storage_file.write_bytes(storage_file.read_bytes()[:200])
+    with pytest.raises(BagError, match="cannot read the bag"):
+        list(read_frames(tmp_path / "bag"))
+    with pytest.raises(BagError, match="already exists"):
+        write_bag(tmp_path / "bag", [])
+
+
+def test_bag_writer_command_line(tmp_path):
+    from lednet_ros.bags import main
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for i, rgb in enumerate(made_frames(2, size=(40, 24))):
+        cv2.imwrite(str(images / f"f{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(labels / f"f{i}.png"), np.full((24, 40), i + 1, np.uint8))
+    assert main(["--images", str(images), "--labels", str(labels), "--out",
+                 str(tmp_path / "bag"), "--storage", "sqlite3"]) == 0
+    truth = [f.array for f in read_frames(tmp_path / "bag") if f.kind == "ground_truth"]
+    assert [int(t.max()) for t in truth] == [1, 2]
+    (labels / "f1.png").unlink()
+    assert main(["--images", str(images), "--labels", str(labels), "--out",
+                 str(tmp_path / "bag2")]) == 1
+
+
+# ---- offline evaluation ----------------------------------------------------------------------
+
+def perfect_bag(path, segmenter, frames, storage="mcap", topics=BagTopics()):
+    """A bag whose ground truth is the model's own output: a perfectly scoring model."""
+    truth = [segmenter.segment(rgb) for rgb in frames]
+    write_bag(path, zip(frames, truth), storage=storage, rate_hz=10, topics=topics)
+    return truth
+
+
+def test_offline_evaluation_of_a_perfect_model_and_of_shifted_truth(tmp_path, segmenter):
+    frames = made_frames(4)
+    truth = perfect_bag(tmp_path / "bag", segmenter, frames)
+    summary = evaluate_bag(tmp_path / "bag", segmenter).summary()
+    assert summary["mean_iou"] == 1.0 and summary["pixel_accuracy"] == 1.0
+    assert summary["frames"]["matched"] == 4
+    # The same frames with each frame's truth moved to the next frame: no longer perfect.
+    write_bag(tmp_path / "shifted", zip(frames, truth[1:] + truth[:1]))
+    assert evaluate_bag(tmp_path / "shifted", segmenter).summary()["mean_iou"] < 0.9
+
+
+def test_offline_command_line_writes_the_report(tmp_path, random_weights, segmenter):
+    from lednet_ros.evaluate_bag import main
+
+    perfect_bag(tmp_path / "bag", segmenter, made_frames(2), storage="sqlite3")
+    assert main([str(tmp_path / "bag"), "--engine", "torch", "--input-size", "256x128",
+                 "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["mean_iou"] == 1.0 and report["source"]["mode"] == "offline"
+    assert main([str(tmp_path / "nothing"), "--weights", str(random_weights)]) == 1
+
+
+def test_camvid_bag_offline_matches_direct_scoring(tmp_path, camvid_root):
+    dataset = CamVid(camvid_root, "test")
+    pairs = [dataset.load(i) for i in range(0, len(dataset), len(dataset) // 3)][:3]
+    write_bag(tmp_path / "camvid", pairs)
+    segmenter = Segmenter.from_weights(None)  # the shipped CamVid weights, default engine
+    direct = ConfusionMatrix(segmenter.num_classes)
+    for rgb, label in pairs:
+        direct.update(label, segmenter.segment(rgb))
+    summary = evaluate_bag(tmp_path / "camvid", segmenter).summary()
+    assert summary["confusion_matrix"] == direct.matrix.tolist()
+    assert summary["mean_iou"] > 0.3  # real segmentation, not noise
