@@ -43,6 +43,16 @@ class WeightsMetadata:
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
 
+    @property
+    def reported_mean_iou(self) -> float | None:
+        """The mIoU to quote: on the test split where recorded (metrics["test"]), else the
+        model-selection (validation) mIoU of training; None where the metadata has neither."""
+        for metrics in (self.metrics.get("test"), self.metrics.get("val"), self.metrics):
+            miou = metrics.get("mean_iou") if isinstance(metrics, dict) else None
+            if isinstance(miou, (int, float)) and math.isfinite(miou):
+                return float(miou)
+        return None
+
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)})
 
@@ -206,6 +216,7 @@ def load_weights(
 
 def metrics_summary(meta: WeightsMetadata) -> str:
     """One line describing what the weights reached, for logs."""
-    miou = meta.metrics.get("mean_iou")
-    reached = f"mIoU {100 * miou:.1f}%" if isinstance(miou, float) and math.isfinite(miou) else "no mIoU"
+    miou = meta.reported_mean_iou
+    split = "test" if isinstance(meta.metrics.get("test"), dict) else "val"
+    reached = f"{split} mIoU {100 * miou:.1f}%" if miou is not None else "no mIoU"
     return f"{meta.dataset or 'unknown dataset'}, {meta.num_classes} classes, {meta.decoder}, {reached}"

@@ -17,14 +17,18 @@ def segmenter() -> Segmenter:
     return Segmenter.from_weights(engine="torch")
 
 
-def road_scene(height: int = 360, width: int = 480) -> np.ndarray:
-    """A drawn street: bright overcast sky, a band of buildings, an asphalt road with a lane line."""
-    image = np.zeros((height, width, 3), np.uint8)
-    sky_rows = int(0.42 * height)
-    fade = np.linspace(0.0, 0.1, sky_rows)[:, None, None]
-    image[:sky_rows] = (np.array([235, 240, 250]) * (1 - fade)).astype(np.uint8)
-    image[sky_rows:int(0.55 * height)] = (110, 95, 85)
-    image[int(0.55 * height):] = (80, 78, 85)
+def road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray:
+    """A drawn street as a car sees it: bright overcast sky, buildings on both sides rising into
+    it and a band of facades ahead, an asphalt road with a lane line; a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.float64)
+    horizon = int(0.55 * height)
+    image[:int(0.3 * height)] = (235, 238, 242)
+    image[int(0.3 * height):horizon] = (120, 100, 90)
+    image[int(0.10 * height):horizon, :width // 5] = (120, 100, 90)
+    image[int(0.15 * height):horizon, 4 * width // 5:] = (110, 95, 85)
+    image[horizon:] = (85, 83, 90)
+    image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
     cv2.line(image, (width // 2, height - 1), (width // 2, int(0.58 * height)), (230, 230, 230), 4)
     return image
 
@@ -38,7 +42,7 @@ def test_shipped_weights_have_their_metadata():
     assert meta.input_size == [480, 360]
     assert len(meta.mean) == 3 and len(meta.std) == 3
     assert meta.recipe["dataset"] == "camvid" and meta.recipe["epochs"] > 0
-    assert 0.45 <= meta.metrics["test"]["mean_iou"] <= 1.0  # 47.9% reached (README)
+    assert 0.50 <= meta.metrics["test"]["mean_iou"] <= 1.0  # 52.0% reached (README)
     assert set(meta.metrics["test"]["per_class_iou"]) == set(CAMVID.names)
 
 
@@ -49,18 +53,22 @@ def test_shipped_weights_load_into_the_paper_model(segmenter):
     assert count_parameters(model) == 922_821 - 2 * 131 * 8
 
 
-def test_road_scene_is_sky_on_top_and_road_below(segmenter):
-    labels = segmenter.segment(road_scene())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_road_scene_is_sky_on_top_road_below_buildings_beside(segmenter, seed):
+    labels = segmenter.segment(road_scene(seed=seed))
     names = segmenter.class_names
 
-    def majority(rows: slice) -> tuple[str, float]:
-        counts = np.bincount(labels[rows].ravel(), minlength=segmenter.num_classes)
+    def majority(rows: slice, cols: slice) -> tuple[str, float]:
+        counts = np.bincount(labels[rows, cols].ravel(), minlength=segmenter.num_classes)
         return names[counts.argmax()], counts.max() / counts.sum()
 
-    top_class, top_share = majority(slice(0, 100))
-    bottom_class, bottom_share = majority(slice(260, 360))
-    assert top_class == "sky" and top_share > 0.8, (top_class, top_share)
-    assert bottom_class == "road" and bottom_share > 0.8, (bottom_class, bottom_share)
+    sky = majority(slice(0, 100), slice(110, 370))  # open sky between the buildings
+    road = majority(slice(230, 360), slice(None))
+    left = majority(slice(60, 190), slice(0, 90))
+    right = majority(slice(70, 190), slice(390, 480))
+    assert sky[0] == "sky" and sky[1] > 0.9, sky
+    assert road[0] == "road" and road[1] > 0.9, road
+    assert left[0] == right[0] == "building", (left, right)
 
 
 def test_camvid_test_frame_is_mostly_right(segmenter, camvid_root):

@@ -29,6 +29,7 @@ from lednet_ros.datasets import Cityscapes  # noqa: E402
 
 from lednet_ros.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.labels import CITYSCAPES  # noqa: E402
+from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.model import LEDNet  # noqa: E402
 from lednet_ros.segmenter import Segmenter  # noqa: E402
 
@@ -253,6 +254,26 @@ def test_exported_weights_load_in_the_segmenter(exported, trained_run, tiny_city
     rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB), (100, 50))
     labels = segmenter.segment(rgb)
     assert labels.shape == (50, 100) and labels.max() < 19
+
+
+def test_export_records_test_split_metrics_as_the_node_segments(trained_run, tiny_cityscapes,
+                                                                 tmp_path):
+    out = tmp_path / "tested.safetensors"
+    export.main([str(trained_run), "--output", str(out), "--test-data-path", str(tiny_cityscapes),
+                 "--test-split", "val"])
+    meta = read_metadata(out)
+    segmenter = Segmenter.from_weights(out, device="cpu", engine="torch")
+    dataset = Cityscapes(tiny_cityscapes, "val")
+    matrix = ConfusionMatrix(19)
+    for index in range(len(dataset)):
+        rgb, label = dataset.load(index)
+        matrix.update(label, segmenter.segment(rgb))
+    assert meta.metrics["test"]["mean_iou"] == pytest.approx(matrix.mean_iou())
+    assert meta.metrics["test"]["split"] == "val (2 frames, 64x32)"
+    assert meta.reported_mean_iou == meta.metrics["test"]["mean_iou"]
+    with pytest.raises(SystemExit, match="missing"):
+        export.main([str(trained_run), "--output", str(tmp_path / "x.safetensors"),
+                     "--test-data-path", str(tmp_path / "nowhere")])
 
 
 def test_export_defaults_to_a_file_beside_the_run(trained_run):

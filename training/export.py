@@ -13,7 +13,6 @@ export fails when the labels disagree on more than --max-label-disagreement of t
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +57,35 @@ def source_weights(source: Path) -> Path:
 
 def check_trained(path: Path, meta: WeightsMetadata) -> None:
     """The weights must record how they were trained and what they reached."""
-    miou = meta.metrics.get("mean_iou")
-    if not meta.recipe or not isinstance(miou, float) or not math.isfinite(miou):
+    if not meta.recipe or meta.reported_mean_iou is None:
         raise ExportError(f"{path}: metadata lacks the training recipe or a finite mean_iou "
                           f"(recipe {sorted(meta.recipe)}, metrics {sorted(meta.metrics)}); "
                           "export the best.safetensors that training/train.py writes")
+
+
+def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split: str) -> dict:
+    """Metrics of the weights on a split of their dataset, frames at full size, segmented as the
+    node does (Segmenter at the weights' input size, labels back at the frame's size)."""
+    from lednet_ros.datasets import DATASETS, DatasetError
+    from lednet_ros.metrics import ConfusionMatrix
+    from lednet_ros.segmenter import Segmenter
+
+    if meta.dataset not in DATASETS:
+        raise ExportError(f"weights of dataset {meta.dataset!r}: no reader to evaluate them "
+                          f"(known: {', '.join(DATASETS)})")
+    try:
+        dataset = DATASETS[meta.dataset](data_path, split)
+    except DatasetError as exc:
+        raise ExportError(str(exc)) from None
+    segmenter = Segmenter(model, meta, device="cpu", engine="torch")
+    matrix = ConfusionMatrix(meta.num_classes)
+    sizes = set()
+    for index in range(len(dataset)):
+        rgb, label = dataset.load(index)
+        sizes.add(f"{rgb.shape[1]}x{rgb.shape[0]}")
+        matrix.update(label, segmenter.segment(rgb))
+    return {"split": f"{split} ({len(dataset)} frames, {', '.join(sorted(sizes))})",
+            **matrix.summary(meta.class_names)}
 
 
 def export_weights(model: LEDNet, meta: WeightsMetadata, output: Path) -> Path:
@@ -150,6 +173,10 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--onnx", type=Path, help="also write this ONNX file and check it")
     p.add_argument("--check-image", type=Path,
                    help="RGB image for the ONNX check (default: a synthetic image)")
+    p.add_argument("--test-data-path", type=Path,
+                   help="evaluate on this dataset folder's --test-split and record the result "
+                        "as metrics['test'] in the exported weights")
+    p.add_argument("--test-split", default="test")
     p.add_argument("--max-label-disagreement", type=float, default=MAX_LABEL_DISAGREEMENT,
                    help="largest fraction of pixels whose ONNX label may differ (default 0.001)")
     return p.parse_args(argv)
@@ -164,6 +191,9 @@ def main(argv=None) -> list[OnnxCheck]:
         output = args.output or source.parent / f"lednet_{meta.dataset or 'weights'}.safetensors"
         if output.resolve() == source.resolve():
             raise ExportError(f"{output}: the output would overwrite the source")
+        if args.test_data_path is not None:
+            meta.metrics["test"] = evaluate_split(model, meta, args.test_data_path,
+                                                  args.test_split)
         export_weights(model, meta, output)
         print(f"wrote {output} ({metrics_summary(meta)}, input {meta.input_size[0]}x"
               f"{meta.input_size[1]})")
