@@ -87,28 +87,43 @@ def _check_metadata(raw: dict, where: str) -> WeightsMetadata:
         fail(f"metadata has unknown fields {unknown}")
     meta = WeightsMetadata(**fields)
     n = meta.num_classes
-    if not isinstance(n, int) or not 1 <= n <= 255:
+    if not _is_int(n) or not 1 <= n <= 255:
         fail(f"num_classes {n!r} is not an integer in [1, 255]")
     if meta.decoder not in DECODER_VARIANTS:
         fail(f"unknown architecture variant {meta.decoder!r} (known: {', '.join(DECODER_VARIANTS)})")
     if len(meta.class_names) != n or not all(isinstance(s, str) for s in meta.class_names):
         fail(f"{len(meta.class_names)} class names for {n} classes")
     colors_ok = all(
-        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
         for c in meta.class_colors
     )
     if len(meta.class_colors) != n or not colors_ok:
         fail(f"class_colors must be {n} [r, g, b] triples of 0..255, got {meta.class_colors!r}")
     for name in ("mean", "std"):
         values = getattr(meta, name)
-        if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
-            fail(f"{name} must be 3 numbers, got {values!r}")
+        if len(values) != 3 or not all(_is_number(v) and math.isfinite(v) for v in values):
+            fail(f"{name} must be 3 finite numbers, got {values!r}")
     if not all(v > 0 for v in meta.std):
         fail(f"std must be positive, got {meta.std!r}")
     size = meta.input_size
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+    if len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
         fail(f"input_size must be [width, height] of positive integers, got {size!r}")
+    if not isinstance(meta.dataset, str):
+        fail(f"dataset must be a string, got {meta.dataset!r}")
+    if not _is_int(meta.ignore_index):
+        fail(f"ignore_index must be an integer, got {meta.ignore_index!r}")
+    for name in ("recipe", "metrics"):
+        if not isinstance(getattr(meta, name), dict):
+            fail(f"{name} must be a JSON object, got {getattr(meta, name)!r}")
     return meta
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def save_weights(path, model: LEDNet, metadata: WeightsMetadata) -> Path:

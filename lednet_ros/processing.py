@@ -81,7 +81,9 @@ def image_from_buffer(
     pixels = rows[:, :row_bytes]
     if np.dtype(dtype).itemsize > 1:
         byte_order = ">" if is_bigendian else "<"
-        pixels = np.ascontiguousarray(pixels).view(np.dtype(dtype).newbyteorder(byte_order))
+        # read in the message's byte order, then hold it in the native one (to_rgb expects that)
+        pixels = np.ascontiguousarray(pixels).view(
+            np.dtype(dtype).newbyteorder(byte_order)).astype(dtype, copy=False)
     return pixels.reshape(height, width, channels)
 
 
@@ -126,6 +128,69 @@ def class_ids_from_message(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     pixels = image_from_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding,
                                bool(msg.is_bigendian), max_pixels=max_pixels)
     return pixels[..., 0].copy()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"  # SOI and the first marker's 0xFF (what OpenCV checks)
+# JPEG start-of-frame markers (SOF0..SOF15 but DHT 0xC4, JPG 0xC8 and DAC 0xCC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# markers without a length field: TEM, RST0..RST7 (and 0x00, a stuffed byte, skipped as garbage)
+_JPEG_STANDALONE = frozenset([0x00, 0x01, *range(0xD0, 0xD8)])
+
+
+def compressed_image_size(data) -> tuple[str, int, int]:
+    """("PNG" or "JPEG", width, height) as the header of compressed image data declares them,
+    read without decoding, so a frame declaring too many pixels is refused before a decoder
+    allocates for it (a 70-byte PNG can declare 30000 x 30000 pixels).
+
+    PNG: the IHDR chunk, which must come first. JPEG: the first start-of-frame (SOFn) marker,
+    found by walking the markers as libjpeg does (garbage bytes before a marker skipped).
+
+    Raises:
+        ImageFormatError: data that is neither PNG nor JPEG, or a truncated or malformed header.
+    """
+    view = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.reshape(-1)
+    head = bytes(view[:24])
+    if head.startswith(PNG_SIGNATURE):
+        if len(head) < 24:
+            raise ImageFormatError(f"PNG data of {len(view)} bytes is too short for its header")
+        if head[8:16] != b"\x00\x00\x00\x0dIHDR":
+            raise ImageFormatError(
+                f"PNG data does not start with an IHDR chunk (found {head[8:16]!r})")
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return "PNG", width, height
+    if not head.startswith(JPEG_SIGNATURE):
+        raise ImageFormatError(f"neither PNG nor JPEG data (starts with {head[:8]!r})")
+    buf = bytes(view)
+    size, i = len(buf), 2
+    while True:
+        i = buf.find(b"\xff", i)
+        while 0 <= i < size and buf[i] == 0xFF:  # fill bytes
+            i += 1
+        if i < 0 or i >= size:
+            raise ImageFormatError(
+                f"JPEG data of {size} bytes ends before a frame header (SOF marker)")
+        marker = buf[i]
+        i += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):
+            raise ImageFormatError(
+                f"JPEG data has its {'end' if marker == 0xD9 else 'scan'} marker before a frame "
+                f"header (SOF marker)")
+        if i + 2 > size:
+            raise ImageFormatError(
+                f"JPEG data of {size} bytes is truncated in marker 0x{marker:02X}")
+        length = int.from_bytes(buf[i:i + 2], "big")
+        if marker in _JPEG_SOF:
+            if length < 8 or i + 7 > size:
+                raise ImageFormatError(f"JPEG frame header (marker 0x{marker:02X}) is truncated")
+            height = int.from_bytes(buf[i + 3:i + 5], "big")
+            width = int.from_bytes(buf[i + 5:i + 7], "big")
+            return "JPEG", width, height
+        if length < 2:
+            raise ImageFormatError(f"JPEG marker 0x{marker:02X} has a bad length {length}")
+        i += length
 
 
 def preprocess(

@@ -17,30 +17,34 @@ from std_msgs.msg import ColorRGBA, Header
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
 from .checkpoint import WeightsMetadata
-from .processing import DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, image_from_buffer, to_rgb
+from .processing import (
+    DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, compressed_image_size, rgb_from_message,
+)
 
 # numpy layout of the encodings this module writes
 _WRITE_ENCODINGS = {"mono8": (1, np.uint8), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
 
 
 def rgb_from_image(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/Image, honouring step and endianness.
+    """H x W x 3 uint8 RGB from a sensor_msgs/Image (processing.rgb_from_message).
 
     Raises:
         ImageFormatError: naming the bad encoding, size, step or data length.
     """
-    pixels = image_from_buffer(
-        msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian),
-        max_pixels=max_pixels,
-    )
-    return to_rgb(pixels, msg.encoding)
+    return rgb_from_message(msg, max_pixels)
 
 
 def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV reads).
+    """H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage (PNG or JPEG, what image_transport's
+    compressed plugin sends).
+
+    The size the PNG or JPEG header declares is checked against ``max_pixels`` before decoding,
+    so the decoder never allocates for more (processing.compressed_image_size); other formats are
+    refused.
 
     Raises:
-        ImageFormatError: empty or undecodable data, a depth format, or too many pixels.
+        ImageFormatError: empty, undecodable or neither PNG nor JPEG data, a depth format, or too
+            many pixels.
     """
     if "compresseddepth" in msg.format.lower():
         raise ImageFormatError(
@@ -49,7 +53,28 @@ def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXE
     if len(msg.data) == 0:
         raise ImageFormatError(f"compressed image (format {msg.format!r}) has no data")
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    try:
+        kind, width, height = compressed_image_size(buffer)
+    except ImageFormatError as exc:
+        raise ImageFormatError(
+            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r}): "
+            f"{exc}"
+        ) from None
+    if width == 0 or height == 0:
+        raise ImageFormatError(
+            f"zero-sized image: {width}x{height} (width x height) declared by the {kind} header")
+    if width * height > max_pixels:
+        raise ImageFormatError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
+            f"{max_pixels} pixels (declared by the {kind} header; not decoded)"
+        )
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageFormatError(
+            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r}): "
+            f"{str(exc).strip().splitlines()[-1]}"
+        ) from None
     if bgr is None:
         raise ImageFormatError(
             f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r})"
@@ -109,7 +134,7 @@ def class_info_message(
     metadata: WeightsMetadata, weights: str, input_size: tuple[int, int], header: Header
 ) -> ClassInfo:
     """A ClassInfo from the weights' metadata; mean_iou is NaN where the metadata has none."""
-    miou = metadata.metrics.get("mean_iou")
+    miou = metadata.reported_mean_iou
     return ClassInfo(
         header=header,
         class_names=list(metadata.class_names),
@@ -117,7 +142,7 @@ def class_info_message(
                 for r, g, b in metadata.class_colors],
         dataset=metadata.dataset,
         weights=str(weights),
-        mean_iou=float(miou) if isinstance(miou, (int, float)) else math.nan,
+        mean_iou=math.nan if miou is None else miou,
         input_width=int(input_size[0]),
         input_height=int(input_size[1]),
     )
