@@ -17,6 +17,7 @@ import cv2
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,6 +31,7 @@ ENCODINGS = ("rgb8", "bgr8")
 RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,
                  "best_effort": ReliabilityPolicy.BEST_EFFORT}
 MAX_SIDE = 16384
+ACK_TIMEOUT_S = 5.0  # at the end, how long reliable subscribers get to acknowledge
 
 
 def pinhole_camera_info(header: Header, width: int, height: int) -> CameraInfo:
@@ -141,6 +143,10 @@ class CameraPublisher(Node):
     def _finish(self) -> None:
         self.done = True
         self.timer.cancel()
+        # Reliable subscribers get the last frames before this process exits (a no-op for
+        # best-effort ones).
+        for publisher in (self.image_pub, self.info_pub):
+            publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         skipped = f", {self.frames_skipped} unreadable skipped" if self.frames_skipped else ""
         self.get_logger().info(f"source finished: {self.published} frames published{skipped}")
 

@@ -65,8 +65,13 @@ def namespaced_topics() -> BagTopics:
 
 
 def play_command(bag, rate: float) -> list[str]:
-    player = os.environ.get("LEDNET_BAG_PLAY", f"{sys.executable} -m lednet_ros.bag_player")
-    return shlex.split(player) + [str(bag), "--clock", "--rate", str(rate), "--delay", "1.5"]
+    """The player's command. Ours waits for a subscriber on every topic (DDS delivers nothing
+    published before discovery); `ros2 bag play` has only --delay for that."""
+    player = os.environ.get("LEDNET_BAG_PLAY")
+    if player:
+        return shlex.split(player) + [str(bag), "--clock", "--rate", str(rate), "--delay", "3"]
+    return [sys.executable, "-m", "lednet_ros.bag_player", str(bag), "--clock", "--rate",
+            str(rate), "--wait-for-subscribers", "20", "--delay", "0.5"]
 
 
 def evaluate_live(context, tmp_path, bag, weights, topics: BagTopics, rate: float, **node_params):

@@ -199,6 +199,29 @@ def test_resume_without_a_checkpoint_names_it(tiny_cityscapes, tmp_path):
         train.main(tiny_args(tiny_cityscapes, tmp_path, "--resume"))
 
 
+class _CreatesMarker:
+    """Unpickling this would run os.system: the weights-only loader must refuse it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("content", ["pickle", "bytes", "empty"])
+def test_resume_refuses_a_bad_state_without_running_it(tiny_cityscapes, tmp_path, content):
+    marker = tmp_path / "code_ran"
+    last = tmp_path / "last.pt"
+    if content == "pickle":
+        torch.save({"model": _CreatesMarker(marker)}, last)
+    else:
+        last.write_bytes(b"" if content == "empty" else bytes(range(256)) * 8)
+    with pytest.raises(SystemExit, match=r"--resume: .*last.pt is not a training state"):
+        train.main(tiny_args(tiny_cityscapes, tmp_path, "--resume"))
+    assert not marker.exists()
+
+
 def test_data_loading_workers_give_the_same_batches(tiny_cityscapes):
     args = train.get_args(tiny_args(tiny_cityscapes, Path("unused")))
     dataset = Cityscapes(tiny_cityscapes, "train",

@@ -15,6 +15,7 @@ import argparse
 import csv
 import math
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -324,11 +325,15 @@ def run(args, rank: int, world: int) -> float:
     if args.resume:
         if not last_path.is_file():
             raise SystemExit(f"--resume: {last_path} does not exist")
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best_miou = state["epoch"] + 1, state["best_miou"]
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"], strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, best_miou = state["epoch"] + 1, state["best_miou"]
+        except (*UNREADABLE_STATE, ValueError) as exc:
+            raise SystemExit(f"--resume: {last_path} is not a training state of this run "
+                             f"({type(exc).__name__}: {exc})") from None
         if is_main:
             print(f"resumed from {last_path} at epoch {start_epoch}", flush=True)
     elif is_main:
@@ -412,6 +417,12 @@ def _dataset(dataset_cls, root: Path, split: str, transform):
         raise SystemExit(f"dataset error: {exc}") from None
 
 
+# What torch.load(weights_only=True) and load_state_dict raise for a file that is not a training
+# state of ours: not a zip/pickle, truncated, objects the weights-only unpickler refuses, other keys.
+UNREADABLE_STATE = (OSError, EOFError, KeyError, RuntimeError, TypeError, AttributeError,
+                    pickle.UnpicklingError)
+
+
 def load_encoder(model: LEDNet, path: Path) -> None:
     """Initialise ``model``'s encoder from an encoder stage's last.pt."""
     try:
@@ -419,7 +430,7 @@ def load_encoder(model: LEDNet, path: Path) -> None:
         encoder_state = {k[len("encoder."):]: v for k, v in state["model"].items()
                          if k.startswith("encoder.")}
         model.encoder.load_state_dict(encoder_state, strict=True)
-    except (OSError, KeyError, RuntimeError, TypeError) as exc:
+    except UNREADABLE_STATE as exc:
         raise SystemExit(f"--encoder-weights {path}: not an encoder stage's last.pt of a "
                          f"{model.num_classes}-class {model.decoder_variant} LEDNet: "
                          f"{exc}") from None
