@@ -69,13 +69,18 @@ def time_engine(engine, x: torch.Tensor, runs: int, warmup: int = 2) -> list[flo
     return times
 
 
-def benchmark_engines(weights, sizes, runs: int, device: torch.device) -> list[dict]:
+def benchmark_engines(weights, sizes, runs: int, device: torch.device,
+                      compile_engine: bool = True) -> list[dict]:
     """Forward time of every available engine (and fp16 on CUDA) at each size."""
     model, _ = load_weights(weights)
-    variants = [(name, torch.float32) for name in ENGINES if name != "auto"]
+    variants = [(name, torch.float32) for name in ENGINES
+                if name != "auto" and (compile_engine or name != "compile")]
     if device.type == "cuda":
         variants = [(n, d) for n, d in variants if n != "onnxruntime"]
-        variants += [("torch", torch.float16), ("torch_fused", torch.float16)]
+        variants += [(n, torch.float16) for n in ("torch", "torch_fused", "channels_last",
+                                                  "cuda_graph")]
+    else:
+        variants = [(n, d) for n, d in variants if n != "cuda_graph"]
     rows = []
     for width, height in sizes:
         x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
@@ -107,11 +112,45 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device) -> list[d
     return rows
 
 
+def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -> list[dict]:
+    """The node's per-frame work without DDS, with its default engine: an rgb8 message buffer
+    read (processing.rgb_from_message), segmented at its own size, labels at the original size,
+    occupancy on a 3 x 3 grid and the colour mask."""
+    from types import SimpleNamespace
+
+    from .processing import class_occupancy, colorize, rgb_from_message
+    from .segmenter import Segmenter
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for width, height in sizes:
+        segmenter = Segmenter.from_weights(weights, device=device, precision=precision,
+                                           input_size=(width, height))
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        msg = SimpleNamespace(data=rgb.tobytes(), height=height, width=width, step=3 * width,
+                              encoding="rgb8", is_bigendian=0)
+
+        def frame():
+            labels = segmenter.segment(rgb_from_message(msg))
+            class_occupancy(labels, segmenter.num_classes, (3, 3))
+            colorize(labels, segmenter.palette)
+
+        times = time_engine(lambda _: frame(), torch.empty(0), runs, warmup=3)
+        median = statistics.median(times)
+        rows.append({"size": f"{width}x{height}", "engine": segmenter.engine.name,
+                     "device": str(segmenter.device), "precision": precision,
+                     "median_ms": 1000 * median, "p95_ms": 1000 * percentile(times, 95),
+                     "fps": 1.0 / median})
+        print(f"pipeline {width}x{height} {segmenter.engine.name} {precision}: "
+              f"{rows[-1]['median_ms']:.1f} ms median, {rows[-1]['fps']:.1f} FPS")
+    return rows
+
+
 def write_report(out: Path, result: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(result, indent=2))
     m = result["machine"]
-    lines = [f"# LEDNet benchmark", "",
+    lines = ["# LEDNet benchmark", "",
              f"Machine: {m['cpu']}, {m['cpu_cores']} cores, GPU: {m['gpu'] or 'none'}; "
              f"torch {m['torch']} ({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}.",
              "", "## Model forward (one frame)", "",
@@ -121,6 +160,13 @@ def write_report(out: Path, result: dict) -> None:
         lines.append(f"| {r['size']} | {r['engine']} | {r['device']} | {r['precision']} | "
                      f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} | "
                      f"{r['speedup_vs_eager_fp32']:.2f} | {100 * r['label_agreement']:.3f}% |")
+    if result.get("pipeline"):
+        lines += ["", "## Node pipeline without DDS (frame buffer -> labels, occupancy, mask)", "",
+                  "| size | engine | device | precision | median ms | p95 ms | FPS |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['size']} | {r['engine']} | {r['device']} | {r['precision']} | "
+                  f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |"
+                  for r in result["pipeline"]]
     for section in result.get("node", []):
         if not lines[-1] == "":
             lines.append("")
@@ -147,6 +193,10 @@ def main(argv=None) -> None:
                         default=[(512, 256), (1024, 512), (2048, 1024)])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the torch.compile engine (it compiles for each size first)")
+    parser.add_argument("--pipeline-precision", default="fp32",
+                        help="precision of the pipeline measurement (fp16: CUDA only)")
     parser.add_argument("--node", action="store_true",
                         help="also measure the ROS 2 node end to end over DDS (needs the build)")
     parser.add_argument("--node-frames", type=int, default=60)
@@ -154,7 +204,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     result = {"machine": describe_machine(),
-              "engines": benchmark_engines(args.weights, args.sizes, args.runs, device)}
+              "engines": benchmark_engines(args.weights, args.sizes, args.runs, device,
+                                           compile_engine=not args.no_compile),
+              "pipeline": benchmark_pipeline(args.weights, args.sizes, args.runs, args.device,
+                                             args.pipeline_precision)}
     if args.node:
         from .benchmark_node import benchmark_node
 

@@ -86,8 +86,9 @@ PARAMETERS = {
         read_only=True)),
     "precision": ("fp32", _describe("fp32, or fp16 (CUDA only).", read_only=True)),
     "engine": ("auto", _describe(
-        "Inference engine: auto (onnxruntime on CPU where installed, else torch_fused), torch, "
-        "torch_fused or onnxruntime (CPU).", read_only=True)),
+        "Inference engine: auto (the fastest: onnxruntime on CPU where installed, else "
+        "torch_fused; cuda_graph on CUDA), torch, torch_fused, channels_last, compile, "
+        "cuda_graph (CUDA) or onnxruntime (CPU).", read_only=True)),
     "input_width": (0, _describe(
         "Network input width in pixels; 0 = the weights' training width. Changeable at runtime.",
         integers=(0, MAX_INPUT_SIDE))),

@@ -12,7 +12,7 @@ from .checkpoint import WeightsMetadata, load_weights
 from .inference import make_engine
 from .labels import palette
 from .model import LEDNet
-from .processing import labels_from_logits, preprocess, resize_labels
+from .processing import preprocess, resize_labels
 
 PRECISIONS = ("fp32", "fp16")
 MAX_INPUT_SIDE = 8192
@@ -61,7 +61,7 @@ class Segmenter:
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', or 'fp16' (CUDA only).
         input_size: network input (width, height); default: the weights' training size.
-        engine: 'auto' (fastest available), 'torch', 'torch_fused' or 'onnxruntime'.
+        engine: 'auto' (fastest available) or one of inference.ENGINES.
     """
 
     def __init__(
@@ -105,12 +105,14 @@ class Segmenter:
         return (f"LEDNet ({self.metadata.decoder}) on {self.device}, {self.precision}, "
                 f"engine {self.engine.name}, input {w}x{h}")
 
+    def _input(self, rgb: np.ndarray) -> torch.Tensor:
+        return preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
+                          self.device, self.dtype)
+
     @torch.inference_mode()
     def logits(self, rgb: np.ndarray) -> torch.Tensor:
         """1 x C x h x w logits at the network's input size for an H x W x 3 uint8 RGB array."""
-        x = preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
-                       self.device, self.dtype)
-        return self.engine(x)
+        return self.engine(self._input(rgb))
 
     def segment(self, rgb: np.ndarray, output: str = "original") -> np.ndarray:
         """Class ids (uint8) at the image's own size ('original') or the network's ('network')."""
@@ -118,7 +120,8 @@ class Segmenter:
             raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        labels = labels_from_logits(self.logits(rgb))
+        with torch.inference_mode():
+            labels = self.engine.labels(self._input(rgb))
         if output == "original":
             labels = resize_labels(labels, (rgb.shape[1], rgb.shape[0]))
         return labels

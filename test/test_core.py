@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +72,15 @@ def test_offline_entry_point_rejects_broken_weights(tmp_path, capsys):
     broken.write_bytes(b"not a checkpoint")
     assert segment_files([str(broken), "--weights", str(broken), "--out", str(tmp_path)]) == 2
     assert "broken.safetensors" in capsys.readouterr().err
+
+
+def test_colorize_gives_each_class_its_palette_colour():
+    from lednet_ros.labels import CAMVID, palette
+    from lednet_ros.processing import colorize
+
+    colours = palette(CAMVID.colors)
+    labels = np.random.default_rng(0).integers(0, 12, (7, 9)).astype(np.uint8)  # 11: void
+    mask = colorize(labels, colours)
+    assert mask.shape == (7, 9, 3) and mask.dtype == np.uint8
+    assert np.array_equal(mask, colours[labels])
+    assert np.array_equal(colorize(labels.astype(np.int64), colours), mask)
