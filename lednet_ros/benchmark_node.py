@@ -1,0 +1,247 @@
+r"""The segmentation node end to end over DDS: latency, rate, drops, CPU and memory.
+
+    python -m lednet_ros.benchmark --node            # engines, pipeline and this, one report
+    python -m lednet_ros.benchmark_node --sizes 512x256 --frames 60 [--profiles shm default]
+
+The node runs in its own process with its defaults (engine auto, sensor-data subscription) and the
+network input equal to the frame size. A probe process, like a camera driver, publishes rgb8 frames
+(best effort, depth 5) and waits for each frame's labels before sending the next (closed loop, so
+latency is not queueing); a frame whose labels do not come within the timeout counts as dropped.
+Both processes load the Fast DDS shared-memory profile (config/fastdds_shm.xml) or neither
+('default'), since Fast DDS reads its profiles once per process. Measured: latency from publish to
+labels received (p50, p95, max), sustained rate, dropped frames, the node's inference time (its
+diagnostics: Segmenter.segment), the node's CPU use, peak memory (VmHWM) and its RSS growth between
+the middle and the end of the run (a per-frame leak shows as growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NAMESPACE = "/lednet_bench"
+PROFILES = ("shm", "default")
+
+
+def profile_path() -> Path | None:
+    """The installed config/fastdds_shm.xml, else the source tree's."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        path = Path(get_package_share_directory("lednet_ros")) / "config" / "fastdds_shm.xml"
+        if path.is_file():
+            return path
+    except Exception:  # not installed: the source tree
+        pass
+    path = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+    return path if path.is_file() else None
+
+
+def environment(profile: str, domain_id: int, log_dir: str) -> dict:
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOG_DIR=log_dir)
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    if profile == "shm":
+        path = profile_path()
+        if path is None:
+            raise FileNotFoundError("config/fastdds_shm.xml not found")
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([package_parent, env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    return env
+
+
+def proc_status(pid: int) -> dict:
+    """VmRSS and VmHWM (MB) and CPU seconds (user + system) of a process, from /proc."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    values["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return values
+
+
+def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0):
+    """One row per (size, profile): see the module docstring; keys as benchmark.write_report."""
+    rows = []
+    for width, height in sizes:
+        for profile in profiles:
+            rows.append(run_one(weights, (width, height), frames, profile, timeout))
+            r = rows[-1]
+            print(f"node {r['size']} profile {r['profile']}: {r['received']}/{r['sent']} frames, "
+                  f"{r['rate_hz']:.1f} Hz, latency p50 {r['latency_p50_ms']:.1f} ms "
+                  f"(inference {r['inference_p50_ms']:.1f}), CPU {r['cpu_percent']:.0f}%, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB, growth {r['rss_growth_mb']:+.1f} MB",
+                  flush=True)
+    return rows
+
+
+def run_one(weights, size, frames: int, profile: str, timeout: float) -> dict:
+    width, height = size
+    domain_id = 100 + os.getpid() % 100  # runs are sequential: one domain per benchmark
+    with tempfile.TemporaryDirectory(prefix="lednet_bench_") as tmp:
+        env = environment(profile, domain_id, tmp)
+        node_cmd = [sys.executable, "-m", "lednet_ros.node", "--ros-args",
+                    "-r", f"__ns:={NAMESPACE}", "-p", f"weights:={weights}",
+                    "-p", f"input_width:={width}", "-p", f"input_height:={height}",
+                    "-p", f"max_image_pixels:={max(width * height, 1)}"]
+        log = open(Path(tmp) / "node.log", "w")
+        node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            out = Path(tmp) / "probe.json"
+            probe_cmd = [sys.executable, "-m", "lednet_ros.benchmark_node", "--probe",
+                         "--size", f"{width}x{height}", "--frames", str(frames),
+                         "--node-pid", str(node.pid), "--timeout", str(timeout),
+                         "--result", str(out)]
+            subprocess.run(probe_cmd, env=env, check=True, timeout=120 + frames * timeout)
+            result = json.loads(out.read_text())
+        except subprocess.CalledProcessError as exc:
+            log.flush()
+            raise RuntimeError(f"probe failed ({exc}); node log:\n"
+                               + (Path(tmp) / "node.log").read_text()[-3000:]) from None
+        finally:
+            node.terminate()
+            node.wait(timeout=20)
+            log.close()
+    result.update(size=f"{width}x{height}",
+                  profile="fastdds_shm.xml" if profile == "shm" else "default")
+    return result
+
+
+# ---- the probe: a camera-like publisher that waits for each frame's labels --------------------
+
+def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    width, height = size
+    rclpy.init()
+    node = rclpy.create_node("lednet_bench_probe", namespace=NAMESPACE)
+    received = {}
+    diagnostics = {}
+
+    def on_labels(msg):
+        received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            if status.name.startswith(f"{NAMESPACE}/"):
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    publisher = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    node.create_subscription(Image, "lednet_segmentation/labels", on_labels,
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def spin_until(predicate, limit: float) -> bool:
+        deadline = time.perf_counter() + limit
+        while time.perf_counter() < deadline:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.005)
+        return predicate()
+
+    if not spin_until(lambda: publisher.get_subscription_count() > 0
+                      and node.count_publishers(f"{NAMESPACE}/lednet_segmentation/labels") > 0,
+                      90.0):
+        raise RuntimeError("the node did not come up within 90 s")
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 3] = (235, 238, 242)
+    rgb[height // 3:] = (85, 83, 90)
+    rgb = np.clip(rgb + rng.integers(-10, 11, rgb.shape), 0, 255).astype(np.uint8)
+    data = rgb.tobytes()
+    latencies, sent, index = [], 0, 0
+    start_status = end_status = middle_status = None
+    warmup = 5
+    started = time.perf_counter()
+    for index in range(warmup + frames):
+        if index == warmup:
+            start_status, started = proc_status(node_pid), time.perf_counter()
+            latencies.clear()
+            sent = 0
+        if index == warmup + frames // 2:
+            middle_status = proc_status(node_pid)
+        msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width)
+        msg.data = data
+        msg.header.frame_id = "bench_camera"
+        msg.header.stamp = node.get_clock().now().to_msg()
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        published = time.perf_counter()
+        publisher.publish(msg)
+        sent += 1
+        if spin_until(lambda: key in received, timeout):
+            latencies.append(received[key] - published)
+    elapsed = time.perf_counter() - started
+    end_status = proc_status(node_pid)
+    spin_until(lambda: diagnostics.get("frames processed", "0") != "0"
+               and int(diagnostics.get("frames processed", 0)) >= warmup + len(latencies), 3.0)
+    node.destroy_node()
+    rclpy.shutdown()
+    lat = np.asarray(latencies) * 1000
+    inference = diagnostics.get("inference p50 (ms)", "nan")
+    result = {
+        "sent": sent, "received": len(latencies), "dropped": sent - len(latencies),
+        "rate_hz": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+        "latency_max_ms": float(lat.max()) if lat.size else float("nan"),
+        "inference_p50_ms": float(inference) if inference not in ("", "n/a") else float("nan"),
+        "engine": diagnostics.get("engine", "?"),
+        "cpu_percent": 100 * (end_status["cpu_s"] - start_status["cpu_s"]) / elapsed,
+        "peak_rss_mb": end_status["VmHWM"],
+        "rss_mb": end_status["VmRSS"],
+        "rss_growth_mb": end_status["VmRSS"] - middle_status["VmRSS"],
+    }
+    result["overhead"] = ((result["latency_p50_ms"] - result["inference_p50_ms"])
+                          / result["inference_p50_ms"])
+    return result
+
+
+def main(argv=None) -> None:
+    from .segment_files import parse_size
+    from .segmenter import default_weights_path
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=default_weights_path())
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 256)])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--profiles", nargs="+", choices=PROFILES, default=list(PROFILES))
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for a frame's labels before counting it dropped")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    # the probe process (started by benchmark_node)
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=parse_size, help=argparse.SUPPRESS)
+    parser.add_argument("--node-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        args.result.write_text(json.dumps(probe(args.size, args.frames, args.node_pid,
+                                                args.timeout)))
+        return
+    rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

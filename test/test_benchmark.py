@@ -1,0 +1,35 @@
+"""The benchmark script runs and reports every section (correctness only: no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (the node section needs it)")
+
+from ros_helpers import run_process  # noqa: E402
+
+
+def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
+    out = tmp_path / "bench"
+    done = run_process([sys.executable, "-m", "lednet_ros.benchmark", "--sizes", "128x64",
+                        "--runs", "2", "--no-compile", "--node", "--node-frames", "4",
+                        "--out", str(out)], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "benchmark.json").read_text())
+    engines = {row["engine"] for row in result["engines"]}
+    assert {"torch", "torch_fused", "channels_last"} <= engines
+    assert all(row["label_agreement"] > 0.99 for row in result["engines"])
+    (pipeline,) = result["pipeline"]
+    assert pipeline["size"] == "128x64" and pipeline["fps"] > 0
+    assert {row["profile"] for row in result["node"]} == {"fastdds_shm.xml", "default"}
+    for row in result["node"]:
+        assert row["sent"] == 4 and row["received"] + row["dropped"] == 4
+        assert row["received"] >= 1 and row["peak_rss_mb"] > 0
+        assert row["engine"] == pipeline["engine"]
+    report = (out / "benchmark.md").read_text()
+    for section in ("Model forward", "Node pipeline without DDS", "Node end to end over DDS"):
+        assert section in report
+    assert result["machine"]["cpu_cores"] >= 1
