@@ -78,9 +78,9 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device,
     if device.type == "cuda":
         variants = [(n, d) for n, d in variants if n != "onnxruntime"]
         variants += [(n, torch.float16) for n in ("torch", "torch_fused", "channels_last",
-                                                  "cuda_graph")]
+                                                  "cuda_graph", "tensorrt")]
     else:
-        variants = [(n, d) for n, d in variants if n != "cuda_graph"]
+        variants = [(n, d) for n, d in variants if n not in ("cuda_graph", "tensorrt")]
     rows = []
     for width, height in sizes:
         x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))

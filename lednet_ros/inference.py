@@ -11,12 +11,15 @@ in the tests and the benchmark):
 - cuda_graph: channels_last captured as a CUDA graph per input size and replayed (CUDA only): one
   launch per frame instead of hundreds.
 - onnxruntime: ONNX Runtime on the CPU.
+- tensorrt: ONNX Runtime's TensorRT execution provider (CUDA; needs onnxruntime-gpu built with
+  TensorRT; fp16 with precision fp16; engines cached in ~/.cache/lednet_ros/tensorrt).
 """
 
 from __future__ import annotations
 
 import copy
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +28,9 @@ from torch import nn
 from .model import ConvBNReLU, LEDNet, SSBranch
 from .processing import labels_from_logits
 
-ENGINES = ("auto", "torch", "torch_fused", "channels_last", "compile", "cuda_graph", "onnxruntime")
+ENGINES = ("auto", "torch", "torch_fused", "channels_last", "compile", "cuda_graph", "onnxruntime",
+           "tensorrt")
+TENSORRT_CACHE = Path.home() / ".cache" / "lednet_ros" / "tensorrt"
 
 
 def onnxruntime_available() -> bool:
@@ -124,10 +129,11 @@ class OnnxRuntimeEngine:
     dynamic height and width so the input size can change at run time. The graph also holds the
     argmax, so labels() gets uint8 class ids without the logits leaving ONNX Runtime."""
 
-    name = "onnxruntime"
-
-    def __init__(self, model: LEDNet, threads: int = 0):
+    def __init__(self, model: LEDNet, threads: int = 0, providers=("CPUExecutionProvider",),
+                 name: str = "onnxruntime"):
         import onnxruntime as ort
+
+        self.name = name
 
         buffer = io.BytesIO()
         export_onnx(model, buffer, with_labels=True)
@@ -138,9 +144,8 @@ class OnnxRuntimeEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(buffer.getvalue(), options,
+                                            providers=list(providers))
 
     def _run(self, output: str, x: torch.Tensor) -> np.ndarray:
         (result,) = self.session.run([output], {"image": x.cpu().float().numpy()})
@@ -201,6 +206,28 @@ def make_engine(name: str, model: LEDNet, device: torch.device, dtype: torch.dty
         if not onnxruntime_available():
             raise ValueError("engine 'onnxruntime' requested but onnxruntime is not installed")
         return OnnxRuntimeEngine(model)
+    if name == "tensorrt":
+        return OnnxRuntimeEngine(model, providers=tensorrt_providers(device, dtype),
+                                 name="tensorrt")
     if name == "cuda_graph":
         return CudaGraphEngine(model, device, dtype)
     return TorchEngine(model, device, dtype, name)
+
+
+def tensorrt_providers(device: torch.device, dtype: torch.dtype) -> list:
+    """ONNX Runtime providers for the tensorrt engine, or ValueError naming what is missing."""
+    if device.type != "cuda":
+        raise ValueError(f"engine 'tensorrt' needs a CUDA device; the device is {device}")
+    available = []
+    if onnxruntime_available():
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    if "TensorrtExecutionProvider" not in available:
+        raise ValueError("engine 'tensorrt' needs onnxruntime-gpu with the TensorRT execution "
+                         f"provider; available providers: {', '.join(available) or 'none'}")
+    TENSORRT_CACHE.mkdir(parents=True, exist_ok=True)
+    options = {"device_id": device.index or 0, "trt_fp16_enable": dtype == torch.float16,
+               "trt_engine_cache_enable": True, "trt_engine_cache_path": str(TENSORRT_CACHE)}
+    return [("TensorrtExecutionProvider", options),
+            ("CUDAExecutionProvider", {"device_id": device.index or 0})]

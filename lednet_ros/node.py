@@ -88,7 +88,8 @@ PARAMETERS = {
     "engine": ("auto", _describe(
         "Inference engine: auto (the fastest: onnxruntime on CPU where installed, else "
         "torch_fused; cuda_graph on CUDA), torch, torch_fused, channels_last, compile, "
-        "cuda_graph (CUDA) or onnxruntime (CPU).", read_only=True)),
+        "cuda_graph (CUDA), onnxruntime (CPU) or tensorrt (CUDA, onnxruntime-gpu).",
+        read_only=True)),
     "input_width": (0, _describe(
         "Network input width in pixels; 0 = the weights' training width. Changeable at runtime.",
         integers=(0, MAX_INPUT_SIDE))),

@@ -82,12 +82,14 @@ def test_folding_removes_the_batchnorms_after_convolutions(model):
 def test_auto_and_unknown_engines(model):
     auto = make_engine("auto", model, CPU, torch.float32)
     assert auto.name == ("onnxruntime" if onnxruntime_available() else "torch_fused")
-    with pytest.raises(ValueError, match="unknown inference engine 'tensorrt'"):
-        make_engine("tensorrt", model, CPU, torch.float32)
+    with pytest.raises(ValueError, match="unknown inference engine 'openvino'"):
+        make_engine("openvino", model, CPU, torch.float32)
     with pytest.raises(ValueError, match="'cuda_graph' needs a CUDA device; the device is cpu"):
         make_engine("cuda_graph", model, CPU, torch.float32)
-    assert set(ENGINES) >= {"auto", "torch", "torch_fused", "channels_last", "compile",
-                            "cuda_graph", "onnxruntime"}
+    with pytest.raises(ValueError, match="'tensorrt' needs a CUDA device; the device is cpu"):
+        make_engine("tensorrt", model, CPU, torch.float32)
+    assert set(ENGINES) == {"auto", "torch", "torch_fused", "channels_last", "compile",
+                            "cuda_graph", "onnxruntime", "tensorrt"}
 
 
 def test_segmenter_reports_its_engine():
@@ -118,3 +120,22 @@ def test_cuda_engines_give_eager_pytorchs_labels(model, frame_and_reference, nam
             expected = model(x2)
         check_agreement(engine(x2.to(device, dtype)).cpu(), expected, tolerance, share)
         assert len(engine.graphs) == 2
+
+
+def tensorrt_or_skip():
+    import onnxruntime as ort
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no TensorRT execution provider here (needs onnxruntime-gpu "
+                    "built with TensorRT)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_tensorrt_gives_eager_pytorchs_labels(model, frame_and_reference, dtype):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    tensorrt_or_skip()
+    x, reference = frame_and_reference
+    engine = make_engine("tensorrt", model, torch.device("cuda"), dtype)
+    check_agreement(engine(x), reference, 5e-2, 0.99)
