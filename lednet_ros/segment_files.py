@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from .checkpoint import CheckpointError, metrics_summary
 from .frame_sources import IMAGE_SUFFIXES
-from .processing import colorize, overlay
+from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, colorize, compressed_image_size,
+                         overlay)
 from .segmenter import Segmenter
 
 
@@ -30,8 +32,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float) -> list[Path]:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """ValueError naming the file when it declares more than max_pixels pixels."""
+    if width * height > max_pixels:
+        raise ValueError(f"{path}: {width}x{height} pixels is more than --max-pixels {max_pixels}")
+
+
+def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        _, width, height = compressed_image_size(data)
+        check_pixels(path, width, height, max_pixels)
+    except ImageFormatError:
+        pass  # neither PNG nor JPEG: OpenCV's own limit applies
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{path}: not a readable image")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -43,10 +58,12 @@ def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float)
 
 
 def segment_video(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
-                  max_frames: int = 0) -> list[Path]:
+                  max_frames: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"{path}: not a readable video")
+    check_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     written = [out_dir / f"{path.stem}_mask.mp4", out_dir / f"{path.stem}_overlay.mp4"]
     writers, frames = [], 0
@@ -84,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")
     parser.add_argument("--max-frames", type=int, default=0, help="per video; 0 = all")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images and videos with more pixels per frame than this")
     args = parser.parse_args(argv)
     try:
         segmenter = Segmenter.from_weights(args.weights, device=args.device,
@@ -102,10 +121,11 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         try:
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                written = segment_image(segmenter, path, args.out, args.alpha)
+                written = segment_image(segmenter, path, args.out, args.alpha, args.max_pixels)
             else:
-                written = segment_video(segmenter, path, args.out, args.alpha, args.max_frames)
-        except ValueError as exc:
+                written = segment_video(segmenter, path, args.out, args.alpha, args.max_frames,
+                                        args.max_pixels)
+        except (OSError, ValueError) as exc:
             print(f"lednet-segment: {exc}", file=sys.stderr)
             status = 1
             continue
