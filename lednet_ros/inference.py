@@ -227,7 +227,8 @@ def tensorrt_providers(device: torch.device, dtype: torch.dtype) -> list:
         raise ValueError("engine 'tensorrt' needs onnxruntime-gpu with the TensorRT execution "
                          f"provider; available providers: {', '.join(available) or 'none'}")
     TENSORRT_CACHE.mkdir(parents=True, exist_ok=True)
-    options = {"device_id": device.index or 0, "trt_fp16_enable": dtype == torch.float16,
+    device_id = device.index or 0
+    options = {"device_id": device_id, "trt_fp16_enable": dtype == torch.float16,
                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(TENSORRT_CACHE)}
     return [("TensorrtExecutionProvider", options),
-            ("CUDAExecutionProvider", {"device_id": device.index or 0})]
+            ("CUDAExecutionProvider", {"device_id": device_id})]

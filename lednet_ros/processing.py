@@ -36,6 +36,21 @@ class ImageFormatError(ValueError):
     """An image buffer that cannot be read; the message names the bad value and what was expected."""
 
 
+def check_image_size(width: int, height: int, max_pixels: int, declared_by: str = "") -> None:
+    """ImageFormatError when a width x height image is empty or has more than max_pixels pixels.
+
+    ``declared_by`` names the header the size was read from before decoding ('the PNG header').
+    """
+    where = f" declared by {declared_by}" if declared_by else ""
+    if width <= 0 or height <= 0:
+        raise ImageFormatError(f"zero-sized image: {width}x{height} (width x height){where}")
+    if width * height > max_pixels:
+        raise ImageFormatError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
+            f"{max_pixels} pixels" + (f" ({where.strip()}; not decoded)" if declared_by else "")
+        )
+
+
 def image_from_buffer(
     data,
     height: int,
@@ -56,13 +71,7 @@ def image_from_buffer(
             f"unsupported encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})"
         )
     channels, dtype, _ = ENCODINGS[encoding]
-    if height <= 0 or width <= 0:
-        raise ImageFormatError(f"zero-sized image: {width}x{height} (width x height)")
-    if width * height > max_pixels:
-        raise ImageFormatError(
-            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
-            f"{max_pixels} pixels"
-        )
+    check_image_size(width, height, max_pixels)
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and width % 2:
         raise ImageFormatError(f"{encoding} needs an even width, got {width}")

@@ -18,7 +18,8 @@ from lednet_ros.msg import ClassInfo, ClassOccupancy
 
 from .checkpoint import WeightsMetadata
 from .processing import (
-    DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, compressed_image_size, rgb_from_message,
+    DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, check_image_size, compressed_image_size,
+    rgb_from_message,
 )
 
 # numpy layout of the encodings this module writes
@@ -60,14 +61,7 @@ def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXE
             f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r}): "
             f"{exc}"
         ) from None
-    if width == 0 or height == 0:
-        raise ImageFormatError(
-            f"zero-sized image: {width}x{height} (width x height) declared by the {kind} header")
-    if width * height > max_pixels:
-        raise ImageFormatError(
-            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
-            f"{max_pixels} pixels (declared by the {kind} header; not decoded)"
-        )
+    check_image_size(width, height, max_pixels, declared_by=f"the {kind} header")
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -79,12 +73,7 @@ def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXE
         raise ImageFormatError(
             f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r})"
         )
-    height, width = bgr.shape[:2]
-    if width * height > max_pixels:
-        raise ImageFormatError(
-            f"image of {width}x{height} = {width * height} pixels exceeds the maximum of "
-            f"{max_pixels} pixels"
-        )
+    check_image_size(bgr.shape[1], bgr.shape[0], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

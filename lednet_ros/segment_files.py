@@ -18,8 +18,8 @@ import numpy as np
 
 from .checkpoint import CheckpointError, metrics_summary
 from .frame_sources import IMAGE_SUFFIXES
-from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, colorize, compressed_image_size,
-                         overlay)
+from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, colorize,
+                         compressed_image_size, overlay)
 from .segmenter import Segmenter
 
 
@@ -32,20 +32,23 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
-    """ValueError naming the file when it declares more than max_pixels pixels."""
-    if width * height > max_pixels:
-        raise ValueError(f"{path}: {width}x{height} pixels is more than --max-pixels {max_pixels}")
+def check_pixels(path: Path, width: int, height: int, max_pixels: int, declared_by: str) -> None:
+    """processing.check_image_size, naming the file and the option that sets the limit."""
+    try:
+        check_image_size(width, height, max_pixels, declared_by)
+    except ImageFormatError as exc:
+        raise ValueError(f"{path}: {exc}; --max-pixels sets the limit") from None
 
 
 def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
     data = np.fromfile(path, dtype=np.uint8)
     try:
-        _, width, height = compressed_image_size(data)
-        check_pixels(path, width, height, max_pixels)
+        kind, width, height = compressed_image_size(data)
     except ImageFormatError:
-        pass  # neither PNG nor JPEG: OpenCV's own limit applies
+        kind = None  # neither PNG nor JPEG: OpenCV's own limit applies
+    if kind:
+        check_pixels(path, width, height, max_pixels, f"the {kind} header")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{path}: not a readable image")
@@ -63,7 +66,7 @@ def segment_video(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
     if not capture.isOpened():
         raise ValueError(f"{path}: not a readable video")
     check_pixels(path, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels)
+                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), max_pixels, "the video's header")
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     written = [out_dir / f"{path.stem}_mask.mp4", out_dir / f"{path.stem}_overlay.mp4"]
     writers, frames = [], 0

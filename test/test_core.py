@@ -67,7 +67,8 @@ def test_offline_entry_point_writes_mask_and_overlay(cityscapes_frame, random_we
     assert (tmp_path / f"{cityscapes_frame.stem}_overlay.png").is_file()
 
 
-def test_offline_entry_point_refuses_oversized_images_and_goes_on(random_weights, tmp_path, capsys):
+def test_offline_entry_point_refuses_oversized_images_and_goes_on(random_weights, tmp_path,
+                                                                   capsys):
     import struct
     import zlib
 

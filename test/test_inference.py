@@ -123,8 +123,7 @@ def test_cuda_engines_give_eager_pytorchs_labels(model, frame_and_reference, nam
 
 
 def tensorrt_or_skip():
-    import onnxruntime as ort
-
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device here")
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
@@ -134,7 +133,6 @@ def tensorrt_or_skip():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_tensorrt_gives_eager_pytorchs_labels(model, frame_and_reference, dtype):
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     tensorrt_or_skip()
     x, reference = frame_and_reference
     engine = make_engine("tensorrt", model, torch.device("cuda"), dtype)
