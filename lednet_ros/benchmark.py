@@ -91,7 +91,7 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device,
             except ValueError as exc:
                 print(f"skip {name}: {exc}")
                 continue
-            xin = x.to(device, dtype)
+            xin = x.to(engine.input_device, engine.input_dtype)  # as the Segmenter feeds it
             labels = labels_from_logits(engine(xin).float())
             reference = labels if reference is None else reference
             times = time_engine(engine, xin, runs)

@@ -72,6 +72,7 @@ class TorchEngine:
     def __init__(self, model: LEDNet, device: torch.device, dtype: torch.dtype,
                  name: str = "torch"):
         self.name = name
+        self.input_device, self.input_dtype = device, dtype  # where the Segmenter prepares input
         model = model if name == "torch" else fold_batchnorm(model)
         self.memory_format = (torch.channels_last if name in ("channels_last", "cuda_graph")
                               else torch.contiguous_format)
@@ -127,7 +128,11 @@ class CudaGraphEngine(TorchEngine):
 class OnnxRuntimeEngine:
     """ONNX Runtime on the CPU (the fastest engine on CPUs), from an in-memory export with
     dynamic height and width so the input size can change at run time. The graph also holds the
-    argmax, so labels() gets uint8 class ids without the logits leaving ONNX Runtime."""
+    argmax, so labels() gets uint8 class ids without the logits leaving ONNX Runtime. Input is
+    prepared on the host in float32 for every provider (ONNX Runtime copies it to the GPU itself
+    for tensorrt), so CUDA input never makes a round trip through host memory."""
+
+    input_device, input_dtype = torch.device("cpu"), torch.float32
 
     def __init__(self, model: LEDNet, threads: int = 0, providers=("CPUExecutionProvider",),
                  name: str = "onnxruntime"):

@@ -7,6 +7,7 @@ encoding, is_bigendian) and gets numpy arrays back, so all of this is testable w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -212,9 +213,19 @@ def preprocess(
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
     rgb = np.require(rgb, requirements=["C", "W"])  # torch wants writable memory (copies if not)
     x = torch.from_numpy(rgb).to(device).permute(2, 0, 1).unsqueeze(0)
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, 3, 1, 1)
+    scale, shift = normalisation(tuple(mean), tuple(std), torch.device(device))
     return (x.float() * scale - shift).to(dtype)
+
+
+@lru_cache(maxsize=16)
+def normalisation(mean: tuple, std: tuple, device: torch.device):
+    """(scale, shift), 1 x 3 x 1 x 1 tensors on ``device`` with (x / 255 - mean) / std equal to
+    x * scale - shift; made once per (mean, std, device), not per frame (on CUDA each is a
+    blocking host-to-device copy). Ordinary tensors even when first asked for in inference mode."""
+    with torch.inference_mode(False):
+        scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
+        shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, 3, 1, 1)
+    return scale, shift
 
 
 def labels_from_logits(logits: torch.Tensor) -> np.ndarray:

@@ -107,7 +107,7 @@ class Segmenter:
 
     def _input(self, rgb: np.ndarray) -> torch.Tensor:
         return preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
-                          self.device, self.dtype)
+                          self.engine.input_device, self.engine.input_dtype)
 
     @torch.inference_mode()
     def logits(self, rgb: np.ndarray) -> torch.Tensor:

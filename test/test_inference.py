@@ -92,6 +92,30 @@ def test_auto_and_unknown_engines(model):
                             "cuda_graph", "onnxruntime", "tensorrt"}
 
 
+def test_preprocess_normalises_with_the_weights_mean_and_std():
+    rgb = street(6, 10)
+    mean, std = [0.3, 0.4, 0.5], [0.2, 0.25, 0.3]
+    with torch.inference_mode():  # the node's context; the constants must not be inference-only
+        x = preprocess(rgb, (10, 6), mean, std)
+    expected = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+                - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(x, expected, atol=1e-6)
+    assert torch.equal(preprocess(rgb, (10, 6), mean, std), x)  # cached constants, same values
+    assert not preprocess(rgb, (10, 6), mean, std).is_inference()
+
+
+@pytest.mark.parametrize("name", ["torch_fused", "onnxruntime"])
+def test_segmenter_prepares_input_where_its_engine_reads_it(name):
+    """ONNX Runtime engines read host float32 (so a CUDA input never goes back to the host);
+    PyTorch engines read their own device and dtype."""
+    if name == "onnxruntime" and not onnxruntime_available():
+        pytest.skip("onnxruntime is not installed")
+    segmenter = Segmenter.from_weights(None, engine=name, input_size=(64, 32))
+    x = segmenter._input(street())
+    assert (x.device, x.dtype) == (segmenter.engine.input_device, segmenter.engine.input_dtype)
+    assert tuple(x.shape) == (1, 3, 32, 64)
+
+
 def test_segmenter_reports_its_engine():
     segmenter = Segmenter.from_weights(None, engine="channels_last", input_size=(256, 128))
     assert "engine channels_last" in segmenter.describe()
