@@ -169,12 +169,13 @@ def write_report(out: Path, result: dict) -> None:
                   for r in result["pipeline"]]
     if result.get("node"):
         lines += ["", "## Node end to end over DDS (publish -> labels received, closed loop)", "",
-                  "| size | profile | sent | received | dropped | rate Hz | latency p50 ms "
-                  "| p95 ms | node inference p50 ms | forward ms | overhead | node CPU % "
-                  "| node peak RSS MB | RSS growth MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| size | profile | device | precision | engine | sent | received | dropped "
+                  "| rate Hz | latency p50 ms | p95 ms | node inference p50 ms | forward ms "
+                  "| overhead | node CPU % | node peak RSS MB | RSS growth MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.get("node", []):
-        lines.append(f"| {s['size']} | {s['profile']} | {s['sent']} | {s['received']} | "
+        lines.append(f"| {s['size']} | {s['profile']} | {s['device']} | {s['precision']} | "
+                     f"{s['engine']} | {s['sent']} | {s['received']} | "
                      f"{s['dropped']} | {s['rate_hz']:.2f} | {s['latency_p50_ms']:.1f} | "
                      f"{s['latency_p95_ms']:.1f} | {s['inference_p50_ms']:.1f} | "
                      f"{s.get('forward_ms', float('nan')):.1f} | "
@@ -195,7 +196,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the torch.compile engine (it compiles for each size first)")
     parser.add_argument("--pipeline-precision", default="fp32",
-                        help="precision of the pipeline measurement (fp16: CUDA only)")
+                        help="precision of the pipeline and node measurements (fp16: CUDA only)")
     parser.add_argument("--node", action="store_true",
                         help="also measure the ROS 2 node end to end over DDS (needs the build)")
     parser.add_argument("--node-frames", type=int, default=60)
@@ -210,9 +211,11 @@ def main(argv=None) -> None:
     if args.node:
         from .benchmark_node import benchmark_node
 
-        result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames)
+        params = [f"device:={args.device}", f"precision:={args.pipeline_precision}"]
+        result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params)
         auto = {r["size"]: r for r in result["engines"]
-                if r["engine"] == result["pipeline"][0]["engine"] and r["precision"] == "fp32"}
+                if r["engine"] == result["pipeline"][0]["engine"]
+                and r["precision"] == args.pipeline_precision}
         for row in result["node"]:  # the node's cost beyond the bare forward pass
             forward = auto[row["size"]]["median_ms"] if row["size"] in auto else float("nan")
             row["forward_ms"] = forward

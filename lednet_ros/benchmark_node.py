@@ -2,9 +2,10 @@ r"""The segmentation node end to end over DDS: latency, rate, drops, CPU and mem
 
     python -m lednet_ros.benchmark --node            # engines, pipeline and this, one report
     python -m lednet_ros.benchmark_node --sizes 512x256 --frames 60 [--profiles shm default]
+        [--param precision:=fp16 ...]
 
-The node runs in its own process with its defaults (engine auto, sensor-data subscription) and the
-network input equal to the frame size. A probe process, like a camera driver, publishes rgb8 frames
+The node runs in its own process with its defaults (device and engine auto, sensor-data
+subscription) but for the --param overrides, and the network input equal to the frame size. A probe process, like a camera driver, publishes rgb8 frames
 (best effort, depth 5) and waits for each frame's labels before sending the next (closed loop, so
 latency is not queueing); a frame whose labels do not come within the timeout counts as dropped.
 Both processes load the Fast DDS shared-memory profile (config/fastdds_shm.xml) or neither
@@ -73,14 +74,18 @@ def proc_status(pid: int) -> dict:
     return values
 
 
-def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0):
-    """One row per (size, profile): see the module docstring; keys as benchmark.write_report."""
+def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0,
+                   params=()):
+    """One row per (size, profile): see the module docstring; keys as benchmark.write_report.
+    ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16')."""
+    params = [node_param(p) for p in params]
     rows = []
     for width, height in sizes:
         for profile in profiles:
-            rows.append(run_one(weights, (width, height), frames, profile, timeout))
+            rows.append(run_one(weights, (width, height), frames, profile, timeout, params))
             r = rows[-1]
-            print(f"node {r['size']} profile {r['profile']}: {r['received']}/{r['sent']} frames, "
+            print(f"node {r['size']} profile {r['profile']} ({r['device']}, {r['precision']}, "
+                  f"{r['engine']}): {r['received']}/{r['sent']} frames, "
                   f"{r['rate_hz']:.1f} Hz, latency p50 {r['latency_p50_ms']:.1f} ms "
                   f"(inference {r['inference_p50_ms']:.1f}), CPU {r['cpu_percent']:.0f}%, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, growth {r['rss_growth_mb']:+.1f} MB",
@@ -88,7 +93,15 @@ def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: floa
     return rows
 
 
-def run_one(weights, size, frames: int, profile: str, timeout: float) -> dict:
+def node_param(text: str) -> str:
+    """A node parameter override 'name:=value', or ValueError naming the bad one."""
+    name, sep, _ = text.partition(":=")
+    if not sep or not name:
+        raise ValueError(f"node parameter {text!r} is not of the form name:=value")
+    return text
+
+
+def run_one(weights, size, frames: int, profile: str, timeout: float, params=()) -> dict:
     width, height = size
     domain_id = 100 + os.getpid() % 100  # runs are sequential: one domain per benchmark
     with tempfile.TemporaryDirectory(prefix="lednet_bench_") as tmp:
@@ -97,6 +110,8 @@ def run_one(weights, size, frames: int, profile: str, timeout: float) -> dict:
                     "-r", f"__ns:={NAMESPACE}", "-p", f"weights:={weights}",
                     "-p", f"input_width:={width}", "-p", f"input_height:={height}",
                     "-p", f"max_image_pixels:={max(width * height, 1)}"]
+        for param in params:
+            node_cmd += ["-p", param]
         log = open(Path(tmp) / "node.log", "w")
         node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -205,6 +220,8 @@ def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
         "latency_max_ms": float(lat.max()) if lat.size else float("nan"),
         "inference_p50_ms": float(inference) if inference not in ("", "n/a") else float("nan"),
         "engine": diagnostics.get("engine", "?"),
+        "device": diagnostics.get("device", "?"),
+        "precision": diagnostics.get("precision", "?"),
         "cpu_percent": 100 * (end_status["cpu_s"] - start_status["cpu_s"]) / elapsed,
         "peak_rss_mb": end_status["VmHWM"],
         "rss_mb": end_status["VmRSS"],
@@ -227,6 +244,8 @@ def main(argv=None) -> None:
     parser.add_argument("--profiles", nargs="+", choices=PROFILES, default=list(PROFILES))
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for a frame's labels before counting it dropped")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter override, e.g. precision:=fp16 (repeatable)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     # the probe process (started by benchmark_node)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -234,11 +253,16 @@ def main(argv=None) -> None:
     parser.add_argument("--node-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        params = [node_param(p) for p in args.param]
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.probe:
         args.result.write_text(json.dumps(probe(args.size, args.frames, args.node_pid,
                                                 args.timeout)))
         return
-    rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout)
+    rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout,
+                          params)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

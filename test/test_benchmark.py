@@ -29,7 +29,25 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
         assert row["sent"] == 4 and row["received"] + row["dropped"] == 4
         assert row["received"] >= 1 and row["peak_rss_mb"] > 0
         assert row["engine"] == pipeline["engine"]
+        assert (row["device"], row["precision"]) == ("cpu", "fp32")
     report = (out / "benchmark.md").read_text()
     for section in ("Model forward", "Node pipeline without DDS", "Node end to end over DDS"):
         assert section in report
     assert result["machine"]["cpu_cores"] >= 1
+
+
+def test_node_benchmark_passes_parameters_to_the_node(tmp_path):
+    """--param reaches the node (its diagnostics report the engine it runs); a malformed one is
+    refused before any process starts."""
+    out = tmp_path / "node.json"
+    done = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", "--sizes", "96x48",
+                        "--frames", "3", "--profiles", "shm", "--param", "engine:=torch",
+                        "--out", str(out)], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    assert (row["engine"], row["device"], row["size"]) == ("torch", "cpu", "96x48")
+    assert row["received"] >= 1
+    refused = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", "--param",
+                           "engine=torch"], cwd=tmp_path, timeout=60)
+    assert refused.returncode != 0
+    assert "'engine=torch' is not of the form name:=value" in refused.stderr
