@@ -168,14 +168,14 @@ def write_report(out: Path, result: dict) -> None:
                   f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |"
                   for r in result["pipeline"]]
     if result.get("node"):
-        lines += ["", "## Node end to end over DDS (publish -> labels received, closed loop)", "",
-                  "| size | profile | device | precision | engine | sent | received | dropped "
-                  "| rate Hz | latency p50 ms | p95 ms | node inference p50 ms | forward ms "
-                  "| overhead | node CPU % | node peak RSS MB | RSS growth MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Node end to end over DDS (publish -> labels received)", "",
+                  "| size | profile | device | precision | engine | mode | sent | received "
+                  "| dropped | rate Hz | latency p50 ms | p95 ms | node inference p50 ms "
+                  "| forward ms | overhead | node CPU % | node peak RSS MB | RSS growth MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.get("node", []):
         lines.append(f"| {s['size']} | {s['profile']} | {s['device']} | {s['precision']} | "
-                     f"{s['engine']} | {s['sent']} | {s['received']} | "
+                     f"{s['engine']} | {s['mode']} | {s['sent']} | {s['received']} | "
                      f"{s['dropped']} | {s['rate_hz']:.2f} | {s['latency_p50_ms']:.1f} | "
                      f"{s['latency_p95_ms']:.1f} | {s['inference_p50_ms']:.1f} | "
                      f"{s.get('forward_ms', float('nan')):.1f} | "

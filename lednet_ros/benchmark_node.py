@@ -2,12 +2,15 @@ r"""The segmentation node end to end over DDS: latency, rate, drops, CPU and mem
 
     python -m lednet_ros.benchmark --node            # engines, pipeline and this, one report
     python -m lednet_ros.benchmark_node --sizes 512x256 --frames 60 [--profiles shm default]
-        [--param precision:=fp16 ...]
+        [--param precision:=fp16 ...] [--rate 30]
 
 The node runs in its own process with its defaults (device and engine auto, sensor-data
-subscription) but for the --param overrides, and the network input equal to the frame size. A probe process, like a camera driver, publishes rgb8 frames
-(best effort, depth 5) and waits for each frame's labels before sending the next (closed loop, so
-latency is not queueing); a frame whose labels do not come within the timeout counts as dropped.
+subscription) but for the --param overrides, and the network input equal to the frame size. A
+probe process, like a camera driver, publishes rgb8 frames (best effort, depth 5) and by default
+waits for each frame's labels before sending the next (closed loop, so latency is not queueing; a
+frame whose labels do not come within the timeout counts as dropped). With --rate it publishes at
+that rate whatever comes back (open loop, as a camera does): frames the node cannot keep up with
+are dropped (it keeps the newest) and the sustained rate is what it delivers at that camera rate.
 Both processes load the Fast DDS shared-memory profile (config/fastdds_shm.xml) or neither
 ('default'), since Fast DDS reads its profiles once per process. Measured: latency from publish to
 labels received (p50, p95, max), sustained rate, dropped frames, the node's inference time (its
@@ -75,17 +78,21 @@ def proc_status(pid: int) -> dict:
 
 
 def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0,
-                   params=()):
+                   params=(), rate: float = 0.0):
     """One row per (size, profile): see the module docstring; keys as benchmark.write_report.
-    ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16')."""
+    ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16'); ``rate``:
+    publish at this many Hz (open loop) instead of one frame at a time (0, closed loop)."""
+    if not rate >= 0:
+        raise ValueError(f"publish rate {rate!r} Hz must be 0 (closed loop) or positive")
     params = [node_param(p) for p in params]
     rows = []
     for width, height in sizes:
         for profile in profiles:
-            rows.append(run_one(weights, (width, height), frames, profile, timeout, params))
+            rows.append(run_one(weights, (width, height), frames, profile, timeout, params,
+                                rate))
             r = rows[-1]
             print(f"node {r['size']} profile {r['profile']} ({r['device']}, {r['precision']}, "
-                  f"{r['engine']}): {r['received']}/{r['sent']} frames, "
+                  f"{r['engine']}, {r['mode']}): {r['received']}/{r['sent']} frames, "
                   f"{r['rate_hz']:.1f} Hz, latency p50 {r['latency_p50_ms']:.1f} ms "
                   f"(inference {r['inference_p50_ms']:.1f}), CPU {r['cpu_percent']:.0f}%, "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, growth {r['rss_growth_mb']:+.1f} MB",
@@ -101,7 +108,8 @@ def node_param(text: str) -> str:
     return text
 
 
-def run_one(weights, size, frames: int, profile: str, timeout: float, params=()) -> dict:
+def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
+            rate: float = 0.0) -> dict:
     width, height = size
     domain_id = 100 + os.getpid() % 100  # runs are sequential: one domain per benchmark
     with tempfile.TemporaryDirectory(prefix="lednet_bench_") as tmp:
@@ -119,6 +127,7 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=())
             probe_cmd = [sys.executable, "-m", "lednet_ros.benchmark_node", "--probe",
                          "--size", f"{width}x{height}", "--frames", str(frames),
                          "--node-pid", str(node.pid), "--timeout", str(timeout),
+                         "--rate", str(rate),
                          "--result", str(out)]
             subprocess.run(probe_cmd, env=env, check=True, timeout=120 + frames * timeout)
             result = json.loads(out.read_text())
@@ -137,7 +146,7 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=())
 
 # ---- the probe: a camera-like publisher that waits for each frame's labels --------------------
 
-def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
+def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -170,7 +179,7 @@ def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
         while time.perf_counter() < deadline:
             if predicate():
                 return True
-            executor.spin_once(timeout_sec=0.005)
+            executor.spin_once(timeout_sec=min(0.005, max(deadline - time.perf_counter(), 0)))
         return predicate()
 
     if not spin_until(lambda: publisher.get_subscription_count() > 0
@@ -183,15 +192,16 @@ def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
     rgb[height // 3:] = (85, 83, 90)
     rgb = np.clip(rgb + rng.integers(-10, 11, rgb.shape), 0, 255).astype(np.uint8)
     data = rgb.tobytes()
-    latencies, sent, index = [], 0, 0
+    published = {}  # stamp -> publish time, of the measured frames
     start_status = end_status = middle_status = None
     warmup = 5
-    started = time.perf_counter()
+    started = next_publish = time.perf_counter()
     for index in range(warmup + frames):
+        if rate:  # open loop: the camera's pace, whatever comes back
+            spin_until(lambda: False, next_publish - time.perf_counter())
+            next_publish = max(next_publish + 1.0 / rate, time.perf_counter())
         if index == warmup:
             start_status, started = proc_status(node_pid), time.perf_counter()
-            latencies.clear()
-            sent = 0
         if index == warmup + frames // 2:
             middle_status = proc_status(node_pid)
         msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width)
@@ -199,13 +209,20 @@ def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
         msg.header.frame_id = "bench_camera"
         msg.header.stamp = node.get_clock().now().to_msg()
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        published = time.perf_counter()
+        publish_time = time.perf_counter()
         publisher.publish(msg)
-        sent += 1
-        if spin_until(lambda: key in received, timeout):
-            latencies.append(received[key] - published)
-    elapsed = time.perf_counter() - started
+        if index >= warmup:
+            published[key] = publish_time
+        if not rate:
+            spin_until(lambda: key in received, timeout)
+    last_publish = time.perf_counter()
+    if rate and published:  # labels still on their way: the newest frame's come last
+        spin_until(lambda: key in received, timeout)
+        spin_until(lambda: all(k in received for k in published), 0.2)
     end_status = proc_status(node_pid)
+    latencies = [received[k] - t for k, t in published.items() if k in received]
+    elapsed = max([received[k] for k in published if k in received] + [last_publish]) - started
+    sent = len(published)
     spin_until(lambda: diagnostics.get("frames processed", "0") != "0"
                and int(diagnostics.get("frames processed", 0)) >= warmup + len(latencies), 3.0)
     node.destroy_node()
@@ -213,6 +230,9 @@ def probe(size, frames: int, node_pid: int, timeout: float) -> dict:
     lat = np.asarray(latencies) * 1000
     inference = diagnostics.get("inference p50 (ms)", "nan")
     result = {
+        "mode": f"open loop {rate:g} Hz" if rate else "closed loop",
+        "publish_rate_hz": ((sent - 1) / (max(published.values()) - min(published.values()))
+                            if sent > 1 else float("nan")),
         "sent": sent, "received": len(latencies), "dropped": sent - len(latencies),
         "rate_hz": len(latencies) / elapsed if elapsed > 0 else 0.0,
         "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
@@ -244,6 +264,9 @@ def main(argv=None) -> None:
     parser.add_argument("--profiles", nargs="+", choices=PROFILES, default=list(PROFILES))
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for a frame's labels before counting it dropped")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="publish at this rate in Hz, open loop (default 0: closed loop, "
+                             "each frame after the previous one's labels)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter override, e.g. precision:=fp16 (repeatable)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
@@ -259,10 +282,12 @@ def main(argv=None) -> None:
         parser.error(str(exc))
     if args.probe:
         args.result.write_text(json.dumps(probe(args.size, args.frames, args.node_pid,
-                                                args.timeout)))
+                                                args.timeout, args.rate)))
         return
+    if not args.rate >= 0:
+        parser.error(f"--rate {args.rate} must be 0 (closed loop) or a positive rate in Hz")
     rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout,
-                          params)
+                          params, args.rate)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

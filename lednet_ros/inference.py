@@ -77,7 +77,8 @@ class TorchEngine:
         self.memory_format = (torch.channels_last if name in ("channels_last", "cuda_graph")
                               else torch.contiguous_format)
         self.model = model.eval().to(device, dtype).to(memory_format=self.memory_format)
-        self.forward = torch.compile(self.model, dynamic=False) if name == "compile" else self.model
+        compiled = name == "compile"
+        self.forward = torch.compile(self.model, dynamic=False) if compiled else self.model
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

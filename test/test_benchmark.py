@@ -36,18 +36,22 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     assert result["machine"]["cpu_cores"] >= 1
 
 
-def test_node_benchmark_passes_parameters_to_the_node(tmp_path):
-    """--param reaches the node (its diagnostics report the engine it runs); a malformed one is
-    refused before any process starts."""
+def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
+    """--param reaches the node (its diagnostics report the engine it runs); --rate publishes at
+    that pace, never faster, whatever comes back; malformed options are refused before any process
+    starts."""
     out = tmp_path / "node.json"
     done = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", "--sizes", "96x48",
-                        "--frames", "3", "--profiles", "shm", "--param", "engine:=torch",
-                        "--out", str(out)], cwd=tmp_path, timeout=300)
+                        "--frames", "10", "--profiles", "shm", "--param", "engine:=torch",
+                        "--rate", "20", "--out", str(out)], cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (row,) = json.loads(out.read_text())
     assert (row["engine"], row["device"], row["size"]) == ("torch", "cpu", "96x48")
-    assert row["received"] >= 1
-    refused = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", "--param",
-                           "engine=torch"], cwd=tmp_path, timeout=60)
-    assert refused.returncode != 0
-    assert "'engine=torch' is not of the form name:=value" in refused.stderr
+    assert (row["mode"], row["sent"]) == ("open loop 20 Hz", 10)
+    assert row["received"] >= 1 and row["received"] + row["dropped"] == 10
+    assert row["publish_rate_hz"] <= 21.0  # paced: 9 periods of 50 ms from the first to the last
+    for bad, message in ((["--param", "engine=torch"], "'engine=torch' is not of the form"),
+                         (["--rate", "-5"], "--rate -5.0 must be 0")):
+        refused = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", *bad],
+                              cwd=tmp_path, timeout=60)
+        assert refused.returncode != 0 and message in refused.stderr, refused.stderr
