@@ -221,7 +221,8 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
         spin_until(lambda: all(k in received for k in published), 0.2)
     end_status = proc_status(node_pid)
     latencies = [received[k] - t for k, t in published.items() if k in received]
-    elapsed = max([received[k] for k in published if k in received] + [last_publish]) - started
+    arrivals = sorted(received[k] for k in published if k in received)
+    elapsed = max(arrivals + [last_publish]) - started
     sent = len(published)
     spin_until(lambda: diagnostics.get("frames processed", "0") != "0"
                and int(diagnostics.get("frames processed", 0)) >= warmup + len(latencies), 3.0)
@@ -234,7 +235,9 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
         "publish_rate_hz": ((sent - 1) / (max(published.values()) - min(published.values()))
                             if sent > 1 else float("nan")),
         "sent": sent, "received": len(latencies), "dropped": sent - len(latencies),
-        "rate_hz": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        # labels delivered per second: intervals between the first and last arrival
+        "rate_hz": ((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+                    if len(arrivals) > 1 and arrivals[-1] > arrivals[0] else 0.0),
         "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
         "latency_max_ms": float(lat.max()) if lat.size else float("nan"),
