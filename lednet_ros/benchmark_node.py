@@ -82,9 +82,7 @@ def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: floa
     """One row per (size, profile): see the module docstring; keys as benchmark.write_report.
     ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16'); ``rate``:
     publish at this many Hz (open loop) instead of one frame at a time (0, closed loop)."""
-    if not rate >= 0:
-        raise ValueError(f"publish rate {rate!r} Hz must be 0 (closed loop) or positive")
-    params = [node_param(p) for p in params]
+    params = check_options(params, rate)
     rows = []
     for width, height in sizes:
         for profile in profiles:
@@ -100,12 +98,16 @@ def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: floa
     return rows
 
 
-def node_param(text: str) -> str:
-    """A node parameter override 'name:=value', or ValueError naming the bad one."""
-    name, sep, _ = text.partition(":=")
-    if not sep or not name:
-        raise ValueError(f"node parameter {text!r} is not of the form name:=value")
-    return text
+def check_options(params, rate: float) -> list[str]:
+    """The node parameter overrides ('name:=value') as a list, or ValueError naming a malformed
+    one or a negative publish rate."""
+    for text in params:
+        name, sep, _ = text.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"node parameter {text!r} is not of the form name:=value")
+    if not rate >= 0:
+        raise ValueError(f"--rate {rate} must be 0 (closed loop) or a positive rate in Hz")
+    return list(params)
 
 
 def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
@@ -144,7 +146,7 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
     return result
 
 
-# ---- the probe: a camera-like publisher that waits for each frame's labels --------------------
+# ---- the probe: a camera-like publisher, closed or open loop -----------------------------------
 
 def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -> dict:
     import rclpy
@@ -208,16 +210,16 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
         msg.data = data
         msg.header.frame_id = "bench_camera"
         msg.header.stamp = node.get_clock().now().to_msg()
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        last_key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         publish_time = time.perf_counter()
         publisher.publish(msg)
         if index >= warmup:
-            published[key] = publish_time
+            published[last_key] = publish_time
         if not rate:
-            spin_until(lambda: key in received, timeout)
+            spin_until(lambda: last_key in received, timeout)
     last_publish = time.perf_counter()
     if rate and published:  # labels still on their way: the newest frame's come last
-        spin_until(lambda: key in received, timeout)
+        spin_until(lambda: last_key in received, timeout)
         spin_until(lambda: all(k in received for k in published), 0.2)
     end_status = proc_status(node_pid)
     latencies = [received[k] - t for k, t in published.items() if k in received]
@@ -280,15 +282,13 @@ def main(argv=None) -> None:
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        params = [node_param(p) for p in args.param]
+        params = check_options(args.param, args.rate)
     except ValueError as exc:
         parser.error(str(exc))
     if args.probe:
         args.result.write_text(json.dumps(probe(args.size, args.frames, args.node_pid,
                                                 args.timeout, args.rate)))
         return
-    if not args.rate >= 0:
-        parser.error(f"--rate {args.rate} must be 0 (closed loop) or a positive rate in Hz")
     rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout,
                           params, args.rate)
     if args.out:

@@ -80,11 +80,11 @@ class Segmenter:
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"precision 'fp16' needs a CUDA device; the device is {self.device}")
         self.precision = precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        dtype = torch.float16 if precision == "fp16" else torch.float32
         self.metadata = metadata
         self.palette = palette(metadata.class_colors)
         self.input_size = check_input_size(input_size or metadata.input_size)
-        self.engine = make_engine(engine, model.eval(), self.device, self.dtype)
+        self.engine = make_engine(engine, model.eval(), self.device, dtype)
 
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "Segmenter":
