@@ -16,7 +16,7 @@ setup(
     description="LEDNet real-time semantic segmentation: core library, training and tools",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=["lednet_ros"],
+    packages=["lednet_ros", "lednet_ros.core", "lednet_ros.tools"],
     package_data={"lednet_ros": ["weights/*.safetensors", "weights/*.md"]},
     install_requires=[
         "torch>=2.1",
@@ -31,5 +31,5 @@ setup(
         "fast": ["onnx", "onnxruntime"],
         "eval": ["rosbags"],
     },
-    entry_points={"console_scripts": ["lednet-segment = lednet_ros.segment_files:main"]},
+    entry_points={"console_scripts": ["lednet-segment = lednet_ros.tools.segment_files:main"]},
 )

@@ -53,9 +53,9 @@ def random_weights(tmp_path_factory) -> Path:
     """A randomly initialised 19-class Cityscapes LEDNet saved with full metadata (small input)."""
     import torch
 
-    from lednet_ros.checkpoint import WeightsMetadata, save_weights
-    from lednet_ros.labels import CITYSCAPES
-    from lednet_ros.model import LEDNet
+    from lednet_ros.core.checkpoint import WeightsMetadata, save_weights
+    from lednet_ros.core.classes import CITYSCAPES
+    from lednet_ros.core.model import LEDNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "random_cityscapes.safetensors"
@@ -78,7 +78,7 @@ def write_tiny_cityscapes(root: Path, train: int = 8, val: int = 2, size=(64, 32
     import cv2
     import numpy as np
 
-    from lednet_ros.labels import cityscapes_label_id_lut
+    from lednet_ros.core.classes import cityscapes_label_id_lut
 
     rng = np.random.default_rng(seed)
     ids = np.array(list(TINY_CLASS_COLORS), dtype=np.uint8)

@@ -15,7 +15,7 @@ imported; processes started here inherit it. Typical in-process use::
 
 and for a node in its own process::
 
-    with NodeProcess(node_command("lednet_ros.node", {"weights": path}), tmp_path) as proc:
+    with NodeProcess(node_command("lednet_ros.nodes.segmentation_node", {"weights": path}), tmp_path) as proc:
         ...
         assert "some log line" in proc.output()
 """

@@ -14,7 +14,7 @@ from ros_helpers import run_process  # noqa: E402
 
 def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     out = tmp_path / "bench"
-    done = run_process([sys.executable, "-m", "lednet_ros.benchmark", "--sizes", "128x64",
+    done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark", "--sizes", "128x64",
                         "--runs", "2", "--no-compile", "--node", "--node-frames", "4",
                         "--out", str(out)], cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -41,7 +41,7 @@ def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
     that pace, never faster, whatever comes back; malformed options are refused before any process
     starts."""
     out = tmp_path / "node.json"
-    done = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", "--sizes", "96x48",
+    done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--sizes", "96x48",
                         "--frames", "10", "--profiles", "shm", "--param", "engine:=torch",
                         "--rate", "20", "--out", str(out)], cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -52,6 +52,6 @@ def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
     assert row["publish_rate_hz"] <= 21.0  # paced: 9 periods of 50 ms from the first to the last
     for bad, message in ((["--param", "engine=torch"], "'engine=torch' is not of the form"),
                          (["--rate", "-5"], "--rate -5.0 must be 0")):
-        refused = run_process([sys.executable, "-m", "lednet_ros.benchmark_node", *bad],
+        refused = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_node", *bad],
                               cwd=tmp_path, timeout=60)
         assert refused.returncode != 0 and message in refused.stderr, refused.stderr

@@ -1,4 +1,4 @@
-"""lednet_ros/datasets.py and training/transforms.py: label mapping, dataset errors, paired transforms.
+"""lednet_ros/core/datasets.py and training/transforms.py: label mapping, dataset errors, paired transforms.
 
 On tiny Cityscapes trees the tests write themselves, and on the real ../shared/data cityscapes_mini
 and camvid (skipping where absent). No ROS.
@@ -18,7 +18,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from training import train  # noqa: E402
-from lednet_ros.datasets import CamVid, Cityscapes, DatasetError  # noqa: E402
+from lednet_ros.core.datasets import CamVid, Cityscapes, DatasetError  # noqa: E402
 from training.transforms import (  # noqa: E402
     Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor)
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.checkpoint import load_weights, read_metadata
-from lednet_ros.labels import CAMVID
-from lednet_ros.model import count_parameters
-from lednet_ros.segmenter import Segmenter, default_weights_path
+from lednet_ros.core.checkpoint import load_weights, read_metadata
+from lednet_ros.core.classes import CAMVID
+from lednet_ros.core.model import count_parameters
+from lednet_ros.core.segmenter import Segmenter, default_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_road_scene_is_sky_on_top_road_below_buildings_beside(segmenter, seed):
 
 def test_camvid_test_frame_is_mostly_right(segmenter, camvid_root):
     """A real CamVid test frame: pixel accuracy against its ground truth well above chance."""
-    from lednet_ros.metrics import ConfusionMatrix
+    from lednet_ros.core.metrics import ConfusionMatrix
 
     image = cv2.cvtColor(cv2.imread(str(camvid_root / "test" / "0001TP_008550.png")),
                          cv2.COLOR_BGR2RGB)

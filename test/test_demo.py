@@ -19,8 +19,8 @@ except ImportError as exc:
 import rclpy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from lednet_ros.demo import DEFAULT_SOURCE  # noqa: E402
-from lednet_ros.labels import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.tools.demo import DEFAULT_SOURCE  # noqa: E402
+from lednet_ros.core.classes import CAMVID, CITYSCAPES  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, ros_context, run_process, spinning, wait_until,
 )
@@ -48,7 +48,7 @@ def write_video(path, frames: int, size=(160, 120)):
 
 def run_demo(tmp_path, *arguments):
     out = tmp_path / "demo_output"
-    command = [sys.executable, "-m", "lednet_ros.demo", "--out", str(out), *map(str, arguments)]
+    command = [sys.executable, "-m", "lednet_ros.tools.demo", "--out", str(out), *map(str, arguments)]
     return run_process(command, cwd=tmp_path, timeout=240), out
 
 
@@ -104,7 +104,7 @@ def test_camera_publisher_publishes_a_folder_resized_then_finishes(tmp_path):
         cv2.imwrite(str(folder / f"{index:02d}.png"), bgr)
     (folder / "03_broken.png").write_bytes(b"not a png")
     namespace = "/camera_publisher_test"
-    command = node_command("lednet_ros.camera_publisher", {
+    command = node_command("lednet_ros.nodes.camera_publisher", {
         "source": str(folder), "fps": 20.0, "width": 64, "encoding": "bgr8",
         "frame_id": "test_camera", "wait_for_subscribers": 1,
     }, ros_args=["-r", f"__ns:={namespace}"])
@@ -135,7 +135,7 @@ def test_camera_publisher_publishes_a_folder_resized_then_finishes(tmp_path):
 
 def test_camera_publisher_refuses_a_missing_source(tmp_path):
     missing = tmp_path / "nothing_here"
-    result = run_process(node_command("lednet_ros.camera_publisher", {"source": str(missing)}),
+    result = run_process(node_command("lednet_ros.nodes.camera_publisher", {"source": str(missing)}),
                          cwd=tmp_path)
     assert result.returncode == 1
     assert str(missing) in result.stderr and "no such file or folder" in result.stderr

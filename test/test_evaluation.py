@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.bags import BagError, BagTopics, read_frames, write_bag
-from lednet_ros.datasets import CamVid
-from lednet_ros.evaluate_bag import evaluate_bag
-from lednet_ros.evaluation import REPORT_FILES, Evaluation, StampMatcher, write_report
-from lednet_ros.metrics import ConfusionMatrix
-from lednet_ros.segmenter import Segmenter
+from lednet_ros.core.bags import BagError, BagTopics, read_frames, write_bag
+from lednet_ros.core.datasets import CamVid
+from lednet_ros.tools.evaluate_bag import evaluate_bag
+from lednet_ros.core.evaluation import REPORT_FILES, Evaluation, StampMatcher, write_report
+from lednet_ros.core.metrics import ConfusionMatrix
+from lednet_ros.core.segmenter import Segmenter
 
 MADE_SIZE = (256, 128)  # width, height of made frames and of the network input used on them
 
@@ -120,7 +120,7 @@ def test_bad_bags_are_refused_with_the_reason(tmp_path):
 
 
 def test_bag_writer_command_line(tmp_path):
-    from lednet_ros.bags import main
+    from lednet_ros.core.bags import main
 
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
@@ -158,7 +158,7 @@ def test_offline_evaluation_of_a_perfect_model_and_of_shifted_truth(tmp_path, se
 
 
 def test_offline_command_line_writes_the_report(tmp_path, random_weights, segmenter):
-    from lednet_ros.evaluate_bag import main
+    from lednet_ros.tools.evaluate_bag import main
 
     perfect_bag(tmp_path / "bag", segmenter, made_frames(2), storage="sqlite3")
     assert main([str(tmp_path / "bag"), "--engine", "torch", "--input-size", "256x128",

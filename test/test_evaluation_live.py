@@ -18,8 +18,8 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
 try:
-    from lednet_ros.evaluator_node import EvaluatorNode
-    from lednet_ros.node import NODE_NAME, SegmentationNode
+    from lednet_ros.nodes.evaluator_node import EvaluatorNode
+    from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode
 except ImportError as exc:
     pytest.skip(f"lednet_ros nodes not importable ({exc}): build with colcon and source "
                 "install/setup.bash", allow_module_level=True)
@@ -29,12 +29,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from lednet_ros.bags import BagTopics, read_frames, write_bag  # noqa: E402
-from lednet_ros.datasets import CamVid  # noqa: E402
-from lednet_ros.evaluate_bag import evaluate_bag  # noqa: E402
-from lednet_ros.evaluation import REPORT_FILES  # noqa: E402
-from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
-from lednet_ros.segmenter import Segmenter, default_weights_path  # noqa: E402
+from lednet_ros.core.bags import BagTopics, read_frames, write_bag  # noqa: E402
+from lednet_ros.core.datasets import CamVid  # noqa: E402
+from lednet_ros.tools.evaluate_bag import evaluate_bag  # noqa: E402
+from lednet_ros.core.evaluation import REPORT_FILES  # noqa: E402
+from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.segmenter import Segmenter, default_weights_path  # noqa: E402
 from ros_helpers import (  # noqa: E402
     NodeProcess, make_image, node_command, ros_context, run_process, spinning,
     wait_for_subscribers, wait_until,
@@ -70,7 +70,7 @@ def play_command(bag, rate: float) -> list[str]:
     player = os.environ.get("LEDNET_BAG_PLAY")
     if player:
         return shlex.split(player) + [str(bag), "--clock", "--rate", str(rate), "--delay", "3"]
-    return [sys.executable, "-m", "lednet_ros.bag_player", str(bag), "--clock", "--rate",
+    return [sys.executable, "-m", "lednet_ros.tools.bag_player", str(bag), "--clock", "--rate",
             str(rate), "--wait-for-subscribers", "20", "--delay", "0.5"]
 
 
@@ -182,7 +182,7 @@ def test_dropped_and_reordered_frames_are_counted_not_mispaired(tmp_path, contex
 
 def test_evaluator_process_writes_its_report_at_shutdown(tmp_path, random_weights):
     namespace = next(_namespaces)
-    command = node_command("lednet_ros.evaluator_node",
+    command = node_command("lednet_ros.nodes.evaluator_node",
                            {"weights": random_weights, "report_dir": tmp_path / "report"},
                            ros_args=["-r", f"__ns:={namespace}"])
     with NodeProcess(command, tmp_path) as process, ros_context() as ctx:

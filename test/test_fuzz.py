@@ -30,7 +30,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not installed")
 pytest.importorskip("hypothesis", reason="hypothesis is not installed")
 try:
-    from lednet_ros.msg import ClassInfo  # noqa: F401  (lednet_ros.ros_messages needs it)
+    from lednet_ros.msg import ClassInfo  # noqa: F401  (lednet_ros.ros.messages needs it)
 except ImportError as exc:
     pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
                 "install/setup.bash", allow_module_level=True)
@@ -43,15 +43,15 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from lednet_ros.checkpoint import (  # noqa: E402
+from lednet_ros.core.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, metrics_summary, read_metadata,
 )
-from lednet_ros.model import DECODER_VARIANTS  # noqa: E402
-from lednet_ros.node import NODE_NAME, SegmentationNode  # noqa: E402
-from lednet_ros.processing import (  # noqa: E402
+from lednet_ros.core.model import DECODER_VARIANTS  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+from lednet_ros.core.processing import (  # noqa: E402
     DEFAULT_MAX_PIXELS, ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size,
 )
-from lednet_ros.ros_messages import rgb_from_compressed, rgb_from_image  # noqa: E402
+from lednet_ros.ros.messages import rgb_from_compressed, rgb_from_image  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, make_image, ros_context, spinning, wait_for_subscribers, wait_until,
 )

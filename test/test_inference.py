@@ -1,9 +1,9 @@
-"""Inference engines (lednet_ros/inference.py): each gives plain PyTorch's labels on the same input.
+"""Inference engines (lednet_ros/core/engines.py): each gives plain PyTorch's labels on the same input.
 
 The stated tolerance: logits within 1e-3 of eager fp32 on the CPU (5e-2 on CUDA, TF32 or fp16),
 labels equal on at least 99.9% of the pixels (99% for fp16), on the shipped weights and a made
 street frame.
-Speed is the benchmark's business (python -m lednet_ros.benchmark), never asserted here.
+Speed is the benchmark's business (python -m lednet_ros.tools.benchmark), never asserted here.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from lednet_ros.checkpoint import load_weights
-from lednet_ros.inference import ENGINES, fold_batchnorm, make_engine, onnxruntime_available
-from lednet_ros.processing import preprocess
-from lednet_ros.segmenter import Segmenter, default_weights_path
+from lednet_ros.core.checkpoint import load_weights
+from lednet_ros.core.engines import ENGINES, fold_batchnorm, make_engine, onnxruntime_available
+from lednet_ros.core.processing import preprocess
+from lednet_ros.core.segmenter import Segmenter, default_weights_path
 
 CPU = torch.device("cpu")
 

@@ -28,7 +28,7 @@ import rclpy  # noqa: E402
 from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
-from lednet_ros.node import NODE_NAME, PARAMETERS, SegmentationNode  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME, PARAMETERS, SegmentationNode  # noqa: E402
 from ros_helpers import (  # noqa: E402
     NodeProcess, process_environment, ros_context, spinning, wait_until,
 )

@@ -36,11 +36,11 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
-from lednet_ros.checkpoint import read_metadata  # noqa: E402
-from lednet_ros.labels import palette  # noqa: E402
-from lednet_ros.node import NODE_NAME, SegmentationNode  # noqa: E402
-from lednet_ros.processing import grid_edges, overlay  # noqa: E402
-from lednet_ros.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.checkpoint import read_metadata  # noqa: E402
+from lednet_ros.core.classes import palette  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+from lednet_ros.core.processing import grid_edges, overlay  # noqa: E402
+from lednet_ros.core.segmenter import Segmenter  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, make_image, node_command, ros_context, run_process, set_parameters,
     spinning, wait_for_subscribers, wait_until,
@@ -484,7 +484,7 @@ def test_sim_time_stamps_and_latency(rig_factory):
 def test_bad_configuration_stops_start_up_naming_the_value(tmp_path, random_weights, parameters,
                                                            named):
     parameters = {"weights": str(random_weights), "engine": "torch", **parameters}
-    result = run_process(node_command("lednet_ros.node", parameters), cwd=tmp_path, timeout=120)
+    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters), cwd=tmp_path, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert named in result.stderr
     assert "cannot start" in result.stderr
@@ -494,7 +494,7 @@ def test_bad_configuration_stops_start_up_naming_the_value(tmp_path, random_weig
 def test_broken_weights_file_stops_start_up(tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_text("not weights")
-    result = run_process(node_command("lednet_ros.node", {"weights": str(broken)}), cwd=tmp_path)
+    result = run_process(node_command("lednet_ros.nodes.segmentation_node", {"weights": str(broken)}), cwd=tmp_path)
     assert result.returncode == 1
     assert f"{broken}: not a LEDNet weights file" in result.stderr
 
@@ -502,14 +502,14 @@ def test_broken_weights_file_stops_start_up(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_stops_start_up(tmp_path, random_weights):
     parameters = {"weights": str(random_weights), "device": "cuda"}
-    result = run_process(node_command("lednet_ros.node", parameters), cwd=tmp_path)
+    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters), cwd=tmp_path)
     assert result.returncode == 1
     assert "device 'cuda' requested but CUDA is not available" in result.stderr
 
 
 def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, context):
     namespace = next(_namespaces)
-    command = node_command("lednet_ros.node", {"weights": str(random_weights), "engine": "torch"},
+    command = node_command("lednet_ros.nodes.segmentation_node", {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={namespace}"])
     probe = rclpy.create_node("process_probe", namespace=namespace, context=context)
     class_info = Collector(probe, ClassInfo, f"{namespace}/{NODE_NAME}/class_info", LATCHED)

@@ -150,7 +150,7 @@ def test_package_xml_declares_what_the_code_imports():
 def test_setup_py_lists_the_core_requirements():
     text = (REPO / "setup.py").read_text()
     for requirement in ("torch>=2.1", "numpy", "opencv-python-headless", "safetensors",
-                        "lednet-segment = lednet_ros.segment_files:main", "weights/*.safetensors"):
+                        "lednet-segment = lednet_ros.tools.segment_files:main", "weights/*.safetensors"):
         assert f'"{requirement}"' in text
 
 
@@ -237,16 +237,16 @@ def test_executables_are_installed_launchers(name):
 
 def test_launcher_runs_its_module():
     path = install_prefix() / "lib" / "lednet_ros" / "segment_files"
-    if importlib.util.find_spec("lednet_ros.segment_files") is None:
-        pytest.skip("lednet_ros.segment_files is not written yet")
+    if importlib.util.find_spec("lednet_ros.tools.segment_files") is None:
+        pytest.skip("lednet_ros.tools.segment_files is not written yet")
     result = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower()
 
 
-IMPORT_BOTH = ("import lednet_ros, lednet_ros.msg, lednet_ros.model; "
+IMPORT_BOTH = ("import lednet_ros, lednet_ros.msg, lednet_ros.core.model; "
                "print(lednet_ros.__file__); print(lednet_ros.msg.__file__); "
-               "print(lednet_ros.model.__file__)")
+               "print(lednet_ros.core.model.__file__)")
 
 
 @pytest.mark.parametrize("where", ["repo", "elsewhere"])
@@ -262,6 +262,6 @@ def test_messages_and_modules_import_together(where, tmp_path):
     assert msg.is_relative_to(prefix)
     if where == "repo":
         assert package == REPO / "lednet_ros" / "__init__.py"
-        assert model == REPO / "lednet_ros" / "model.py"
+        assert model == REPO / "lednet_ros" / "core" / "model.py"
     else:
         assert package.is_relative_to(prefix) and model.is_relative_to(prefix)

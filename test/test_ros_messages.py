@@ -1,4 +1,4 @@
-"""Conversions between ROS messages and arrays (lednet_ros.ros_messages), without a ROS graph."""
+"""Conversions between ROS messages and arrays (lednet_ros.ros.messages), without a ROS graph."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: E40
 from sensor_msgs.msg import CameraInfo, CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from lednet_ros.checkpoint import WeightsMetadata  # noqa: E402
-from lednet_ros.labels import CAMVID, CITYSCAPES  # noqa: E402
-from lednet_ros.processing import ImageFormatError, class_occupancy  # noqa: E402
-from lednet_ros.ros_messages import (  # noqa: E402
+from lednet_ros.core.checkpoint import WeightsMetadata  # noqa: E402
+from lednet_ros.core.classes import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.core.processing import ImageFormatError, class_occupancy  # noqa: E402
+from lednet_ros.ros.messages import (  # noqa: E402
     class_info_message, class_topic_names, image_message, occupancy_message, rgb_from_compressed,
     rgb_from_image, scaled_camera_info,
 )

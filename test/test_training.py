@@ -25,13 +25,13 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after th
 
 from conftest import write_tiny_cityscapes  # noqa: E402
 from training import export, train  # noqa: E402
-from lednet_ros.datasets import Cityscapes  # noqa: E402
+from lednet_ros.core.datasets import Cityscapes  # noqa: E402
 
-from lednet_ros.checkpoint import load_weights, read_metadata  # noqa: E402
-from lednet_ros.labels import CITYSCAPES  # noqa: E402
-from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
-from lednet_ros.model import LEDNet  # noqa: E402
-from lednet_ros.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.core.classes import CITYSCAPES  # noqa: E402
+from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.model import LEDNet  # noqa: E402
+from lednet_ros.core.segmenter import Segmenter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"

@@ -27,7 +27,7 @@ import rclpy  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from lednet_ros.node import NODE_NAME  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, process_environment, ros_context, spinning, wait_until,
 )
@@ -65,7 +65,7 @@ def frames_folder(tmp_path_factory) -> Path:
 def segmentation_process(tmp_path_factory, random_weights, environment):
     """The node in its own process: default (sensor-data) input QoS, network input 256x128."""
     workdir = tmp_path_factory.mktemp("transport_node")
-    command = node_command("lednet_ros.node", {"weights": str(random_weights), "engine": "torch"},
+    command = node_command("lednet_ros.nodes.segmentation_node", {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={NAMESPACE}"])
     with NodeProcess(command, workdir, env=environment) as process:
         yield process
@@ -74,7 +74,7 @@ def segmentation_process(tmp_path_factory, random_weights, environment):
 @pytest.mark.parametrize("camera_qos", ["reliable", "best_effort"])
 def test_2048x1024_frames_from_another_process_come_back_as_labels(
         segmentation_process, frames_folder, environment, tmp_path, camera_qos):
-    camera = node_command("lednet_ros.camera_publisher", {
+    camera = node_command("lednet_ros.nodes.camera_publisher", {
         "source": str(frames_folder), "loop": True, "max_frames": FRAMES, "fps": 4.0,
         "width": WIDTH, "height": HEIGHT, "frame_id": f"camera_{camera_qos}",
         "qos_reliability": camera_qos, "wait_for_subscribers": 1,

@@ -23,11 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lednet_ros.checkpoint import (  # noqa: E402
+from lednet_ros.core.checkpoint import (  # noqa: E402
     METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights)
-from lednet_ros.inference import export_onnx  # noqa: E402
-from lednet_ros.model import LEDNet  # noqa: E402
-from lednet_ros.processing import labels_from_logits, preprocess  # noqa: E402
+from lednet_ros.core.engines import export_onnx  # noqa: E402
+from lednet_ros.core.model import LEDNet  # noqa: E402
+from lednet_ros.core.processing import labels_from_logits, preprocess  # noqa: E402
 
 MAX_LABEL_DISAGREEMENT = 0.001
 
@@ -66,9 +66,9 @@ def check_trained(path: Path, meta: WeightsMetadata) -> None:
 def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split: str) -> dict:
     """Metrics of the weights on a split of their dataset, frames at full size, segmented as the
     node does (Segmenter at the weights' input size, labels back at the frame's size)."""
-    from lednet_ros.datasets import DATASETS, DatasetError
-    from lednet_ros.metrics import ConfusionMatrix
-    from lednet_ros.segmenter import Segmenter
+    from lednet_ros.core.datasets import DATASETS, DatasetError
+    from lednet_ros.core.metrics import ConfusionMatrix
+    from lednet_ros.core.segmenter import Segmenter
 
     if meta.dataset not in DATASETS:
         raise ExportError(f"weights of dataset {meta.dataset!r}: no reader to evaluate them "

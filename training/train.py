@@ -28,12 +28,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lednet_ros.checkpoint import (  # noqa: E402
+from lednet_ros.core.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, save_weights)
-from lednet_ros.labels import IGNORE_INDEX  # noqa: E402
-from lednet_ros.metrics import ConfusionMatrix  # noqa: E402
-from lednet_ros.model import LEDNet  # noqa: E402
-from lednet_ros.datasets import DATASETS, DatasetError  # noqa: E402
+from lednet_ros.core.classes import IGNORE_INDEX  # noqa: E402
+from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.model import LEDNet  # noqa: E402
+from lednet_ros.core.datasets import DATASETS, DatasetError  # noqa: E402
 from training.transforms import eval_transform, train_transform  # noqa: E402
 
 # ENet-style weights used by the official code for Cityscapes stage 2 (LEDNET_SPEC).
@@ -83,6 +83,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scale-jitter", type=float, nargs=2, metavar=("LOW", "HIGH"))
     p.add_argument("--crop", type=size_arg, default=None)
     p.add_argument("--translate", type=int, default=2, help="random translation in pixels")
+    p.add_argument("--color-jitter", type=float, default=0.0,
+                   help="brightness, contrast and saturation factors drawn from [1-s, 1+s]")
     p.add_argument("--eval-size", type=size_arg, default=None,
                    help="evaluate images and labels (nearest) at this size (default: --resize, "
                         "as the paper evaluates Cityscapes at 1024x512; with --test-only the "

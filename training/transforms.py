@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from lednet_ros.labels import IGNORE_INDEX
+from lednet_ros.core.classes import IGNORE_INDEX
 
 
 class Compose:
@@ -95,6 +95,22 @@ class RandomTranslate:
                 cv2.warpAffine(label, m, size, flags=cv2.INTER_NEAREST, borderValue=IGNORE_INDEX))
 
 
+class ColorJitter:
+    """Scale brightness, contrast and saturation by factors drawn from [1 - s, 1 + s]."""
+
+    def __init__(self, strength: float):
+        self.strength = strength
+
+    def __call__(self, image, label, rng):
+        low, high = 1 - self.strength, 1 + self.strength
+        brightness, contrast, saturation = rng.uniform(low, high, size=3)
+        x = image.astype(np.float32) * brightness
+        x = (x - x.mean()) * contrast + x.mean()
+        grey = x @ np.float32([0.299, 0.587, 0.114])
+        x = (x - grey[..., None]) * saturation + grey[..., None]
+        return np.clip(x, 0, 255).astype(np.uint8), label
+
+
 class ToTensor:
     """uint8 HxWx3 RGB -> float 3xHxW in [0, 1], normalised by mean/std; label -> int64 HxW.
 
@@ -124,6 +140,8 @@ def train_transform(args, class_set) -> Compose:
     if args.crop:
         steps.append(RandomCrop(args.crop))
     steps += [RandomHorizontalFlip(0.5), RandomTranslate(args.translate)]
+    if getattr(args, "color_jitter", 0):
+        steps.append(ColorJitter(args.color_jitter))
     steps.append(ToTensor(args.mean, args.std, class_set.ignore_index))
     return Compose(steps)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import WeightsMetadata, load_weights
-from .inference import make_engine
-from .labels import palette
-from .model import LEDNet
-from .processing import preprocess, resize_labels
+from lednet_ros.core.checkpoint import WeightsMetadata, load_weights
+from lednet_ros.core.engines import make_engine
+from lednet_ros.core.classes import palette
+from lednet_ros.core.model import LEDNet
+from lednet_ros.core.processing import preprocess, resize_labels
 
 PRECISIONS = ("fp32", "fp16")
 MAX_INPUT_SIDE = 8192
@@ -20,7 +20,7 @@ MAX_INPUT_SIDE = 8192
 
 def default_weights_path() -> Path:
     """The weights shipped with the package (trained on CamVid by training/train.py)."""
-    return Path(__file__).resolve().parent / "weights" / "lednet_camvid.safetensors"
+    return Path(__file__).resolve().parents[1] / "weights" / "lednet_camvid.safetensors"
 
 
 def resolve_device(request: str) -> torch.device:

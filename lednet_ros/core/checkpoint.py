@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .model import DECODER_VARIANTS, LEDNet
+from lednet_ros.core.model import DECODER_VARIANTS, LEDNet
 
 FORMAT = "lednet_ros.weights"
 FORMAT_VERSION = 1

@@ -2,10 +2,10 @@ r"""rosbag2 files (mcap or sqlite3) of camera frames and ground-truth labels, th
 
 No ROS install needed. Writing makes a bag `ros2 bag play` replays:
 
-    python -m lednet_ros.bags --dataset camvid --data-path ../shared/data/camvid --split test \
+    python -m lednet_ros.core.bags --dataset camvid --data-path ../shared/data/camvid --split test \
         --out camvid_test_bag --rate 2
-    python -m lednet_ros.bags --images frames/ --labels labels/ --out my_bag --storage sqlite3
-    python -m lednet_ros.bags --video street.avi --out street_bag --limit 100
+    python -m lednet_ros.core.bags --images frames/ --labels labels/ --out my_bag --storage sqlite3
+    python -m lednet_ros.core.bags --video street.avi --out street_bag --limit 100
 
 with sensor_msgs/Image rgb8 on /camera/image_raw, sensor_msgs/CameraInfo on /camera/camera_info and,
 where labels exist, mono8 class ids on /ground_truth/labels, all three with the same header stamp.
@@ -22,9 +22,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .datasets import DATASETS, DatasetError, read_label
-from .frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
-from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message,
+from lednet_ros.core.datasets import DATASETS, DatasetError, read_label
+from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
+from lednet_ros.core.processing import (DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message,
                          rgb_from_message)
 
 IMAGE_TOPIC = "/camera/image_raw"

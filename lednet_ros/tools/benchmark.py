@@ -1,6 +1,6 @@
 """Benchmark LEDNet: forward time per inference engine and input size, and the node end to end.
 
-    python -m lednet_ros.benchmark [--sizes 512x256 1024x512 2048x1024] [--runs 20] [--node]
+    python -m lednet_ros.tools.benchmark [--sizes 512x256 1024x512 2048x1024] [--runs 20] [--node]
         [--out benchmark_results]
 
 Writes <out>/benchmark.json and <out>/benchmark.md (a Markdown table), with the machine described.
@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_weights
-from .inference import ENGINES, make_engine
-from .processing import labels_from_logits
-from .segment_files import parse_size
-from .segmenter import default_weights_path, resolve_device
+from lednet_ros.core.checkpoint import load_weights
+from lednet_ros.core.engines import ENGINES, make_engine
+from lednet_ros.core.processing import labels_from_logits
+from lednet_ros.tools.segment_files import parse_size
+from lednet_ros.core.segmenter import default_weights_path, resolve_device
 
 
 def describe_machine() -> dict:
@@ -118,8 +118,8 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
     occupancy on a 3 x 3 grid and the colour mask."""
     from types import SimpleNamespace
 
-    from .processing import class_occupancy, colorize, rgb_from_message
-    from .segmenter import Segmenter
+    from lednet_ros.core.processing import class_occupancy, colorize, rgb_from_message
+    from lednet_ros.core.segmenter import Segmenter
 
     rows = []
     rng = np.random.default_rng(0)
@@ -209,7 +209,7 @@ def main(argv=None) -> None:
               "pipeline": benchmark_pipeline(args.weights, args.sizes, args.runs, args.device,
                                              args.pipeline_precision)}
     if args.node:
-        from .benchmark_node import benchmark_node
+        from lednet_ros.tools.benchmark_node import benchmark_node
 
         params = [f"device:={args.device}", f"precision:={args.pipeline_precision}"]
         result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params)

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.labels import CAMVID, CITYSCAPES, ClassSet, cityscapes_label_id_lut
+from lednet_ros.core.classes import CAMVID, CITYSCAPES, ClassSet, cityscapes_label_id_lut
 
 
 class DatasetError(ValueError):

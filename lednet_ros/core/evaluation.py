@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .metrics import ConfusionMatrix
+from lednet_ros.core.metrics import ConfusionMatrix
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png")
 

@@ -24,10 +24,10 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from .checkpoint import CheckpointError, read_metadata
-from .evaluation import Evaluation, stamp_nanoseconds, write_report
-from .processing import ImageFormatError, class_ids_from_message
-from .segmenter import default_weights_path
+from lednet_ros.core.checkpoint import CheckpointError, read_metadata
+from lednet_ros.core.evaluation import Evaluation, stamp_nanoseconds, write_report
+from lednet_ros.core.processing import ImageFormatError, class_ids_from_message
+from lednet_ros.core.segmenter import default_weights_path
 
 RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,
                  "best_effort": ReliabilityPolicy.BEST_EFFORT}

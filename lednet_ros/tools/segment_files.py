@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .checkpoint import CheckpointError, metrics_summary
-from .frame_sources import IMAGE_SUFFIXES
-from .processing import (DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, colorize,
+from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.frame_sources import IMAGE_SUFFIXES
+from lednet_ros.core.processing import (DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, colorize,
                          compressed_image_size, overlay)
-from .segmenter import Segmenter
+from lednet_ros.core.segmenter import Segmenter
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 r"""The segmentation node end to end over DDS: latency, rate, drops, CPU and memory.
 
-    python -m lednet_ros.benchmark --node            # engines, pipeline and this, one report
-    python -m lednet_ros.benchmark_node --sizes 512x256 --frames 60 [--profiles shm default]
+    python -m lednet_ros.tools.benchmark --node            # engines, pipeline and this, one report
+    python -m lednet_ros.tools.benchmark_node --sizes 512x256 --frames 60 [--profiles shm default]
         [--param precision:=fp16 ...] [--rate 30]
 
 The node runs in its own process with its defaults (device and engine auto, sensor-data
@@ -45,7 +45,7 @@ def profile_path() -> Path | None:
             return path
     except Exception:  # not installed: the source tree
         pass
-    path = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+    path = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
     return path if path.is_file() else None
 
 
@@ -59,7 +59,7 @@ def environment(profile: str, domain_id: int, log_dir: str) -> dict:
         if path is None:
             raise FileNotFoundError("config/fastdds_shm.xml not found")
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_parent, env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep)
     return env
@@ -116,7 +116,7 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
     domain_id = 100 + os.getpid() % 100  # runs are sequential: one domain per benchmark
     with tempfile.TemporaryDirectory(prefix="lednet_bench_") as tmp:
         env = environment(profile, domain_id, tmp)
-        node_cmd = [sys.executable, "-m", "lednet_ros.node", "--ros-args",
+        node_cmd = [sys.executable, "-m", "lednet_ros.nodes.segmentation_node", "--ros-args",
                     "-r", f"__ns:={NAMESPACE}", "-p", f"weights:={weights}",
                     "-p", f"input_width:={width}", "-p", f"input_height:={height}",
                     "-p", f"max_image_pixels:={max(width * height, 1)}"]
@@ -126,7 +126,7 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
         node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             out = Path(tmp) / "probe.json"
-            probe_cmd = [sys.executable, "-m", "lednet_ros.benchmark_node", "--probe",
+            probe_cmd = [sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--probe",
                          "--size", f"{width}x{height}", "--frames", str(frames),
                          "--node-pid", str(node.pid), "--timeout", str(timeout),
                          "--rate", str(rate),
@@ -258,8 +258,8 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
 
 
 def main(argv=None) -> None:
-    from .segment_files import parse_size
-    from .segmenter import default_weights_path
+    from lednet_ros.tools.segment_files import parse_size
+    from lednet_ros.core.segmenter import default_weights_path
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,7 @@
 r"""Offline evaluation of a bag: read it, segment every image, score against its ground truth.
 
-    python -m lednet_ros.evaluate_bag camvid_test_bag --out eval_offline
-    python -m lednet_ros.evaluate_bag my_bag --weights w.safetensors --input-size 960x720 \
+    python -m lednet_ros.tools.evaluate_bag camvid_test_bag --out eval_offline
+    python -m lednet_ros.tools.evaluate_bag my_bag --weights w.safetensors --input-size 960x720 \
         --image-topic /front/image_raw --ground-truth-topic /front/labels_gt
 
 No ROS graph: the fast path for CI and tuning. Frames are segmented exactly as the node does
@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from .bags import CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, BagError, BagTopics, read_frames
-from .checkpoint import CheckpointError
-from .evaluation import Evaluation, write_report
-from .segment_files import parse_size
-from .segmenter import Segmenter
+from lednet_ros.core.bags import CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, BagError, BagTopics, read_frames
+from lednet_ros.core.checkpoint import CheckpointError
+from lednet_ros.core.evaluation import Evaluation, write_report
+from lednet_ros.tools.segment_files import parse_size
+from lednet_ros.core.segmenter import Segmenter
 
 
 def evaluate_bag(bag, segmenter: Segmenter, topics: BagTopics = BagTopics(),

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import ConvBNReLU, LEDNet, SSBranch
-from .processing import labels_from_logits
+from lednet_ros.core.model import ConvBNReLU, LEDNet, SSBranch
+from lednet_ros.core.processing import labels_from_logits
 
 ENGINES = ("auto", "torch", "torch_fused", "channels_last", "compile", "cuda_graph", "onnxruntime",
            "tensorrt")
@@ -197,7 +197,7 @@ def export_onnx(model: LEDNet, target, sample_size=(256, 512), with_labels: bool
 
 def make_engine(name: str, model: LEDNet, device: torch.device, dtype: torch.dtype):
     """Build the engine ``name``. 'auto' takes the fastest measured here (python -m
-    lednet_ros.benchmark): ONNX Runtime on CPU where installed (about 3x eager PyTorch on 2 cores),
+    lednet_ros.tools.benchmark): ONNX Runtime on CPU where installed (about 3x eager PyTorch on 2 cores),
     else torch_fused; on CUDA, cuda_graph."""
     if name not in ENGINES:
         raise ValueError(f"unknown inference engine {name!r} (expected one of {ENGINES})")

@@ -16,8 +16,8 @@ from std_msgs.msg import ColorRGBA, Header
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
-from .checkpoint import WeightsMetadata
-from .processing import (
+from lednet_ros.core.checkpoint import WeightsMetadata
+from lednet_ros.core.processing import (
     DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, check_image_size, compressed_image_size,
     rgb_from_message,
 )

@@ -24,8 +24,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from .frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
-from .ros_messages import image_message
+from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
+from lednet_ros.ros.messages import image_message
 
 ENCODINGS = ("rgb8", "bgr8")
 RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,

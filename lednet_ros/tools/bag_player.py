@@ -1,6 +1,6 @@
 r"""A small rosbag2 player on rclpy and `rosbags`, for machines without `ros2 bag play`.
 
-    python -m lednet_ros.bag_player camvid_test_bag --clock --rate 0.5
+    python -m lednet_ros.tools.bag_player camvid_test_bag --clock --rate 0.5
 
 Publishes every recorded message at its recorded time (scaled by --rate) on its recorded topic and
 type, with reliable QoS like `ros2 bag play`'s default; with --clock it also publishes /clock
@@ -22,7 +22,7 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from .bags import BagError, typestore
+from lednet_ros.core.bags import BagError, typestore
 
 PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                           reliability=ReliabilityPolicy.RELIABLE,

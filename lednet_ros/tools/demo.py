@@ -1,6 +1,6 @@
 """The main job: a camera stream through the segmentation node, results written to disk.
 
-    python -m lednet_ros.demo [--source VIDEO_OR_FOLDER] [--frames 200] [--fps 5] [--out DIR]
+    python -m lednet_ros.tools.demo [--source VIDEO_OR_FOLDER] [--frames 200] [--fps 5] [--out DIR]
 
 Starts our camera publisher and the segmentation node (packaged weights by default) as two
 processes talking over real DDS with the shipped Fast DDS profile, records the node's ~/overlay and
@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
-from .ros_messages import rgb_from_image
+from lednet_ros.ros.messages import rgb_from_image
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -43,7 +43,7 @@ SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
 
 def shipped_profile() -> Path | None:
     """config/fastdds_shm.xml of the source tree, else of the installed package, else None."""
-    candidates = [Path(__file__).resolve().parent.parent / "config" / "fastdds_shm.xml"]
+    candidates = [Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"]
     try:
         from ament_index_python.packages import get_package_share_directory
 
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     rclpy.init()
     recorder = ResultRecorder(args.out, args.save_every)
     try:
-        node = start_process("node", {"weights": args.weights or "''"}, args.out / "node.log")
+        node = start_process("nodes.segmentation_node", {"weights": args.weights or "''"}, args.out / "node.log")
         started = spin_until(recorder, lambda: recorder.class_info or node.poll() is not None,
                              START_TIMEOUT_S)
         if recorder.class_info is None:
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
         info = recorder.class_info
         print(f"node ready: {info.dataset} weights {info.weights}, {len(info.class_names)} "
               f"classes, input {info.input_width}x{info.input_height}")
-        camera = start_process("camera_publisher", {
+        camera = start_process("nodes.camera_publisher", {
             "source": str(args.source), "fps": float(args.fps), "max_frames": args.frames,
             "frame_id": "camera", "wait_for_subscribers": 2,  # the node and the recorder
         }, args.out / "camera.log")

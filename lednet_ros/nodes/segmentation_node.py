@@ -1,7 +1,7 @@
 """The LEDNet segmentation node: camera images in; class labels, masks and occupancy out.
 
-A thin adapter: lednet_ros.ros_messages converts messages, lednet_ros.segmenter runs the network,
-lednet_ros.processing builds masks and occupancy. The subscription callback only keeps the newest
+A thin adapter: lednet_ros.ros.messages converts messages, lednet_ros.core.segmenter runs the network,
+lednet_ros.core.processing builds masks and occupancy. The subscription callback only keeps the newest
 frame; a worker thread segments it, so parameter services answer while a frame is processed.
 """
 
@@ -32,17 +32,17 @@ from std_msgs.msg import Float32, Header
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
-from .checkpoint import CheckpointError, metrics_summary
-from .diagnostics import PipelineStats, format_ms
-from .inference import ENGINES
-from .processing import (
+from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.stats import PipelineStats, format_ms
+from lednet_ros.core.engines import ENGINES
+from lednet_ros.core.processing import (
     DEFAULT_MAX_PIXELS, ImageFormatError, class_occupancy, colorize, overlay,
 )
-from .ros_messages import (
+from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, rgb_from_compressed,
     rgb_from_image, scaled_camera_info,
 )
-from .segmenter import (
+from lednet_ros.core.segmenter import (
     MAX_INPUT_SIDE, PRECISIONS, Segmenter, check_input_size, default_weights_path,
 )
 
