@@ -48,10 +48,9 @@ from lednet_ros.core.checkpoint import (  # noqa: E402
 )
 from lednet_ros.core.model import DECODER_VARIANTS  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
-from lednet_ros.core.processing import (  # noqa: E402
-    DEFAULT_MAX_PIXELS, ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size,
-)
-from lednet_ros.ros.messages import rgb_from_compressed, rgb_from_image  # noqa: E402
+from lednet_ros.core.images import ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size
+from lednet_ros.core.processing import # noqa: E402     DEFAULT_MAX_PIXELS
+from lednet_ros.core.images import rgb_from_compressed, rgb_from_message  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, make_image, ros_context, spinning, wait_for_subscribers, wait_until,
 )
@@ -162,12 +161,12 @@ def raw_images(draw):
 
 @PURE
 @given(msg=raw_images(), max_pixels=st.sampled_from([1, 64, 48 * 48, 4096, DEFAULT_MAX_PIXELS]))
-def test_rgb_from_image_returns_the_message_or_names_the_problem(msg, max_pixels):
+def test_rgb_from_message_returns_the_message_or_names_the_problem(msg, max_pixels):
     problems = expected_problems(msg, max_pixels)
     tracemalloc.start()
     try:
         try:
-            rgb = rgb_from_image(msg, max_pixels)
+            rgb = rgb_from_message(msg, max_pixels)
         except ImageFormatError as exc:
             message = str(exc)
             assert problems, f"a valid {msg.encoding} image was refused: {message}"
@@ -192,12 +191,12 @@ def test_big_endian_mono16_is_read_in_its_byte_order():
     values = np.array([[0x0102, 0xFF00, 0x8040]], dtype=">u2")
     msg = Image(height=1, width=3, encoding="mono16", is_bigendian=1, step=6,
                 data=values.tobytes())
-    rgb = rgb_from_image(msg)
+    rgb = rgb_from_message(msg)
     assert rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[0, :, 0], [0x01, 0xFF, 0x80])
     little = Image(height=1, width=3, encoding="mono16", is_bigendian=0, step=6,
                    data=values.astype("<u2").tobytes())
-    np.testing.assert_array_equal(rgb_from_image(little), rgb)
+    np.testing.assert_array_equal(rgb_from_message(little), rgb)
 
 
 # ---- compressed images ------------------------------------------------------------------------

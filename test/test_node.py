@@ -219,8 +219,36 @@ def test_masks_are_computed_only_for_subscribers(rig_factory):
     wait_for_subscribers(image_pub)
     image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0), row_padding=7))
     assert (labels.wait(1)[0].width, labels.wait(1)[0].height) == (160, 96)
-    assert rig.node._color_mask_pub.get_subscription_count() == 0
-    assert rig.probe.count_publishers(f"{rig.name}/color_mask") == 1  # exists, sends nothing
+    assert rig.node.pipeline.computed == {}  # no mask, overlay or confidence was made
+
+    masks = rig.collect(Image, "color_mask")
+    wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/color_mask") == 1, message="sub")
+    image_pub.publish(make_image(scene(), "rgb8", stamp=(2, 0)))
+    masks.wait(1)
+    assert rig.node.pipeline.computed == {"color_mask": 1}  # the mask alone, once
+
+
+def test_a_grid_that_cannot_fit_network_labels_is_refused(rig_factory):
+    rig = rig_factory(output_resolution="network", grid_rows=3, grid_cols=3)
+    (result,) = set_parameters(rig.probe, rig.name, {"input_width": 1})
+    assert not result.successful
+    assert "region grid 3x3 (rows x cols) does not fit the 1x128 label images" in result.reason
+    (result,) = set_parameters(rig.probe, rig.name, {"input_width": 64})
+    assert result.successful
+    labels = rig.collect(Image, "labels")
+    image_pub = rig.publisher()
+    wait_for_subscribers(image_pub)
+    image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0)))
+    assert (labels.wait(1)[0].width, labels.wait(1)[0].height) == (64, 128)
+
+
+def test_fixed_choices_are_in_the_parameter_descriptors(rig_factory):
+    rig = rig_factory()
+    names = ["output_resolution", "qos_reliability", "engine", "precision"]
+    for name, descriptor in zip(names, rig.node.describe_parameters(names)):
+        assert descriptor.additional_constraints.startswith("one of: "), name
+    (output,) = rig.node.describe_parameters(["output_resolution"])
+    assert output.additional_constraints == "one of: original, network"
 
 
 def test_network_resolution_and_runtime_input_size(rig_factory):
@@ -267,7 +295,7 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
     "values, reason",
     [
         ({"output_resolution": "half"},
-         "output_resolution 'half' is not one of original, network"),
+         "parameter output_resolution is 'half'; expected one of original, network"),
         ({"input_width": -5}, "input_width"),
         ({"input_height": 9000}, "input_height"),
         ({"overlay_alpha": 1.5}, "overlay_alpha"),
@@ -361,12 +389,13 @@ def test_per_class_topics(rig_factory, random_weights):
 
 def test_newest_frame_wins_and_counters_add_up(rig_factory):
     rig = rig_factory()
-    # the default input QoS is sensor data: best effort, depth 1
-    assert rig.node._input_qos.reliability == ReliabilityPolicy.BEST_EFFORT
-    assert rig.node._input_qos.depth == 1
     labels = rig.collect(Image, "labels")
     image_pub = rig.publisher(qos=qos_profile_sensor_data)
     wait_for_subscribers(image_pub)
+    # the default input QoS, as the graph sees it (the graph carries no history depth)
+    (info,) = [i for i in rig.probe.get_subscriptions_info_by_topic(image_pub.topic_name)
+               if i.node_name == "lednet_segmentation"]
+    assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
     frames = 30
     for index in range(frames):
         image_pub.publish(make_image(scene(seed=index), "rgb8", stamp=(1000 + index, 0)))
@@ -522,3 +551,38 @@ def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, cont
         assert labels.wait(1)[0].header.stamp.sec == 3
     assert process.returncode == 0, process.output()
     assert "Traceback" not in process.output()
+
+
+def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
+    """The worker stops before the context goes: no frame error, no rosout failure."""
+    namespace = next(_namespaces)
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(random_weights), "engine": "torch"},
+                           ros_args=["-r", f"__ns:={namespace}"])
+    probe = rclpy.create_node("flow_probe", namespace=namespace, context=context)
+    labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
+    image_pub = probe.create_publisher(Image, "image", RELIABLE)
+    frame = make_image(scene(), "rgb8", stamp=(5, 0))
+    probe.create_timer(0.01, lambda: image_pub.publish(frame))  # faster than the node segments
+    with spinning(context, probe), NodeProcess(command, tmp_path) as process:
+        labels.wait(3, timeout=60)
+    output = process.output()
+    assert process.returncode == 0, output
+    for noise in ("dropped", "Traceback", "Failed to publish", "RCLError"):
+        assert noise not in output, output
+
+
+def test_ctrl_c_during_start_up_is_quiet(tmp_path, random_weights, context):
+    """Interrupted while loading its weights (the node already in the graph): exit 0, no
+    traceback."""
+    namespace = next(_namespaces)
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(random_weights), "engine": "onnxruntime"},
+                           ros_args=["-r", f"__ns:={namespace}"])
+    probe = rclpy.create_node("startup_probe", namespace=namespace, context=context)
+    with spinning(context, probe), NodeProcess(command, tmp_path) as process:
+        wait_until(lambda: NODE_NAME in probe.get_node_names(), timeout=60,
+                   message="the node in the graph")
+    output = process.output()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "RCLError" not in output, output

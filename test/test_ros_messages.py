@@ -22,10 +22,12 @@ from std_msgs.msg import Header  # noqa: E402
 
 from lednet_ros.core.checkpoint import WeightsMetadata  # noqa: E402
 from lednet_ros.core.classes import CAMVID, CITYSCAPES  # noqa: E402
-from lednet_ros.core.processing import ImageFormatError, class_occupancy  # noqa: E402
+from lednet_ros.core.images import (  # noqa: E402
+    ImageFormatError, rgb_from_compressed, rgb_from_message,
+)
+from lednet_ros.core.processing import class_occupancy  # noqa: E402
 from lednet_ros.ros.messages import (  # noqa: E402
-    class_info_message, class_topic_names, image_message, occupancy_message, rgb_from_compressed,
-    rgb_from_image, scaled_camera_info,
+    class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
 )
 from ros_helpers import make_image  # noqa: E402
 
@@ -43,7 +45,7 @@ def header(sec=3, nanosec=7, frame_id="camera_optical"):
 
 
 @pytest.mark.parametrize("padding", [0, 3])
-def test_rgb_from_image_reads_each_colour_order_and_honours_step(padding):
+def test_rgb_from_message_reads_each_colour_order_and_honours_step(padding):
     rgb = random_rgb()
     cases = {
         "rgb8": rgb,
@@ -53,9 +55,9 @@ def test_rgb_from_image_reads_each_colour_order_and_honours_step(padding):
     }
     for encoding, pixels in cases.items():
         msg = make_image(pixels, encoding, row_padding=padding)
-        np.testing.assert_array_equal(rgb_from_image(msg), rgb, err_msg=encoding)
+        np.testing.assert_array_equal(rgb_from_message(msg), rgb, err_msg=encoding)
     gray = rgb[..., 0]
-    np.testing.assert_array_equal(rgb_from_image(make_image(gray, "mono8", row_padding=padding)),
+    np.testing.assert_array_equal(rgb_from_message(make_image(gray, "mono8", row_padding=padding)),
                                   np.repeat(gray[..., None], 3, axis=2))
 
 
@@ -68,19 +70,19 @@ def test_rgb_from_image_reads_each_colour_order_and_honours_step(padding):
         (dict(data=bytes(20)), "data holds 20 bytes, expected step x height = 15 x 6 = 90"),
     ],
 )
-def test_rgb_from_image_names_the_bad_field(change, message):
+def test_rgb_from_message_names_the_bad_field(change, message):
     msg = make_image(random_rgb(), "rgb8")
     for field, value in change.items():
         setattr(msg, field, value)
     with pytest.raises(ImageFormatError, match=re.escape(message)):
-        rgb_from_image(msg)
+        rgb_from_message(msg)
 
 
-def test_rgb_from_image_refuses_more_than_max_pixels():
+def test_rgb_from_message_refuses_more_than_max_pixels():
     msg = make_image(random_rgb(4, 5), "rgb8")
     with pytest.raises(ImageFormatError, match="5x4 = 20 pixels exceeds the maximum of 19"):
-        rgb_from_image(msg, max_pixels=19)
-    assert rgb_from_image(msg, max_pixels=20).shape == (4, 5, 3)
+        rgb_from_message(msg, max_pixels=19)
+    assert rgb_from_message(msg, max_pixels=20).shape == (4, 5, 3)
 
 
 def compressed(array_bgr, extension=".png", fmt="png"):
@@ -120,7 +122,7 @@ def test_image_message_round_trips(height, width):
     rgb = random_rgb(height, width)
     msg = image_message(rgb, "rgb8", header())
     assert msg.step == 3 * width
-    np.testing.assert_array_equal(rgb_from_image(msg), rgb)
+    np.testing.assert_array_equal(rgb_from_message(msg), rgb)
 
 
 def test_image_message_refuses_mismatched_arrays():
@@ -233,6 +235,6 @@ def test_conversion_agrees_with_the_official_cv_bridge(encoding):
     array = array[..., 0] if channels == 1 else array
     msg = make_image(array, encoding, row_padding=4)
     expected = bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
-    assert np.array_equal(rgb_from_image(msg), expected)
+    assert np.array_equal(rgb_from_message(msg), expected)
     back = bridge.cv2_to_imgmsg(expected, encoding="rgb8")
-    assert np.array_equal(rgb_from_image(back), expected)
+    assert np.array_equal(rgb_from_message(back), expected)

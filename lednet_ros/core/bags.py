@@ -24,8 +24,7 @@ import numpy as np
 
 from lednet_ros.core.datasets import DATASETS, DatasetError, read_label
 from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
-from lednet_ros.core.processing import (DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message,
-                         rgb_from_message)
+from lednet_ros.core.images import DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message, rgb_from_message
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"

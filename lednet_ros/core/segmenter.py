@@ -15,6 +15,7 @@ from lednet_ros.core.model import LEDNet
 from lednet_ros.core.processing import preprocess, resize_labels
 
 PRECISIONS = ("fp32", "fp16")
+OUTPUT_RESOLUTIONS = ("original", "network")  # labels at the image's size or the network's
 MAX_INPUT_SIDE = 8192
 
 
@@ -116,12 +117,27 @@ class Segmenter:
 
     def segment(self, rgb: np.ndarray, output: str = "original") -> np.ndarray:
         """Class ids (uint8) at the image's own size ('original') or the network's ('network')."""
-        if output not in ("original", "network"):
+        return self.predict(rgb, output)[0]
+
+    def predict(self, rgb: np.ndarray, output: str = "original", *, confidence: bool = False):
+        """(labels, confidence): class ids (uint8) at the image's own size ('original') or the
+        network's ('network'), and, when asked, the softmax maximum x 255 (uint8) per pixel from
+        the same forward pass (else None)."""
+        if output not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         with torch.inference_mode():
-            labels = self.engine.labels(self._input(rgb))
+            x = self._input(rgb)
+            if confidence:
+                logits = self.engine(x).float()
+                probability, best = logits[0].softmax(0).max(0)
+                labels = best.to(torch.uint8).cpu().numpy()
+                scores = (probability * 255).round().to(torch.uint8).cpu().numpy()
+            else:
+                labels, scores = self.engine.labels(x), None
         if output == "original":
-            labels = resize_labels(labels, (rgb.shape[1], rgb.shape[0]))
-        return labels
+            size = (rgb.shape[1], rgb.shape[0])
+            labels = resize_labels(labels, size)
+            scores = None if scores is None else resize_labels(scores, size)
+        return labels, scores

@@ -136,3 +136,30 @@ class PipelineStats:
 def format_ms(seconds: float) -> str:
     """Seconds as milliseconds with one decimal, or 'n/a' for NaN."""
     return "n/a" if math.isnan(seconds) else f"{1000.0 * seconds:.1f}"
+
+
+class SilenceWatch:
+    """Tells when an input topic has publishers but no frame came for ``timeout`` seconds.
+
+    The node calls :meth:`frame_arrived` for each frame and :meth:`silent_for` once a second
+    with the topic's publisher count; a timeout of 0 disables the check.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._last_frame = clock()
+        self._publishers_since = None
+
+    def frame_arrived(self) -> None:
+        self._last_frame = self._clock()
+
+    def silent_for(self, publishers: int, timeout: float) -> float:
+        """Seconds without a frame while publishers existed, when at least ``timeout``; else 0."""
+        now = self._clock()
+        if publishers == 0 or timeout <= 0:
+            self._publishers_since = None
+            return 0.0
+        if self._publishers_since is None:
+            self._publishers_since = now
+        silent = now - max(self._publishers_since, self._last_frame)
+        return silent if silent >= timeout else 0.0

@@ -11,65 +11,50 @@ that is the done signal for whoever started it.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
-import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
 from lednet_ros.ros.messages import image_message
+from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare, qos
+from lednet_ros.ros.runner import run_node
 
-ENCODINGS = ("rgb8", "bgr8")
-RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,
-                 "best_effort": ReliabilityPolicy.BEST_EFFORT}
 MAX_SIDE = 16384
 ACK_TIMEOUT_S = 5.0  # at the end, how long reliable subscribers get to acknowledge
+PARAMETERS = {
+    "source": Spec("", "Video file or folder of images (sorted by name).", read_only=True),
+    "fps": Spec(10.0, "Frames per second.", read_only=True, floats=(0.01, 1000.0)),
+    "frame_id": Spec("camera", "frame_id of every header.", read_only=True),
+    "loop": Spec(False, "Start again at the end instead of finishing.", read_only=True),
+    "max_frames": Spec(0, "Finish after this many frames (0: no limit).", read_only=True,
+                       integers=(0, 2**31 - 1)),
+    "encoding": Spec("rgb8", "Image encoding.", read_only=True, choices=("rgb8", "bgr8")),
+    "width": Spec(0, "Resize frames to this width (0: keep; with height 0, keep the aspect "
+                  "ratio).", read_only=True, integers=(0, MAX_SIDE)),
+    "height": Spec(0, "Resize frames to this height (0: keep; with width 0, keep the aspect "
+                   "ratio).", read_only=True, integers=(0, MAX_SIDE)),
+    "qos_reliability": Spec("reliable", "Reliability of image and camera_info: reliable "
+                            "(rclpy's default, as most drivers) or best_effort (sensor data).",
+                            read_only=True, choices=tuple(RELIABILITY)),
+    "qos_depth": Spec(10, "History depth of image and camera_info.", read_only=True,
+                      integers=(1, 1000)),
+    "wait_for_subscribers": Spec(0, "Hold the first frame until image has this many "
+                                 "subscriptions (0: start at once).", read_only=True,
+                                 integers=(0, 1000)),
+}
 
 
 def pinhole_camera_info(header: Header, width: int, height: int) -> CameraInfo:
     """CameraInfo of frame_sources.pinhole_intrinsics for a width x height image."""
     return CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob",
                       **pinhole_intrinsics(width, height))
-
-
-def _describe(description: str, integers=None, floats=None) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=True)
-    if integers:
-        descriptor.integer_range = [IntegerRange(from_value=integers[0], to_value=integers[1])]
-    if floats:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=floats[0], to_value=floats[1])]
-    return descriptor
-
-
-PARAMETERS = {
-    "source": ("", _describe("Video file or folder of images (sorted by name).")),
-    "fps": (10.0, _describe("Frames per second.", floats=(0.01, 1000.0))),
-    "frame_id": ("camera", _describe("frame_id of every header.")),
-    "loop": (False, _describe("Start again at the end instead of finishing.")),
-    "max_frames": (0, _describe("Finish after this many frames (0: no limit).",
-                                integers=(0, 2**31 - 1))),
-    "encoding": ("rgb8", _describe("Image encoding: rgb8 or bgr8.")),
-    "width": (0, _describe("Resize frames to this width (0: keep; with height 0, keep the "
-                           "aspect ratio).", integers=(0, MAX_SIDE))),
-    "height": (0, _describe("Resize frames to this height (0: keep; with width 0, keep the "
-                            "aspect ratio).", integers=(0, MAX_SIDE))),
-    "qos_reliability": ("reliable", _describe(
-        "Reliability of image and camera_info: reliable (rclpy's default, as most drivers) or "
-        "best_effort (sensor data).")),
-    "qos_depth": (10, _describe("History depth of image and camera_info.", integers=(1, 1000))),
-    "wait_for_subscribers": (0, _describe(
-        "Hold the first frame until image has this many subscriptions (0: start at once).",
-        integers=(0, 1000))),
-}
 
 
 def output_size(width: int, height: int, wanted: tuple[int, int]) -> tuple[int, int]:
@@ -90,31 +75,26 @@ class CameraPublisher(Node):
 
     def __init__(self, **kwargs):
         super().__init__("camera_publisher", **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        value = lambda name: self.get_parameter(name).value  # noqa: E731
-        self.encoding = value("encoding")
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"parameter encoding is {self.encoding!r}; expected one of "
-                             f"{', '.join(ENCODINGS)}")
-        reliability = value("qos_reliability")
-        if reliability not in RELIABILITIES:
-            raise ValueError(f"parameter qos_reliability is {reliability!r}; expected one of "
-                             f"{', '.join(RELIABILITIES)}")
-        self.frames = FrameSource(Path(value("source")), value("loop"))
-        self.size = (value("width"), value("height"))
-        self.max_frames = value("max_frames")
-        self.frame_id = value("frame_id")
-        self.wait_for_subscribers = value("wait_for_subscribers")
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value("qos_depth"),
-                         reliability=RELIABILITIES[reliability])
-        self.image_pub = self.create_publisher(Image, "image", qos)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        try:
+            values = declare(self, PARAMETERS)
+            self.frames = FrameSource(Path(values["source"]), values["loop"])
+        except (ParameterException, FrameReadError, ValueError) as exc:
+            self.get_logger().fatal(f"cannot start: {exc}")
+            self.destroy_node()
+            raise ConfigurationError(str(exc)) from None
+        self.encoding = values["encoding"]
+        self.size = (values["width"], values["height"])
+        self.max_frames = values["max_frames"]
+        self.frame_id = values["frame_id"]
+        self.wait_for_subscribers = values["wait_for_subscribers"]
+        output_qos = qos(values["qos_reliability"], values["qos_depth"])
+        self.image_pub = self.create_publisher(Image, "image", output_qos)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", output_qos)
         self.published = 0
         self.frames_skipped = 0
         self.done = False
-        self.timer = self.create_timer(1.0 / value("fps"), self._publish_next)
-        self.get_logger().info(f"publishing {self.frames.source} at {value('fps')} fps")
+        self.timer = self.create_timer(1.0 / values["fps"], self._publish_next)
+        self.get_logger().info(f"publishing {self.frames.source} at {values['fps']} fps")
 
     def _publish_next(self) -> None:
         if self.done:
@@ -152,20 +132,8 @@ class CameraPublisher(Node):
 
 
 def main(args=None) -> int:
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = CameraPublisher()
-            except (ValueError, ParameterException) as exc:
-                rclpy.logging.get_logger("camera_publisher").fatal(f"cannot start: {exc}")
-                return 1
-            while rclpy.ok() and not node.done:
-                rclpy.spin_once(node, timeout_sec=0.1)
-            node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    return run_node(CameraPublisher, PARAMETERS, __doc__, args, "camera_publisher")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

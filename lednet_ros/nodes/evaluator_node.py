@@ -17,21 +17,31 @@ import sys
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from lednet_ros.core.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.evaluation import Evaluation, stamp_nanoseconds, write_report
-from lednet_ros.core.processing import ImageFormatError, class_ids_from_message
+from lednet_ros.core.images import ImageFormatError, class_ids_from_message
 from lednet_ros.core.segmenter import default_weights_path
+from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare, qos
+from lednet_ros.ros.runner import run_node
 
-RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE,
-                 "best_effort": ReliabilityPolicy.BEST_EFFORT}
 WARNING_PERIOD_S = 5.0
+PARAMETERS = {
+    "weights": Spec("", "Weights the segmentation node runs ('' = packaged); their class names "
+                    "and count are the report's.", read_only=True),
+    "report_dir": Spec("lednet_evaluation", "Folder the report is written to (created if "
+                       "missing).", read_only=True),
+    "max_pending": Spec(100, "Frames waiting for their partner per side before the oldest is "
+                        "counted as unmatched.", read_only=True, integers=(1, 100000)),
+    "qos_reliability": Spec("reliable", "Reliability of both subscriptions: reliable or "
+                            "best_effort.", read_only=True, choices=tuple(RELIABILITY)),
+    "qos_depth": Spec(100, "History depth of both subscriptions.", read_only=True,
+                      integers=(1, 10000)),
+}
 
 
 class EvaluatorNode(Node):
@@ -39,44 +49,25 @@ class EvaluatorNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("lednet_evaluator", **kwargs)
-        read_only = dict(read_only=True)
-        self.declare_parameter("weights", "", ParameterDescriptor(
-            description="Weights the segmentation node runs ('' = packaged); their class names "
-                        "and count are the report's.", **read_only))
-        self.declare_parameter("report_dir", "lednet_evaluation", ParameterDescriptor(
-            description="Folder the report is written to (created if missing).", **read_only))
-        self.declare_parameter("max_pending", 100, ParameterDescriptor(
-            description="Frames waiting for their partner per side before the oldest is counted "
-                        "as unmatched.", integer_range=[IntegerRange(from_value=1,
-                                                                     to_value=100000)],
-            **read_only))
-        self.declare_parameter("qos_reliability", "reliable", ParameterDescriptor(
-            description="Reliability of both subscriptions: reliable or best_effort.",
-            **read_only))
-        self.declare_parameter("qos_depth", 100, ParameterDescriptor(
-            description="History depth of both subscriptions.",
-            integer_range=[IntegerRange(from_value=1, to_value=10000)], **read_only))
-        reliability = self.get_parameter("qos_reliability").value
-        if reliability not in RELIABILITIES:
-            raise ValueError(f"parameter qos_reliability is {reliability!r}; expected one of "
-                             f"{', '.join(RELIABILITIES)}")
-        weights = self.get_parameter("weights").value or str(default_weights_path())
-        metadata = read_metadata(weights)
-        self.report_dir = Path(self.get_parameter("report_dir").value).expanduser().resolve()
-        self.evaluation = Evaluation(list(metadata.class_names),
-                                     max_pending=self.get_parameter("max_pending").value)
+        try:
+            values = declare(self, PARAMETERS)
+            weights = values["weights"] or str(default_weights_path())
+            metadata = read_metadata(weights)
+        except (ParameterException, CheckpointError, ValueError) as exc:
+            self.get_logger().fatal(f"cannot start: {exc}")
+            self.destroy_node()
+            raise ConfigurationError(str(exc)) from None
+        self.report_dir = Path(values["report_dir"]).expanduser().resolve()
+        self.evaluation = Evaluation(list(metadata.class_names), max_pending=values["max_pending"])
         self.rejected = 0
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST,
-                         depth=self.get_parameter("qos_depth").value,
-                         reliability=RELIABILITIES[reliability],
-                         durability=DurabilityPolicy.VOLATILE)
-        self.create_subscription(Image, "labels", self._on_labels, qos)
-        self.create_subscription(Image, "ground_truth", self._on_ground_truth, qos)
+        self.topics = {name: self.resolve_topic_name(name) for name in ("labels", "ground_truth")}
+        input_qos = qos(values["qos_reliability"], values["qos_depth"])
+        self.create_subscription(Image, "labels", self._on_labels, input_qos)
+        self.create_subscription(Image, "ground_truth", self._on_ground_truth, input_qos)
         self.create_service(Trigger, "~/write_report", self._on_write_report)
         self.get_logger().info(
-            f"scoring {self.resolve_topic_name('labels')} against "
-            f"{self.resolve_topic_name('ground_truth')} ({len(metadata.class_names)} classes of "
-            f"{weights}); report to {self.report_dir}")
+            f"scoring {self.topics['labels']} against {self.topics['ground_truth']} "
+            f"({len(metadata.class_names)} classes of {weights}); report to {self.report_dir}")
 
     def _class_ids(self, msg: Image, topic: str):
         try:
@@ -106,16 +97,16 @@ class EvaluatorNode(Node):
     def summary(self) -> dict:
         summary = self.evaluation.summary()
         summary["frames"]["rejected_messages"] = self.rejected
-        summary["source"] = {"mode": "live", "labels": self.resolve_topic_name("labels"),
-                             "ground_truth": self.resolve_topic_name("ground_truth")}
+        summary["source"] = {"mode": "live", **self.topics}
         return summary
 
-    def write_report(self) -> tuple[dict, list[Path]]:
+    def write_report(self, logger=None) -> tuple[dict, list[Path]]:
+        """Write the report of what was scored so far; log its mIoU and where it is."""
         summary = self.summary()
         paths = write_report(self.report_dir, summary, title="LEDNet live evaluation")
         miou = summary["mean_iou"]
         frames = summary["frames"]
-        self.get_logger().info(
+        (logger or self.get_logger()).info(
             f"mIoU {'n/a' if miou is None else f'{100 * miou:.2f}%'} over {frames['matched']} "
             f"frames ({frames['ground_truth_without_prediction']} ground truth and "
             f"{frames['prediction_without_ground_truth']} labels unmatched); "
@@ -135,25 +126,21 @@ class EvaluatorNode(Node):
         return response
 
 
+    def finish(self) -> int:
+        """At exit (the node destroyed, so nothing goes to /rosout): write the final report;
+        1 when not a single frame was scored, so that no empty report passes for a result."""
+        logger = rclpy.logging.get_logger(self.get_name())
+        if self.evaluation.summary()["frames"]["matched"] == 0:
+            logger.error(f"no frame was scored: no labels on {self.topics['labels']} matched "
+                         f"ground truth on {self.topics['ground_truth']} by stamp; no report "
+                         "written")
+            return 1
+        self.write_report(logger)
+        return 0
+
+
 def main(args=None) -> int:
-    node = None
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = EvaluatorNode()
-            except (CheckpointError, ValueError) as error:
-                rclpy.logging.get_logger("lednet_evaluator").fatal(str(error))
-                return 1
-            try:
-                rclpy.spin(node)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
-            finally:
-                node.write_report()
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    return run_node(EvaluatorNode, PARAMETERS, __doc__, args, "evaluator_node")
 
 
 if __name__ == "__main__":

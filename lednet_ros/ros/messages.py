@@ -1,7 +1,7 @@
 """Conversions between ROS messages and the core's numpy arrays; no node, no rclpy.
 
-Reading uses the core's checks (processing.image_from_buffer), so a bad message raises
-ImageFormatError naming the bad field; building messages copies the given header.
+Messages are read by the core (core.images: rgb_from_message, rgb_from_compressed), which only
+needs their fields; building messages copies the given header.
 """
 
 from __future__ import annotations
@@ -9,72 +9,16 @@ from __future__ import annotations
 import math
 import re
 
-import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 
-from lednet_ros.msg import ClassInfo, ClassOccupancy
-
 from lednet_ros.core.checkpoint import WeightsMetadata
-from lednet_ros.core.processing import (
-    DEFAULT_MAX_PIXELS, ImageFormatError, Occupancy, check_image_size, compressed_image_size,
-    rgb_from_message,
-)
+from lednet_ros.core.processing import Occupancy
+from lednet_ros.msg import ClassInfo, ClassOccupancy
 
 # numpy layout of the encodings this module writes
 _WRITE_ENCODINGS = {"mono8": (1, np.uint8), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
-
-
-def rgb_from_image(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/Image (processing.rgb_from_message).
-
-    Raises:
-        ImageFormatError: naming the bad encoding, size, step or data length.
-    """
-    return rgb_from_message(msg, max_pixels)
-
-
-def rgb_from_compressed(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage (PNG or JPEG, what image_transport's
-    compressed plugin sends).
-
-    The size the PNG or JPEG header declares is checked against ``max_pixels`` before decoding,
-    so the decoder never allocates for more (processing.compressed_image_size); other formats are
-    refused.
-
-    Raises:
-        ImageFormatError: empty, undecodable or neither PNG nor JPEG data, a depth format, or too
-            many pixels.
-    """
-    if "compresseddepth" in msg.format.lower():
-        raise ImageFormatError(
-            f"compressed format {msg.format!r} is a depth image; expected a colour or mono image"
-        )
-    if len(msg.data) == 0:
-        raise ImageFormatError(f"compressed image (format {msg.format!r}) has no data")
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    try:
-        kind, width, height = compressed_image_size(buffer)
-    except ImageFormatError as exc:
-        raise ImageFormatError(
-            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r}): "
-            f"{exc}"
-        ) from None
-    check_image_size(width, height, max_pixels, declared_by=f"the {kind} header")
-    try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ImageFormatError(
-            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r}): "
-            f"{str(exc).strip().splitlines()[-1]}"
-        ) from None
-    if bgr is None:
-        raise ImageFormatError(
-            f"cannot decode {len(buffer)} bytes of compressed image data (format {msg.format!r})"
-        )
-    check_image_size(bgr.shape[1], bgr.shape[0], max_pixels)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def image_message(array: np.ndarray, encoding: str, header: Header) -> Image:

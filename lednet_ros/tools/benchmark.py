@@ -118,7 +118,9 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
     occupancy on a 3 x 3 grid and the colour mask."""
     from types import SimpleNamespace
 
-    from lednet_ros.core.processing import class_occupancy, colorize, rgb_from_message
+    from lednet_ros.core.images import rgb_from_message
+
+    from lednet_ros.core.processing import class_occupancy, colorize
     from lednet_ros.core.segmenter import Segmenter
 
     rows = []

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
-from lednet_ros.ros.messages import rgb_from_image
+from lednet_ros.core.images import rgb_from_message
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -138,7 +138,7 @@ class ResultRecorder(Node):
 
     def _write_overlay(self, msg: Image, index: int) -> None:
         path = self.out / f"overlay_{index:04d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb_from_image(msg), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(path), cv2.cvtColor(rgb_from_message(msg), cv2.COLOR_RGB2BGR))
         self.overlays_written.append(path)
         self.last_overlay = None
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.frame_sources import IMAGE_SUFFIXES
-from lednet_ros.core.processing import (DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, colorize,
-                         compressed_image_size, overlay)
+from lednet_ros.core.images import DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, compressed_image_size
+from lednet_ros.core.processing import colorize, overlay
 from lednet_ros.core.segmenter import Segmenter
 
 

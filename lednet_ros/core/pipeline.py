@@ -1,0 +1,121 @@
+"""The per-frame work, written once: an RGB array in; labels, occupancy and, on demand, colour
+mask, overlay and confidence out, with timings. The node, the benchmark, the offline bag
+evaluation and the file tool all call :meth:`Pipeline.process`. No ROS import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from lednet_ros.core.images import DEFAULT_MAX_PIXELS
+from lednet_ros.core.processing import Occupancy, class_occupancy, colorize, overlay
+from lednet_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, check_input_size
+
+MAX_GRID = 64
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What one frame is processed with (the node's runtime parameters)."""
+
+    input_size: tuple[int, int] = (0, 0)  # network input (w, h); 0: the weights' width/height
+    output_resolution: str = "original"  # labels at the image's size, or the network's
+    overlay_alpha: float = 0.5
+    grid: tuple[int, int] = (3, 3)  # occupancy region grid (rows, cols)
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Which optional outputs to compute (each costs time; the node asks for subscribed ones)."""
+
+    color_mask: bool = False
+    overlay: bool = False
+    confidence: bool = False
+
+
+@dataclass
+class FrameResult:
+    """One frame's results; optional outputs are None unless asked for."""
+
+    labels: np.ndarray  # h x w uint8 class ids
+    occupancy: Occupancy
+    image_size: tuple[int, int]  # (w, h) of the input image
+    inference_s: float  # preprocess + network + labels
+    total_s: float
+    color_mask: np.ndarray | None = None
+    overlay: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+    @property
+    def label_size(self) -> tuple[int, int]:
+        return self.labels.shape[1], self.labels.shape[0]
+
+
+class Pipeline:
+    """A Segmenter plus the post-processing of every frame.
+
+    ``computed`` counts the optional outputs made (color_mask, overlay, confidence), so callers
+    and tests can see that nothing was computed that nobody asked for.
+    """
+
+    def __init__(self, segmenter: Segmenter):
+        self.segmenter = segmenter
+        self.computed: Counter[str] = Counter()
+
+    def input_size(self, settings: FrameSettings) -> tuple[int, int]:
+        """The network input (w, h) the settings ask for; 0 takes the weights' width/height."""
+        default_width, default_height = self.segmenter.metadata.input_size
+        width, height = settings.input_size
+        return width or default_width, height or default_height
+
+    def check(self, settings: FrameSettings) -> None:
+        """ValueError naming the value when ``settings`` cannot work for any frame."""
+        width, height = check_input_size(self.input_size(settings))
+        if settings.output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f"output_resolution is {settings.output_resolution!r}; expected one "
+                             f"of {', '.join(OUTPUT_RESOLUTIONS)}")
+        if not 0.0 <= settings.overlay_alpha <= 1.0:
+            raise ValueError(f"overlay alpha must be in [0, 1], got {settings.overlay_alpha}")
+        rows, cols = settings.grid
+        if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
+            raise ValueError(f"region grid {rows}x{cols} is outside 1..{MAX_GRID} per side")
+        if settings.output_resolution == "network" and (rows > height or cols > width):
+            raise ValueError(
+                f"region grid {rows}x{cols} (rows x cols) does not fit the {width}x{height} "
+                "label images of output_resolution 'network'; lower grid_rows/grid_cols or "
+                "raise the input size")
+
+    def process(self, rgb: np.ndarray, settings: FrameSettings = FrameSettings(),
+                outputs: Outputs = Outputs()) -> FrameResult:
+        """Segment an H x W x 3 uint8 RGB array.
+
+        Raises:
+            ValueError: the region grid does not fit the label image (the message says so).
+        """
+        started = time.perf_counter()
+        self.segmenter.input_size = check_input_size(self.input_size(settings))
+        labels, confidence = self.segmenter.predict(
+            rgb, settings.output_resolution, confidence=outputs.confidence)
+        inference = time.perf_counter() - started
+        occupancy = class_occupancy(labels, self.segmenter.num_classes, settings.grid)
+        result = FrameResult(labels=labels, occupancy=occupancy,
+                             image_size=(rgb.shape[1], rgb.shape[0]), inference_s=inference,
+                             total_s=0.0, confidence=confidence)
+        if outputs.confidence:
+            self.computed["confidence"] += 1
+        if outputs.color_mask or outputs.overlay:
+            result.color_mask = colorize(labels, self.segmenter.palette)
+            self.computed["color_mask"] += 1
+        if outputs.overlay:
+            if rgb.shape[:2] != labels.shape:
+                rgb = cv2.resize(rgb, labels.shape[::-1], interpolation=cv2.INTER_AREA)
+            result.overlay = overlay(rgb, result.color_mask, settings.overlay_alpha)
+            self.computed["overlay"] += 1
+        result.total_s = time.perf_counter() - started
+        return result

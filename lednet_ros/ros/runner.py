@@ -1,0 +1,71 @@
+"""Running a node as an executable: `--help` from its parameter table, a quiet Ctrl-C.
+
+Every node's ``main`` is ``return run_node(NodeClass, PARAMETERS, __doc__, args)``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from lednet_ros.ros.parameters import ConfigurationError, Spec
+
+
+def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
+    """Usage text: what the node does and each parameter with type, default and constraints."""
+    lines = [f"usage: ros2 run lednet_ros {executable} [--ros-args -p NAME:=VALUE ...]", "",
+             summary.strip().splitlines()[0], "", "parameters:"]
+    for name, spec in specs.items():
+        limits = [f"{low}..{high}" for low, high in filter(None, (spec.integers, spec.floats))]
+        limits += [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
+        limits += ["read-only"] if spec.read_only else []
+        extra = f" [{'; '.join(limits)}]" if limits else ""
+        lines.append(f"  {name} ({type(spec.default).__name__}, default {spec.default!r}){extra}")
+        lines.append(f"      {spec.description}")
+    return "\n".join(lines)
+
+
+def wants_help(argv: list[str]) -> bool:
+    """-h/--help among the arguments before --ros-args."""
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return "-h" in own or "--help" in own
+
+
+def run_node(node_class, specs: dict[str, Spec], summary: str, args=None,
+             executable: str = "") -> int:
+    """Build ``node_class()`` and spin it until Ctrl-C, shutdown or, for nodes with a ``done``
+    attribute, until it turns true.
+
+    After the node is destroyed (so nothing more goes to /rosout), its ``finish()`` runs if it
+    has one and gives the exit status. Returns 0 after a shutdown (also one during start-up:
+    not an error), 1 when the node refused its configuration (it logged why). ``--help`` prints
+    the usage instead.
+    """
+    argv = sys.argv if args is None else list(args)
+    if wants_help(argv):
+        print(usage(executable or node_class.__name__, summary, specs))
+        return 0
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = node_class()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not getattr(node, "done", False):
+            executor.spin_once(timeout_sec=0.1)
+    except ConfigurationError:
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # stopped while starting: the context went away under the constructor; not an error
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    finish = getattr(node, "finish", None)
+    return finish() if finish is not None else 0
