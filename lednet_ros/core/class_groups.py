@@ -1,0 +1,127 @@
+"""Class groups for the ground map: which classes of the weights are drivable, sidewalk, obstacle.
+
+A group is a name with a list of class names of the loaded weights. Ground groups (every pixel lies
+on the ground: drivable, sidewalk) are mapped pixel by pixel; obstacle groups (named in
+``obstacle``) are mapped only where they touch the ground. ``drivable`` names the groups a
+costmap treats as free. Classes in no group (sky, void) are not mapped at all.
+
+    groups = default_class_groups("camvid", CAMVID.names)
+    groups = ClassGroups.build(CAMVID.names, {"road": ["road"], "things": ["car", "pole"]},
+                               obstacle=["things"], drivable=["road"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Per class set: groups (name -> class names), the obstacle groups and the drivable groups.
+DEFAULT_GROUPS = {
+    "camvid": {
+        "groups": {
+            "drivable": ["road"],
+            "sidewalk": ["pavement"],
+            "obstacle": ["car", "pedestrian", "bicyclist", "pole", "fence", "sign symbol",
+                         "building", "tree"],
+        },
+        "obstacle": ["obstacle"],
+        "drivable": ["drivable"],
+    },
+    "cityscapes": {
+        "groups": {
+            "drivable": ["road"],
+            "sidewalk": ["sidewalk"],
+            "terrain": ["terrain"],
+            "obstacle": ["building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                         "vegetation", "person", "rider", "car", "truck", "bus", "train",
+                         "motorcycle", "bicycle"],
+        },
+        "obstacle": ["obstacle"],
+        "drivable": ["drivable"],
+    },
+}
+
+NO_GROUP = -1
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    """Groups resolved against the weights' class names; build with ``ClassGroups.build``.
+
+    Attributes:
+        names: group names, in the order of the per-group outputs.
+        class_ids: per group, the class indices it holds.
+        is_obstacle: per group, True for an obstacle group.
+        is_drivable: per group, True for a drivable group.
+        num_classes: number of classes of the weights.
+    """
+
+    names: tuple[str, ...]
+    class_ids: tuple[tuple[int, ...], ...]
+    is_obstacle: tuple[bool, ...]
+    is_drivable: tuple[bool, ...]
+    num_classes: int
+
+    @classmethod
+    def build(cls, class_names: Sequence[str], groups: Mapping[str, Sequence[str]],
+              obstacle: Sequence[str] = (), drivable: Sequence[str] = ()) -> ClassGroups:
+        """Resolve group definitions against ``class_names``.
+
+        Raises:
+            ValueError: a class the weights lack (listing the valid names), a class in two
+                groups, an empty group, an obstacle or drivable name that is not a group, or a
+                group both obstacle and drivable.
+        """
+        class_names = list(class_names)
+        owner: dict[str, str] = {}
+        class_ids = []
+        for group, members in groups.items():
+            if isinstance(members, str) or not members:
+                raise ValueError(f"group {group!r} is {members!r}; expected a non-empty list of "
+                                 "class names")
+            for name in members:
+                if name not in class_names:
+                    raise ValueError(f"group {group!r} names class {name!r}, which the weights "
+                                     f"do not have; valid names: {class_names}")
+                if name in owner:
+                    raise ValueError(f"class {name!r} is in groups {owner[name]!r} and "
+                                     f"{group!r}; expected each class in one group at most")
+                owner[name] = group
+            class_ids.append(tuple(class_names.index(name) for name in members))
+        names = tuple(groups)
+        for role, chosen in (("obstacle", obstacle), ("drivable", drivable)):
+            if isinstance(chosen, str):
+                raise ValueError(f"{role} groups {chosen!r}; expected a list of group names")
+            unknown = [g for g in chosen if g not in names]
+            if unknown:
+                raise ValueError(f"{role} groups {list(chosen)} name {unknown}, which are not "
+                                 f"groups; groups are {list(names)}")
+        both = [g for g in obstacle if g in drivable]
+        if both:
+            raise ValueError(f"{both[0]!r} is both an obstacle and a drivable group; expected "
+                             "obstacles to be not drivable")
+        return cls(names, tuple(class_ids), tuple(g in obstacle for g in names),
+                   tuple(g in drivable for g in names), len(class_names))
+
+    def group_lut(self) -> np.ndarray:
+        """A 256-entry int16 table: class id -> group index, NO_GROUP (-1) for no group."""
+        lut = np.full(256, NO_GROUP, dtype=np.int16)
+        for index, ids in enumerate(self.class_ids):
+            lut[list(ids)] = index
+        return lut
+
+
+def default_class_groups(class_set_name: str, class_names: Sequence[str]) -> ClassGroups:
+    """The DEFAULT_GROUPS of a class set, resolved against the weights' ``class_names``.
+
+    Raises:
+        ValueError: an unknown class set name (listing the known ones), or class names that do
+            not match the defaults.
+    """
+    if class_set_name not in DEFAULT_GROUPS:
+        raise ValueError(f"no default class groups for class set {class_set_name!r}; expected "
+                         f"one of {sorted(DEFAULT_GROUPS)}")
+    spec = DEFAULT_GROUPS[class_set_name]
+    return ClassGroups.build(class_names, spec["groups"], spec["obstacle"], spec["drivable"])
