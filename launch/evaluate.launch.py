@@ -5,11 +5,13 @@ r"""Offline evaluation on a ROS graph: a bag replayed into the segmentation node
     ros2 launch lednet_ros evaluate.launch.py
     ros2 bag play --clock camvid_test_bag
 
-Starts segment.launch.py (use_sim_time on) and the evaluator node, which scores the node's labels
-against the bag's ground-truth topic. With bag:=, `ros2 bag play --clock` runs too and the launch
-shuts down two seconds after the bag ends; the evaluator writes its report (report.json,
-report.md, confusion.png in report_dir) at shutdown. Bags come from `ros2 run lednet_ros
-write_bag` (image, camera_info and ground-truth topics with the same stamps).
+Starts segment.launch.py (use_sim_time on by default) and the evaluator node, which scores the
+node's labels against the bag's ground-truth topic. With bag:=, the bag is played with --clock
+(`ros2 bag play` where rosbag2 is installed, else this package's bag_player) and the launch shuts
+down two seconds after the bag ends; the evaluator writes its report (report.json, report.md,
+confusion.png in report_dir) at shutdown, or, when not a single frame was scored, no report and
+an error: the launch then exits with 1. Bags come from `ros2 run lednet_ros write_bag` (image,
+camera_info and ground-truth topics with the same stamps).
 """
 
 import os
@@ -17,13 +19,17 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess,
-                            IncludeLaunchDescription, RegisterEventHandler, TimerAction)
-from launch.conditions import IfCondition
+                            IncludeLaunchDescription, OpaqueFunction, RegisterEventHandler,
+                            TimerAction)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+
+from lednet_ros.ros.launch_checks import (
+    LaunchConfigurationError, fail_when_it_fails, package_installed,
+)
 
 PACKAGE = "lednet_ros"
 NODE_NAME = "lednet_segmentation"
@@ -63,39 +69,63 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
             "report_dir", default_value="lednet_evaluation",
             description="Folder the evaluator writes report.json, report.md and confusion.png "
                         "to (relative to the launch's working directory)."),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="true", choices=["true", "false"],
+            description="Both nodes run on /clock (the bag's time, played with --clock); false "
+                        "when the frames come live from a camera."),
+        DeclareLaunchArgument(
+            "rviz", default_value="false", choices=["true", "false"],
+            description="Also start RViz2 showing the colour mask and the overlay."),
+        DeclareLaunchArgument(
+            "fastdds_profile", default_value=os.path.join(config, "fastdds_shm.xml"),
+            description="Fast DDS XML profile for every process of this launch (large frames "
+                        "over shared memory); '' leaves the environment as it is."),
     ]
+
+
+def play_bag(context) -> list:
+    """The bag player with --clock: `ros2 bag play` where rosbag2 is installed, else this
+    package's bag_player; the launch shuts down two seconds after it ends."""
+    bag = LaunchConfiguration("bag").perform(context)
+    if not bag:
+        return []
+    if not os.path.exists(bag):
+        raise LaunchConfigurationError(f"bag:={bag}: no such bag")
+    rate = LaunchConfiguration("rate").perform(context)
+    if package_installed("ros2bag"):
+        play = ExecuteProcess(cmd=["ros2", "bag", "play", "--clock", "--rate", rate,
+                                   "--delay", "2.0", bag], output="screen")
+    else:
+        play = Node(package=PACKAGE, executable="bag_player", name="lednet_bag_player",
+                    arguments=[bag, "--clock", "--rate", rate, "--delay", "2.0"],
+                    output="screen")
+    finish = RegisterEventHandler(OnProcessExit(
+        target_action=play,
+        on_exit=[TimerAction(period=2.0, actions=[EmitEvent(event=Shutdown(
+            reason="the bag has been played"))])],
+    ))
+    return [play, fail_when_it_fails(play), finish]
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
     config = os.path.join(share, "config")
     arg = LaunchConfiguration
+    passed_on = ("image", "camera_info", "weights", "params_file", "namespace", "use_sim_time",
+                 "rviz", "fastdds_profile")
     segmentation = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, "launch", "segment.launch.py")),
-        launch_arguments={
-            "image": arg("image"), "camera_info": arg("camera_info"),
-            "weights": arg("weights"), "params_file": arg("params_file"),
-            "namespace": arg("namespace"), "use_sim_time": "true",
-        }.items(),
+        launch_arguments={name: arg(name) for name in passed_on}.items(),
     )
     evaluator = Node(
         package=PACKAGE, executable="evaluator_node", name="lednet_evaluator",
         namespace=arg("namespace"),
-        parameters=[{"use_sim_time": True, "weights": arg("weights"),
+        parameters=[{"use_sim_time": arg("use_sim_time"), "weights": arg("weights"),
                      "report_dir": arg("report_dir")}],
         remappings=[("labels", PathJoinSubstitution(["/", arg("namespace"), NODE_NAME,
                                                      "labels"])),
                     ("ground_truth", arg("ground_truth"))],
         output="screen", emulate_tty=True,
     )
-    play = ExecuteProcess(
-        cmd=["ros2", "bag", "play", "--clock", "--rate", arg("rate"), "--delay", "2.0",
-             arg("bag")],
-        condition=IfCondition(NotEqualsSubstitution(arg("bag"), "")), output="screen",
-    )
-    finish = RegisterEventHandler(OnProcessExit(
-        target_action=play,
-        on_exit=[TimerAction(period=2.0, actions=[EmitEvent(event=Shutdown(
-            reason="the bag has been played"))])],
-    ))
-    return LaunchDescription([*launch_arguments(config), segmentation, evaluator, play, finish])
+    return LaunchDescription([*launch_arguments(config), segmentation, evaluator,
+                              fail_when_it_fails(evaluator), OpaqueFunction(function=play_bag)])

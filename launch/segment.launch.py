@@ -9,6 +9,10 @@ r"""The LEDNet segmentation node with the shipped parameters, transport profile 
 
 The Fast DDS profile (fastdds_profile) is set for everything this launch starts, so a camera driver
 included from the same launch file after this one carries full-resolution frames too.
+
+Loud failures: a params_file that does not exist, or rviz:=true without rviz2 installed, stops the
+launch before anything starts; when the segmentation node exits with an error, the launch shuts
+down and `ros2 launch` exits with 1.
 """
 
 import os
@@ -19,6 +23,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
 from launch_ros.actions import Node
+
+from lednet_ros.ros.launch_checks import fail_when_it_fails, require_file, require_package
 
 PACKAGE = "lednet_ros"
 NODE_NAME = "lednet_segmentation"
@@ -61,9 +67,16 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
     ]
 
 
-def launch_nodes(context, config: str) -> list[Node]:
-    """The segmentation node and, with rviz:=true, RViz2 (values known once arguments are)."""
+def launch_nodes(context, config: str) -> list:
+    """The segmentation node and, with rviz:=true, RViz2 (values known once arguments are).
+
+    Everything is checked before any process starts, so a refused argument never leaves a node
+    running on its own.
+    """
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    params_file = require_file(value("params_file"), "params_file")
+    if value("rviz") == "true":
+        require_package("rviz2", "rviz:=true")
     image = value("image")
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     if value("weights"):
@@ -71,7 +84,7 @@ def launch_nodes(context, config: str) -> list[Node]:
     namespace = value("namespace").strip("/")
     node = Node(
         package=PACKAGE, executable="segmentation_node", name=NODE_NAME, namespace=namespace,
-        parameters=[value("params_file"), overrides],
+        parameters=[params_file, overrides],
         remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed"),
                     ("camera_info", value("camera_info"))],
         output="screen", emulate_tty=True,
@@ -86,7 +99,7 @@ def launch_nodes(context, config: str) -> list[Node]:
                     for topic in RVIZ_TOPICS if prefix],
         condition=IfCondition(LaunchConfiguration("rviz")), output="screen",
     )
-    return [node, rviz]
+    return [node, fail_when_it_fails(node), rviz]
 
 
 def generate_launch_description() -> LaunchDescription:

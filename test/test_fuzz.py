@@ -48,9 +48,10 @@ from lednet_ros.core.checkpoint import (  # noqa: E402
 )
 from lednet_ros.core.model import DECODER_VARIANTS  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
-from lednet_ros.core.images import ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size
-from lednet_ros.core.processing import # noqa: E402     DEFAULT_MAX_PIXELS
-from lednet_ros.core.images import rgb_from_compressed, rgb_from_message  # noqa: E402
+from lednet_ros.core.images import (  # noqa: E402
+    DEFAULT_MAX_PIXELS, ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size,
+    rgb_from_compressed, rgb_from_message,
+)
 from ros_helpers import (  # noqa: E402
     Collector, make_image, ros_context, spinning, wait_for_subscribers, wait_until,
 )

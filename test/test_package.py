@@ -40,13 +40,13 @@ ROS_PACKAGES = {"rclpy", "launch", "launch_ros", "launch_testing", "launch_testi
                 "ament_index_python", "rosidl_runtime_py", "tf2_ros", "cv_bridge"}
 
 EXECUTABLES = {
-    "segmentation_node": "node",
-    "camera_publisher": "camera_publisher",
-    "evaluator_node": "evaluator_node",
-    "segment_files": "segment_files",
-    "write_bag": "bags",
-    "bag_player": "bag_player",
-    "evaluate_bag": "evaluate_bag",
+    "segmentation_node": "nodes.segmentation_node",
+    "camera_publisher": "nodes.camera_publisher",
+    "evaluator_node": "nodes.evaluator_node",
+    "segment_files": "tools.segment_files",
+    "write_bag": "core.bags",
+    "bag_player": "tools.bag_player",
+    "evaluate_bag": "tools.evaluate_bag",
 }
 OCCUPANCY_FIELDS = {
     "header": "std_msgs/Header",

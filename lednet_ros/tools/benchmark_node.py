@@ -31,22 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lednet_ros.tools.cli import fastdds_profile
+
 NAMESPACE = "/lednet_bench"
 PROFILES = ("shm", "default")
-
-
-def profile_path() -> Path | None:
-    """The installed config/fastdds_shm.xml, else the source tree's."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        path = Path(get_package_share_directory("lednet_ros")) / "config" / "fastdds_shm.xml"
-        if path.is_file():
-            return path
-    except Exception:  # not installed: the source tree
-        pass
-    path = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
-    return path if path.is_file() else None
 
 
 def environment(profile: str, domain_id: int, log_dir: str) -> dict:
@@ -55,7 +43,7 @@ def environment(profile: str, domain_id: int, log_dir: str) -> dict:
                ROS_LOG_DIR=log_dir)
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     if profile == "shm":
-        path = profile_path()
+        path = fastdds_profile()
         if path is None:
             raise FileNotFoundError("config/fastdds_shm.xml not found")
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
@@ -258,7 +246,7 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
 
 
 def main(argv=None) -> None:
-    from lednet_ros.tools.segment_files import parse_size
+    from lednet_ros.tools.cli import parse_size
     from lednet_ros.core.segmenter import default_weights_path
 
     parser = argparse.ArgumentParser(description=__doc__,

@@ -30,7 +30,9 @@ from sensor_msgs.msg import Image
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
+from lednet_ros.core.evaluation import stamp_nanoseconds
 from lednet_ros.core.images import rgb_from_message
+from lednet_ros.tools.cli import fastdds_profile
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -39,23 +41,6 @@ NODE = "/lednet_segmentation"
 START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export to ONNX)
 IDLE_TIMEOUT_S = 15.0  # no new result for this long: stop waiting
 SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
-
-
-def shipped_profile() -> Path | None:
-    """config/fastdds_shm.xml of the source tree, else of the installed package, else None."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        share = get_package_share_directory("lednet_ros")
-        candidates.append(Path(share) / "config" / "fastdds_shm.xml")
-    except (ImportError, LookupError, ValueError):
-        pass
-    return next((path for path in candidates if path.is_file()), None)
-
-
-def stamp_seconds(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:
@@ -118,7 +103,7 @@ class ResultRecorder(Node):
 
     def _on_occupancy(self, msg: ClassOccupancy) -> None:
         now = time.time()
-        stamp = stamp_seconds(msg.header)
+        stamp = stamp_nanoseconds(msg.header.stamp.sec, msg.header.stamp.nanosec) / 1e9
         self.arrivals.append(now)
         self.latencies_ms.append(1000.0 * (now - stamp))
         fractions = np.asarray(msg.fractions, dtype=np.float64)
@@ -225,7 +210,7 @@ def main(argv=None) -> int:
               "Debian's opencv-doc package: sudo apt-get install opencv-doc (.ci/setup does it); "
               "or pass --source VIDEO_OR_FOLDER.", file=sys.stderr)
         return 2
-    profile = shipped_profile()
+    profile = fastdds_profile()
     if profile is not None:
         os.environ.setdefault(PROFILE_ENV, str(profile))  # this process and both children
     print(f"Fast DDS profile: {os.environ.get(PROFILE_ENV, 'none (Fast DDS defaults)')}")

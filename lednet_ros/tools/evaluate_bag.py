@@ -20,7 +20,8 @@ from pathlib import Path
 from lednet_ros.core.bags import CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, BagError, BagTopics, read_frames
 from lednet_ros.core.checkpoint import CheckpointError
 from lednet_ros.core.evaluation import Evaluation, write_report
-from lednet_ros.tools.segment_files import parse_size
+from lednet_ros.tools.cli import parse_size
+from lednet_ros.core.pipeline import FrameSettings, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 
 
@@ -28,12 +29,14 @@ def evaluate_bag(bag, segmenter: Segmenter, topics: BagTopics = BagTopics(),
                  output_resolution: str = "original", stamps=None) -> Evaluation:
     """Score every image of ``bag`` (or only those whose stamp is in ``stamps``)."""
     evaluation = Evaluation(segmenter.class_names)
+    pipeline = Pipeline(segmenter)
+    settings = FrameSettings(input_size=segmenter.input_size, output_resolution=output_resolution)
     for frame in read_frames(bag, topics):
         if stamps is not None and frame.stamp_ns not in stamps:
             continue
         if frame.kind == "image":
-            evaluation.add_prediction(frame.stamp_ns,
-                                      segmenter.segment(frame.array, output_resolution))
+            labels = pipeline.process(frame.array, settings).labels
+            evaluation.add_prediction(frame.stamp_ns, labels)
         else:
             evaluation.add_ground_truth(frame.stamp_ns, frame.array)
     return evaluation

@@ -19,17 +19,9 @@ import numpy as np
 from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.frame_sources import IMAGE_SUFFIXES
 from lednet_ros.core.images import DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, compressed_image_size
-from lednet_ros.core.processing import colorize, overlay
+from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'1024x512' -> (1024, 512)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1024x512") from None
-    return width, height
+from lednet_ros.tools.cli import parse_size
 
 
 def check_pixels(path: Path, width: int, height: int, max_pixels: int, declared_by: str) -> None:
@@ -40,8 +32,13 @@ def check_pixels(path: Path, width: int, height: int, max_pixels: int, declared_
         raise ValueError(f"{path}: {exc}; --max-pixels sets the limit") from None
 
 
-def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+MASKS = Outputs(color_mask=True, overlay=True)
+
+
+def segment_image(pipeline: Pipeline, path: Path, out_dir: Path, settings: FrameSettings
+                  ) -> list[Path]:
+    """Write <stem>_mask.png and <stem>_overlay.png for an image file."""
+    max_pixels = settings.max_image_pixels
     data = np.fromfile(path, dtype=np.uint8)
     try:
         kind, width, height = compressed_image_size(data)
@@ -52,16 +49,17 @@ def segment_image(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{path}: not a readable image")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    mask = colorize(segmenter.segment(rgb), segmenter.palette)
+    result = pipeline.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), settings, MASKS)
     written = [out_dir / f"{path.stem}_mask.png", out_dir / f"{path.stem}_overlay.png"]
-    for target, image in zip(written, (mask, overlay(rgb, mask, alpha))):
+    for target, image in zip(written, (result.color_mask, result.overlay)):
         cv2.imwrite(str(target), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return written
 
 
-def segment_video(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
-                  max_frames: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+def segment_video(pipeline: Pipeline, path: Path, out_dir: Path, settings: FrameSettings,
+                  max_frames: int = 0) -> list[Path]:
+    """Write <stem>_mask.mp4 and <stem>_overlay.mp4 for a video (``max_frames`` 0: all)."""
+    max_pixels = settings.max_image_pixels
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"{path}: not a readable video")
@@ -75,13 +73,12 @@ def segment_video(segmenter: Segmenter, path: Path, out_dir: Path, alpha: float,
             ok, bgr = capture.read()
             if not ok:
                 break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            mask = colorize(segmenter.segment(rgb), segmenter.palette)
+            result = pipeline.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), settings, MASKS)
             if not writers:
                 fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                size = (rgb.shape[1], rgb.shape[0])
-                writers = [cv2.VideoWriter(str(p), fourcc, fps, size) for p in written]
-            for writer, image in zip(writers, (mask, overlay(rgb, mask, alpha))):
+                writers = [cv2.VideoWriter(str(p), fourcc, fps, result.image_size)
+                           for p in written]
+            for writer, image in zip(writers, (result.color_mask, result.overlay)):
                 writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             frames += 1
     finally:
@@ -114,6 +111,9 @@ def main(argv=None) -> int:
         print(f"lednet-segment: {exc}", file=sys.stderr)
         return 2
     print(f"{segmenter.describe()}; weights: {metrics_summary(segmenter.metadata)}")
+    pipeline = Pipeline(segmenter)
+    settings = FrameSettings(input_size=args.input_size or (0, 0), overlay_alpha=args.alpha,
+                             max_image_pixels=args.max_pixels)
     args.out.mkdir(parents=True, exist_ok=True)
     files = []
     for item in args.inputs:
@@ -124,10 +124,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         try:
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                written = segment_image(segmenter, path, args.out, args.alpha, args.max_pixels)
+                written = segment_image(pipeline, path, args.out, settings)
             else:
-                written = segment_video(segmenter, path, args.out, args.alpha, args.max_frames,
-                                        args.max_pixels)
+                written = segment_video(pipeline, path, args.out, settings, args.max_frames)
         except (OSError, ValueError) as exc:
             print(f"lednet-segment: {exc}", file=sys.stderr)
             status = 1
