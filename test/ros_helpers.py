@@ -142,15 +142,22 @@ def make_image(array: np.ndarray, encoding: str, stamp=(0, 0), frame_id: str = "
     return msg
 
 
-def set_parameters(node, remote_node: str, values: dict, timeout: float = DEFAULT_TIMEOUT):
+def set_parameters(node, remote_node: str, values: dict, timeout: float = DEFAULT_TIMEOUT,
+                   atomically: bool = False):
     """Set parameters of ``remote_node`` (fully qualified name) through its parameter services,
-    from ``node`` (which must be spinning). Returns the SetParametersResult list, in order."""
+    from ``node`` (which must be spinning). Returns the SetParametersResult list, in order (one
+    result when ``atomically``)."""
     client = AsyncParameterClient(node, remote_node)  # its service clients live on ``node``
     if not client.wait_for_services(timeout_sec=timeout):
         raise AssertionError(f"parameter services of {remote_node} not available")
-    future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    parameters = [Parameter(k, value=v) for k, v in values.items()]
+    if atomically:
+        future = client.set_parameters_atomically(parameters)
+    else:
+        future = client.set_parameters(parameters)
     wait_until(future.done, timeout, f"set_parameters on {remote_node}")
-    return list(future.result().results)
+    result = future.result()
+    return [result.result] if atomically else list(result.results)
 
 
 def _ros_arg_value(value) -> str:

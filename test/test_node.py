@@ -67,7 +67,7 @@ class Rig:
     """A segmentation node in its own namespace and a probe node that talks to it."""
 
     def __init__(self, context, weights, namespace, **parameters):
-        parameters = {"weights": str(weights), "engine": "torch", **parameters}
+        parameters = {"weights": str(weights), "engine": "torch", **parameters}  # may override
         self.node = SegmentationNode(
             context=context, namespace=namespace,
             parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
@@ -95,7 +95,8 @@ def rig_factory(context, random_weights):
     """Build a Rig with the given node parameters and spin it for the rest of the test."""
     with contextlib.ExitStack() as stack:
         def build(**parameters):
-            rig = Rig(context, random_weights, next(_namespaces), **parameters)
+            weights = parameters.pop("weights", random_weights)
+            rig = Rig(context, weights, next(_namespaces), **parameters)
             stack.enter_context(spinning(context, rig.node, rig.probe))
             return rig
 

@@ -15,7 +15,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.qos import qos_policy_name_from_kind
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
@@ -24,13 +23,14 @@ from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.images import rgb_from_compressed, rgb_from_message
 from lednet_ros.core.pipeline import Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
-from lednet_ros.core.stats import PipelineStats, SilenceWatch
+from lednet_ros.core.stats import PipelineStats
 from lednet_ros.core.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.nodes.segmentation_parameters import (
     FRAME_PARAMETERS, PARAMETERS, frame_settings,
 )
-from lednet_ros.ros.diagnostics import diagnostic_array, pipeline_status
+from lednet_ros.ros.diagnostics import InputWatch, diagnostic_array, pipeline_status
+from lednet_ros.ros.ground_outputs import GroundOutputs
 from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
 )
@@ -39,13 +39,6 @@ from lednet_ros.ros.runner import run_node
 
 NODE_NAME = "lednet_segmentation"
 WARNING_PERIOD_S = 5.0
-TRANSPORT_ADVICE = (
-    "check (1) QoS: the publisher's reliability must suit this subscription's qos_reliability "
-    "'{reliability}' (a best_effort publisher cannot serve a reliable subscription); "
-    "(2) large frames: the publishing process (the camera driver) must load the Fast DDS profile "
-    "config/fastdds_shm.xml too (FASTDDS_DEFAULT_PROFILES_FILE); (3) or use a compressed image "
-    "topic with input_compressed:=true"
-)
 
 
 class SegmentationNode(Node):
@@ -63,6 +56,7 @@ class SegmentationNode(Node):
                 precision=self.values["precision"], engine=self.values["engine"]))
             self.settings = frame_settings(self.values)
             self.pipeline.check(self.settings)
+            self.ground = GroundOutputs(self, self.pipeline.segmenter.metadata)
         except (ParameterException, CheckpointError, ValueError) as exc:
             self.get_logger().fatal(f"cannot start: {exc}")
             self.destroy_node()
@@ -72,10 +66,11 @@ class SegmentationNode(Node):
                                f"({metrics_summary(self.segmenter.metadata)})")
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
+        self._input = InputWatch(self, self.stats, self.values["qos_reliability"])
         self._create_publishers()
         self._create_subscriptions()
         self._publish_class_info()
-        self._watch, self._transport_problem, self._rejected_reported = SilenceWatch(), "", 0
+        self._rejected_reported = 0
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
         self.create_timer(1.0, self._on_diagnostics_timer, clock=steady)
         self._worker = NewestItemWorker(self._process, name="lednet_worker")
@@ -84,6 +79,7 @@ class SegmentationNode(Node):
         self._labels_pub = self.create_publisher(Image, "~/labels", 10)
         self._color_mask_pub = self.create_publisher(Image, "~/color_mask", 10)
         self._overlay_pub = self.create_publisher(Image, "~/overlay", 10)
+        self._confidence_pub = self.create_publisher(Image, "~/confidence", 10)
         self._occupancy_pub = self.create_publisher(ClassOccupancy, "~/occupancy", 10)
         self._class_pubs = [
             self.create_publisher(Float32, f"~/occupancy/{token}", 10)
@@ -97,10 +93,12 @@ class SegmentationNode(Node):
         input_qos = qos(self.values["qos_reliability"], self.values["qos_depth"])
         compressed = self.values["input_compressed"]
         self._read_frame = rgb_from_compressed if compressed else rgb_from_message
+        topic = "image/compressed" if compressed else "image"
         self._image_sub = self.create_subscription(
-            CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
-            self._on_image, input_qos,
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos))
+            CompressedImage if compressed else Image, topic, self._on_image, input_qos,
+            event_callbacks=SubscriptionEventCallbacks(
+                incompatible_qos=self._input.on_incompatible_qos))
+        self._input.topic = self._image_sub.topic_name
         self._camera_info = None
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
 
@@ -108,17 +106,20 @@ class SegmentationNode(Node):
 
     def _check_change(self, parameters) -> SetParametersResult:
         result = check_choices(PARAMETERS, parameters)
+        changes = {p.name: p.value for p in parameters}
         if result.successful:
-            changed = {**self.values, **{p.name: p.value for p in parameters}}
             try:
-                self.pipeline.check(frame_settings(changed))
+                self.pipeline.check(frame_settings({**self.values, **changes}))
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
+            result = self.ground.check(changes)
         return result
 
     def _apply_change(self, parameters) -> None:
         old_size = self.pipeline.input_size(self.settings)
-        self.values = {**self.values, **{p.name: p.value for p in parameters}}
+        changes = {p.name: p.value for p in parameters}
+        self.ground.apply(changes)
+        self.values = {**self.values, **changes}
         if any(p.name in FRAME_PARAMETERS for p in parameters):
             self.settings = frame_settings(self.values)
         new_size = self.pipeline.input_size(self.settings)
@@ -129,28 +130,15 @@ class SegmentationNode(Node):
     # ---- callbacks -------------------------------------------------------------------------
 
     def _on_image(self, msg) -> None:
-        self._watch.frame_arrived()
-        if self._transport_problem:
-            self.get_logger().info(f"frames arrive on {self._image_sub.topic_name} now")
-            self._transport_problem = ""
+        self._input.frame_arrived()
         self.stats.count_received(replaced_unprocessed=self._worker.put(msg))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def _on_incompatible_qos(self, event) -> None:
-        policy = qos_policy_name_from_kind(event.last_policy_kind)
-        self._report_transport_problem(
-            f"incompatible QoS on {self._image_sub.topic_name}: a publisher offers a {policy} "
-            f"policy this subscription cannot match ({event.total_count} incompatible so far)")
-
     def _on_diagnostics_timer(self) -> None:
-        topic = self._image_sub.topic_name
-        publishers = self.count_publishers(topic)
-        silent = self._watch.silent_for(publishers, self.values["no_frames_timeout"])
-        if silent:
-            self._report_transport_problem(
-                f"{publishers} publisher(s) on {topic} but no frame for {silent:.1f} s")
+        self._input.check(self.values["no_frames_timeout"])
+        topic = self._input.topic
         snap = self.stats.snapshot()
         width, height = self.pipeline.input_size(self.settings)
         settings = {"device": self.segmenter.device, "precision": self.segmenter.precision,
@@ -159,17 +147,9 @@ class SegmentationNode(Node):
         status = pipeline_status(
             f"{self.get_fully_qualified_name()}: segmentation", str(self.segmenter.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
-            problem=self._transport_problem)
+            problem=self._input.problem)
         self._rejected_reported = snap.rejected
         self._diagnostics_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), status))
-
-    def _report_transport_problem(self, problem: str) -> None:
-        if self._transport_problem:
-            return
-        self._transport_problem = problem
-        self.stats.note_error(problem)
-        advice = TRANSPORT_ADVICE.format(reliability=self.values["qos_reliability"])
-        self.get_logger().warning(f"{problem}; {advice}")
 
     # ---- the worker ------------------------------------------------------------------------
 
@@ -178,7 +158,8 @@ class SegmentationNode(Node):
         try:
             rgb = self._read_frame(msg, settings.max_image_pixels)
             wanted = Outputs(color_mask=self._color_mask_pub.get_subscription_count() > 0,
-                             overlay=self._overlay_pub.get_subscription_count() > 0)
+                             overlay=self._overlay_pub.get_subscription_count() > 0,
+                             confidence=self._confidence_pub.get_subscription_count() > 0)
             result = self.pipeline.process(rgb, settings, wanted)
             self._publish(msg.header, result)
         except Exception as exc:  # a bad frame is counted and logged; the node keeps running
@@ -189,6 +170,12 @@ class SegmentationNode(Node):
             self._reject(msg.header, problem)
             return
         self.stats.count_processed(self._latency(msg.header), result.inference_s)
+        try:
+            self.ground.publish(msg.header, result.labels, self._camera_info)
+        except ValueError as exc:  # the frame's other outputs are out; say why no grids came
+            self.stats.note_error(f"ground grids: {exc}")
+            self.get_logger().warning(f"ground grids: {exc}",
+                                      throttle_duration_sec=WARNING_PERIOD_S)
 
     def _publish(self, header: Header, result) -> None:
         self._labels_pub.publish(image_message(result.labels, "mono8", header))
@@ -196,6 +183,8 @@ class SegmentationNode(Node):
             self._color_mask_pub.publish(image_message(result.color_mask, "rgb8", header))
         if result.overlay is not None:
             self._overlay_pub.publish(image_message(result.overlay, "rgb8", header))
+        if result.confidence is not None:
+            self._confidence_pub.publish(image_message(result.confidence, "mono8", header))
         self._occupancy_pub.publish(occupancy_message(
             result.occupancy, self.segmenter.class_names, result.label_size, header))
         for publisher, fraction in zip(self._class_pubs, result.occupancy.fractions):

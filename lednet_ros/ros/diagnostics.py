@@ -3,9 +3,57 @@
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import qos_policy_name_from_kind
 from std_msgs.msg import Header
 
-from lednet_ros.core.stats import StatsSnapshot, format_ms
+from lednet_ros.core.stats import PipelineStats, SilenceWatch, StatsSnapshot, format_ms
+
+TRANSPORT_ADVICE = (
+    "check (1) QoS: the publisher's reliability must suit this subscription's qos_reliability "
+    "'{reliability}' (a best_effort publisher cannot serve a reliable subscription); "
+    "(2) large frames: the publishing process (the camera driver) must load the Fast DDS profile "
+    "config/fastdds_shm.xml too (FASTDDS_DEFAULT_PROFILES_FILE); (3) or use a compressed image "
+    "topic with input_compressed:=true"
+)
+
+
+class InputWatch:
+    """Warns once, with advice, when frames do not arrive: incompatible QoS, or publishers on
+    the image topic but no frame for ``timeout`` seconds; notes when they arrive again."""
+
+    def __init__(self, node: Node, stats: PipelineStats, reliability: str):
+        self.node, self.stats, self.reliability = node, stats, reliability
+        self.topic = ""  # set once the subscription exists
+        self.problem = ""
+        self._silence = SilenceWatch()
+
+    def frame_arrived(self) -> None:
+        self._silence.frame_arrived()
+        if self.problem:
+            self.node.get_logger().info(f"frames arrive on {self.topic} now")
+            self.problem = ""
+
+    def on_incompatible_qos(self, event) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self._report(f"incompatible QoS on {self.topic}: a publisher offers a {policy} policy "
+                     f"this subscription cannot match ({event.total_count} incompatible so far)")
+
+    def check(self, timeout: float) -> None:
+        """Called once a second."""
+        publishers = self.node.count_publishers(self.topic)
+        silent = self._silence.silent_for(publishers, timeout)
+        if silent:
+            self._report(f"{publishers} publisher(s) on {self.topic} but no frame for "
+                         f"{silent:.1f} s")
+
+    def _report(self, problem: str) -> None:
+        if self.problem:
+            return
+        self.problem = problem
+        self.stats.note_error(problem)
+        advice = TRANSPORT_ADVICE.format(reliability=self.reliability)
+        self.node.get_logger().warning(f"{problem}; {advice}")
 
 
 def pipeline_status(name: str, hardware_id: str, snap: StatsSnapshot, settings: dict,

@@ -1,0 +1,122 @@
+"""The node's ground outputs over real DDS: grids, costmap, points, confidence, parameters.
+
+The geometry itself is tested in test_ground.py on synthetic scenes; here the node wires it:
+frame, stamp, resolution, origin and size of the grids, runtime changes taking effect on the next
+frame, refusals with the reason, and nothing computed while nobody subscribes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed")
+pytest.importorskip("nav_msgs", reason="nav_msgs is not installed")
+
+from nav_msgs.msg import OccupancyGrid  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
+from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
+from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
+from test_node import context, rig_factory, scene  # noqa: E402,F401
+
+WIDTH, HEIGHT = 160, 96
+
+
+def camera_info() -> CameraInfo:
+    """A pinhole camera for 160 x 96 frames: 90 degrees across."""
+    info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
+    info.k = [80.0, 0.0, 80.0, 0.0, 80.0, 48.0, 0.0, 0.0, 1.0]
+    info.p = [80.0, 0.0, 80.0, 0.0, 0.0, 80.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = [0.0] * 5
+    return info
+
+
+def send(rig, image_pub, info_pub, sec):
+    info_pub.publish(camera_info())
+    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
+    image_pub.publish(make_image(scene(), "rgb8", stamp=(sec, 0)))
+
+
+def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
+    rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
+                         "ground.camera_height": 1.5, "ground.camera_pitch": 0.3})
+    groups = list(rig.node.ground.groups.names)
+    costmaps = rig.collect(OccupancyGrid, "costmap")
+    grid = rig.collect(OccupancyGrid, f"grid/{groups[0]}")
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    send(rig, image_pub, info_pub, 7)
+    (costmap,) = costmaps.wait(1, timeout=60)
+    (first_group,) = grid.wait(1)
+    for msg in (costmap, first_group):
+        assert msg.header.frame_id == "base_link" and msg.header.stamp.sec == 7
+        assert msg.info.resolution == pytest.approx(0.1)
+        assert (msg.info.width, msg.info.height) == (200, 100)  # 20 m ahead, 10 m across
+        assert (msg.info.origin.position.x, msg.info.origin.position.y) == pytest.approx(
+            (0.5, 0.2 - 5.0))
+        values = np.array(msg.data)
+        assert len(values) == 200 * 100 and set(np.unique(values)) <= set(range(-1, 101))
+        assert (values >= 0).any()  # the camera sees ground: some cells are observed
+
+    # a runtime change applies to the next frame
+    (result,) = set_parameters(rig.probe, rig.name, {"ground.resolution": 0.2})
+    assert result.successful, result.reason
+    send(rig, image_pub, info_pub, 8)
+    (second,) = costmaps.wait(1, where=lambda m: m.header.stamp.sec == 8)
+    assert second.info.resolution == pytest.approx(0.2)
+    assert (second.info.width, second.info.height) == (100, 50)
+
+
+@pytest.mark.parametrize("values, reason", [
+    ({"ground.camera_height": 0.0}, "camera height 0.0 m; expected > 0"),
+    ({"ground.resolution": 0.0}, "ground.resolution"),  # rclpy's range check
+    ({"ground.range": 1000.0, "ground.width": 1000.0, "ground.resolution": 0.01},
+     "grid of"),
+])
+def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reason):
+    rig = rig_factory()
+    results = set_parameters(rig.probe, rig.name, values, atomically=True)
+    assert not results[0].successful
+    assert reason in results[0].reason
+
+
+def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(rig_factory):
+    rig = rig_factory(**{"ground.camera_pitch": 0.3})
+    costmaps = rig.collect(OccupancyGrid, "costmap")
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    send(rig, image_pub, info_pub, 1)
+    costmaps.wait(1, timeout=60)
+    (result,) = set_parameters(rig.probe, rig.name, {"ground.camera_pitch": -1.2})
+    assert not result.successful and "sees no ground" in result.reason
+
+
+def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
+    # the packaged CamVid weights see road in the scene's grey lower half: points to map
+    rig = rig_factory(weights=str(default_weights_path()), **{"ground.camera_pitch": 0.3})
+    labels = rig.collect(Image, "labels")
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    send(rig, image_pub, info_pub, 1)
+    labels.wait(1, timeout=60)
+    assert rig.node.ground.mapper.builds == 0  # nobody asked for ground outputs
+    assert rig.node.pipeline.computed["confidence"] == 0
+
+    points = rig.collect(PointCloud2, "ground_points")
+    confidence = rig.collect(Image, "confidence")
+    wait_until(lambda: rig.node.ground.wanted(), message="ground_points subscriber")
+    wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/confidence") == 1,
+               message="confidence subscriber")
+    for sec in (2, 3):
+        send(rig, image_pub, info_pub, sec)
+        labels.wait(1, where=lambda m, s=sec: m.header.stamp.sec == s)
+    (cloud,) = points.wait(1, where=lambda m: m.header.stamp.sec == 2)
+    assert cloud.header.frame_id == "base_link" and cloud.width > 0
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "label"]
+    (conf,) = confidence.wait(1, where=lambda m: m.header.stamp.sec == 2)
+    assert (conf.encoding, conf.width, conf.height) == ("mono8", WIDTH, HEIGHT)
+    assert rig.node.ground.mapper.builds == 1  # built once, reused for the second frame
