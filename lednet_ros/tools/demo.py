@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -31,6 +32,7 @@ from sensor_msgs.msg import Image
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
 from lednet_ros.core.evaluation import stamp_nanoseconds
+from lednet_ros.core.ground import costmap_picture
 from lednet_ros.core.images import rgb_from_message
 from lednet_ros.tools.cli import fastdds_profile
 
@@ -40,7 +42,10 @@ CAMERA_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_in
 NODE = "/lednet_segmentation"
 START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export to ONNX)
 IDLE_TIMEOUT_S = 15.0  # no new result for this long: stop waiting
-SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
+SETTLE_S = 3.0
+# vtest.avi is filmed from a first-floor window looking down on a square: roughly 4 m high,
+# pitched down 0.5 rad (an estimate: the video comes without calibration).
+DEMO_CAMERA_POSE = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5}  # after the camera finished, no new result for this long: done
 
 
 def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:
@@ -76,6 +81,8 @@ class ResultRecorder(Node):
         self.frames_published = 0
         self.overlays_received = 0
         self.overlays_written = []
+        self.costmaps_written = []
+        self._overlay_of_stamp = {}  # stamp -> index of the saved overlay awaiting its costmap
         self.last_overlay = None
         self.occupancy_rows = 0
         self.fraction_sums = None
@@ -88,6 +95,7 @@ class ResultRecorder(Node):
         self.create_subscription(ClassInfo, f"{NODE}/class_info", self._on_class_info, latched)
         self.create_subscription(Image, f"{NODE}/overlay", self._on_overlay, 10)
         self.create_subscription(ClassOccupancy, f"{NODE}/occupancy", self._on_occupancy, 10)
+        self.create_subscription(OccupancyGrid, f"{NODE}/costmap", self._on_costmap, 10)
         self.create_subscription(Image, CAMERA_TOPICS["image"], self._on_camera_image, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -125,7 +133,21 @@ class ResultRecorder(Node):
         path = self.out / f"overlay_{index:04d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(rgb_from_message(msg), cv2.COLOR_RGB2BGR))
         self.overlays_written.append(path)
+        self._overlay_of_stamp[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = index
         self.last_overlay = None
+
+    def _on_costmap(self, msg: OccupancyGrid) -> None:
+        """The bird's-eye costmap of a saved overlay's frame, beside it (forward up)."""
+        index = self._overlay_of_stamp.pop((msg.header.stamp.sec, msg.header.stamp.nanosec),
+                                           None)
+        if index is None:
+            return
+        grid = np.asarray(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
+        path = self.out / f"costmap_{index:04d}.png"
+        picture = cv2.resize(costmap_picture(grid), None, fx=3, fy=3,
+                             interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        self.costmaps_written.append(path)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -199,8 +221,10 @@ def report(recorder: ResultRecorder, args) -> None:
         top = np.argsort(-mean)[:5]
         print("mean class fractions: "
               + ", ".join(f"{names[i]} {100 * mean[i]:.1f}%" for i in top))
-    print(f"wrote {args.out / 'occupancy.csv'} ({recorder.occupancy_rows} rows) and "
-          f"{len(recorder.overlays_written)} overlays ({args.out}/overlay_*.png)")
+    print(f"wrote {args.out / 'occupancy.csv'} ({recorder.occupancy_rows} rows), "
+          f"{len(recorder.overlays_written)} overlays ({args.out}/overlay_*.png) and "
+          f"{len(recorder.costmaps_written)} bird's-eye costmaps beside them "
+          f"({args.out}/costmap_*.png)")
 
 
 def main(argv=None) -> int:
@@ -215,14 +239,15 @@ def main(argv=None) -> int:
         os.environ.setdefault(PROFILE_ENV, str(profile))  # this process and both children
     print(f"Fast DDS profile: {os.environ.get(PROFILE_ENV, 'none (Fast DDS defaults)')}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for stale in args.out.glob("overlay_*.png"):
+    for stale in [*args.out.glob("overlay_*.png"), *args.out.glob("costmap_*.png")]:
         stale.unlink()
 
     node = camera = None
     rclpy.init()
     recorder = ResultRecorder(args.out, args.save_every)
     try:
-        node = start_process("nodes.segmentation_node", {"weights": args.weights or "''"}, args.out / "node.log")
+        node = start_process("nodes.segmentation_node", {
+            "weights": args.weights or "''", **DEMO_CAMERA_POSE}, args.out / "node.log")
         started = spin_until(recorder, lambda: recorder.class_info or node.poll() is not None,
                              START_TIMEOUT_S)
         if recorder.class_info is None:
