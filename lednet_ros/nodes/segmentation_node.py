@@ -30,7 +30,7 @@ from lednet_ros.nodes.segmentation_parameters import (
     FRAME_PARAMETERS, PARAMETERS, frame_settings,
 )
 from lednet_ros.ros.diagnostics import InputWatch, diagnostic_array, pipeline_status
-from lednet_ros.ros.ground_outputs import GroundOutputs
+from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, GroundOutputs
 from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
 )
@@ -222,7 +222,8 @@ class SegmentationNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SegmentationNode, PARAMETERS, __doc__, args, "segmentation_node")
+    return run_node(SegmentationNode, {**PARAMETERS, **GROUND_PARAMETERS}, __doc__, args,
+                    "segmentation_node")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
         extra = f" [{'; '.join(limits)}]" if limits else ""
         lines.append(f"  {name} ({type(spec.default).__name__}, default {spec.default!r}){extra}")
         lines.append(f"      {spec.description}")
+    if any(name.startswith("ground.") for name in specs):
+        lines += ["  groups.names, groups.<name>, groups.obstacles, costmap.drivable (string "
+                  "lists, read-only)", "      Class groups of the ground grids; default: those "
+                  "of the weights' class set (config/lednet.yaml)."]
     return "\n".join(lines)
 
 
