@@ -43,14 +43,17 @@ def cityscapes_root() -> Path:
 
 @pytest.fixture(scope="session")
 def cityscapes_frame(cityscapes_root) -> Path:
-    """A real 2048x1024 Cityscapes frame with official labelIds."""
+    """Return the path of a real 2048x1024 Cityscapes frame with official labelIds."""
     return (cityscapes_root / "leftImg8bit" / "train" / "aachen"
             / "aachen_000000_000019_leftImg8bit.png")
 
 
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory) -> Path:
-    """A randomly initialised 19-class Cityscapes LEDNet saved with full metadata (small input)."""
+    """Save a randomly initialised 19-class Cityscapes LEDNet; return the weights file.
+
+    The weights carry full metadata, with a small input size.
+    """
     import torch
 
     from lednet_ros.core.checkpoint import WeightsMetadata, save_weights
@@ -73,8 +76,11 @@ TINY_CLASS_COLORS = {7: (128, 64, 128), 21: (107, 142, 35), 23: (70, 130, 180), 
 
 def write_tiny_cityscapes(root: Path, train: int = 8, val: int = 2, size=(64, 32), seed: int = 0,
                           train_ids_every: int = 3) -> Path:
-    """A Cityscapes-layout tree of ``size`` (width, height) frames with gtFine labelIds; every
-    ``train_ids_every``-th frame also has a *_labelTrainIds.png (as the official scripts write)."""
+    """Write a Cityscapes-layout tree of ``size`` (width, height) frames with gtFine labelIds.
+
+    Every ``train_ids_every``-th frame also has a *_labelTrainIds.png (as the official scripts
+    write).
+    """
     import cv2
     import numpy as np
 
@@ -105,7 +111,8 @@ def write_tiny_cityscapes(root: Path, train: int = 8, val: int = 2, size=(64, 32
 
 @pytest.fixture(scope="session")
 def tiny_cityscapes(tmp_path_factory) -> Path:
-    """A tiny Cityscapes tree (8 train, 2 val frames of 64x32) written by the test session.
+    """Return a tiny Cityscapes tree (8 train, 2 val frames of 64x32) written by the session.
 
-    Shared by tests: copy it (shutil.copytree) before changing anything in it."""
+    Shared by tests: copy it (shutil.copytree) before changing anything in it.
+    """
     return write_tiny_cityscapes(tmp_path_factory.mktemp("tiny_cityscapes"))

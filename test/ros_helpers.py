@@ -15,7 +15,8 @@ imported; processes started here inherit it. Typical in-process use::
 
 and for a node in its own process::
 
-    with NodeProcess(node_command("lednet_ros.nodes.segmentation_node", {"weights": path}), tmp_path) as proc:
+    command = node_command("lednet_ros.nodes.segmentation_node", {"weights": path})
+    with NodeProcess(command, tmp_path) as proc:
         ...
         assert "some log line" in proc.output()
 """
@@ -44,7 +45,7 @@ DEFAULT_TIMEOUT = 20.0
 
 @contextlib.contextmanager
 def ros_context():
-    """A fresh rclpy context, shut down on exit (so tests do not share a global one)."""
+    """Yield a fresh rclpy context, shut down on exit (so tests do not share a global one)."""
     context = rclpy.Context()
     rclpy.init(context=context)
     try:
@@ -106,7 +107,10 @@ class Collector:
             self._messages.clear()
 
     def wait(self, count: int = 1, timeout: float = DEFAULT_TIMEOUT, where=None) -> list:
-        """The first ``count`` messages satisfying ``where`` (all when None), waiting for them."""
+        """Wait for the first ``count`` messages satisfying ``where`` (all when None).
+
+        Returns them.
+        """
         def matching():
             found = [m for m in self.messages if where is None or where(m)]
             return found[:count] if len(found) >= count else None
@@ -128,8 +132,10 @@ def wait_for_publishers(node, topic: str, count: int = 1, timeout: float = DEFAU
 
 def make_image(array: np.ndarray, encoding: str, stamp=(0, 0), frame_id: str = "camera",
                row_padding: int = 0) -> Image:
-    """A sensor_msgs/Image of ``array`` (H x W or H x W x C, any dtype, little-endian), each row
-    followed by ``row_padding`` bytes of 0xAB (to test that readers honour ``step``)."""
+    """Return a sensor_msgs/Image of ``array`` (H x W or H x W x C, any dtype, little-endian).
+
+    Each row is followed by ``row_padding`` bytes of 0xAB (to test that readers honour ``step``).
+    """
     height, width = array.shape[:2]
     rows = np.ascontiguousarray(array).reshape(height, -1).view(np.uint8)
     padding = np.full((height, row_padding), 0xAB, dtype=np.uint8)
@@ -144,9 +150,11 @@ def make_image(array: np.ndarray, encoding: str, stamp=(0, 0), frame_id: str = "
 
 def set_parameters(node, remote_node: str, values: dict, timeout: float = DEFAULT_TIMEOUT,
                    atomically: bool = False):
-    """Set parameters of ``remote_node`` (fully qualified name) through its parameter services,
-    from ``node`` (which must be spinning). Returns the SetParametersResult list, in order (one
-    result when ``atomically``)."""
+    """Set parameters of ``remote_node`` (fully qualified name) through its parameter services.
+
+    Calls from ``node`` (which must be spinning). Returns the SetParametersResult list, in order
+    (one result when ``atomically``).
+    """
     client = AsyncParameterClient(node, remote_node)  # its service clients live on ``node``
     if not client.wait_for_services(timeout_sec=timeout):
         raise AssertionError(f"parameter services of {remote_node} not available")
@@ -168,7 +176,7 @@ def _ros_arg_value(value) -> str:
 
 def node_command(module: str, parameters: dict | None = None, remappings: dict | None = None,
                  ros_args=()) -> list[str]:
-    """argv running ``python -m module`` with -p name:=value and -r from:=to ROS arguments."""
+    """Argv running ``python -m module`` with -p name:=value and -r from:=to ROS arguments."""
     command = [sys.executable, "-m", module, "--ros-args"]
     for name, value in (parameters or {}).items():
         command += ["-p", f"{name}:={_ros_arg_value(value)}"]
@@ -178,8 +186,11 @@ def node_command(module: str, parameters: dict | None = None, remappings: dict |
 
 
 def process_environment(extra: dict | None = None) -> dict:
-    """This process's environment (ROS isolation included), with PYTHONPATH leading to the same
-    lednet_ros package the tests import, so a child runs the code under test."""
+    """Return this process's environment (ROS isolation included) for a child process.
+
+    PYTHONPATH leads to the same lednet_ros package the tests import, so a child runs the code
+    under test.
+    """
     env = dict(os.environ)
     spec = importlib.util.find_spec("lednet_ros")
     package_parents = [str(Path(p).parent) for p in spec.submodule_search_locations]

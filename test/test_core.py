@@ -1,4 +1,7 @@
-"""Hand-checked facts of the model and the core: parameter counts, shapes, shuffle, checkpoints, CLI."""
+"""Hand-checked facts of the model and the core.
+
+Parameter counts, shapes, shuffle, checkpoints, CLI.
+"""
 
 from __future__ import annotations
 

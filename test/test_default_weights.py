@@ -1,4 +1,7 @@
-"""The weights shipped with the package: they load, carry their metadata, and segment a road scene."""
+"""The weights shipped with the package.
+
+They load, carry their metadata, and segment a road scene.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ def segmenter() -> Segmenter:
 
 
 def road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray:
-    """A drawn street as a car sees it: bright overcast sky, buildings on both sides rising into
-    it and a band of facades ahead, an asphalt road with a lane line; a little sensor noise."""
+    """Draw a street as a car sees it.
+
+    Bright overcast sky, buildings on both sides rising into it and a band of facades ahead, an
+    asphalt road with a lane line; a little sensor noise.
+    """
     rng = np.random.default_rng(seed)
     image = np.zeros((height, width, 3), np.float64)
     horizon = int(0.55 * height)

@@ -27,7 +27,7 @@ from ros_helpers import (  # noqa: E402
 
 
 def street_frame(height: int, width: int, shift: int) -> np.ndarray:
-    """A made RGB frame: sky, buildings, road, and a red box that moves with ``shift``."""
+    """Make an RGB frame: sky, buildings, road, and a red box that moves with ``shift``."""
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[: height // 3] = (120, 170, 230)
     rgb[height // 3: height // 2] = (140, 100, 80)
@@ -48,7 +48,8 @@ def write_video(path, frames: int, size=(160, 120)):
 
 def run_demo(tmp_path, *arguments):
     out = tmp_path / "demo_output"
-    command = [sys.executable, "-m", "lednet_ros.tools.demo", "--out", str(out), *map(str, arguments)]
+    command = [sys.executable, "-m", "lednet_ros.tools.demo", "--out", str(out),
+               *map(str, arguments)]
     return run_process(command, cwd=tmp_path, timeout=240), out
 
 
@@ -135,7 +136,8 @@ def test_camera_publisher_publishes_a_folder_resized_then_finishes(tmp_path):
 
 def test_camera_publisher_refuses_a_missing_source(tmp_path):
     missing = tmp_path / "nothing_here"
-    result = run_process(node_command("lednet_ros.nodes.camera_publisher", {"source": str(missing)}),
-                         cwd=tmp_path)
+    result = run_process(
+        node_command("lednet_ros.nodes.camera_publisher", {"source": str(missing)}),
+        cwd=tmp_path)
     assert result.returncode == 1
     assert str(missing) in result.stderr and "no such file or folder" in result.stderr

@@ -39,8 +39,11 @@ def made_frames(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    """The shipped CamVid weights at a small input size: outputs that follow the input (a
-    random model labels every pixel alike, so it could not tell frames apart)."""
+    """Load the shipped CamVid weights at a small input size.
+
+    Their outputs follow the input (a random model labels every pixel alike, so it could not
+    tell frames apart).
+    """
     return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
 
 
@@ -139,8 +142,8 @@ def test_bag_writer_command_line(tmp_path):
 
 # ---- offline evaluation ----------------------------------------------------------------------
 
-def perfect_bag(path, segmenter, frames, storage="mcap", topics=BagTopics()):
-    """A bag whose ground truth is the model's own output: a perfectly scoring model."""
+def perfect_bag(path, segmenter, frames, storage="mcap", topics=None):
+    """Write a bag whose ground truth is the model's own output: a perfectly scoring model."""
     truth = [segmenter.segment(rgb) for rgb in frames]
     write_bag(path, zip(frames, truth), storage=storage, rate_hz=10, topics=topics)
     return truth

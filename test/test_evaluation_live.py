@@ -47,8 +47,11 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    """The shipped CamVid weights at a small input size: outputs that follow the input (a
-    random model labels every pixel alike, so it could not tell frames apart)."""
+    """Load the shipped CamVid weights at a small input size.
+
+    Their outputs follow the input (a random model labels every pixel alike, so it could not
+    tell frames apart).
+    """
     return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
 
 
@@ -65,8 +68,11 @@ def namespaced_topics() -> BagTopics:
 
 
 def play_command(bag, rate: float) -> list[str]:
-    """The player's command. Ours waits for a subscriber on every topic (DDS delivers nothing
-    published before discovery); `ros2 bag play` has only --delay for that."""
+    """Return the player's command.
+
+    Ours waits for a subscriber on every topic (DDS delivers nothing published before
+    discovery); `ros2 bag play` has only --delay for that.
+    """
     player = os.environ.get("LEDNET_BAG_PLAY")
     if player:
         return shlex.split(player) + [str(bag), "--clock", "--rate", str(rate), "--delay", "3"]
@@ -75,8 +81,10 @@ def play_command(bag, rate: float) -> list[str]:
 
 
 def evaluate_live(context, tmp_path, bag, weights, topics: BagTopics, rate: float, **node_params):
-    """Replay ``bag`` into a segmentation node and the evaluator (both on sim time); the report
-    written through the evaluator's ~/write_report service."""
+    """Replay ``bag`` into a segmentation node and the evaluator (both on sim time).
+
+    The report is written through the evaluator's ~/write_report service.
+    """
     namespace = topics.image.rsplit("/", 1)[0]
     params = {"weights": str(weights), "use_sim_time": True, "qos_reliability": "reliable",
               **node_params}

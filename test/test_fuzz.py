@@ -79,7 +79,7 @@ def bytes_per_pixel(encoding: str) -> int:
 
 
 def expected_problems(msg: Image, max_pixels: int) -> list[str]:
-    """What is wrong with ``msg``: for each problem, text its error message must contain."""
+    """List what is wrong with ``msg``: for each problem, text its error message must contain."""
     encoding, width, height, step = msg.encoding, msg.width, msg.height, msg.step
     if encoding not in ENCODINGS:
         return [f"unsupported encoding {encoding!r}"]
@@ -127,8 +127,11 @@ ODD_ENCODINGS = st.sampled_from(
 
 @st.composite
 def raw_images(draw):
-    """A consistent message of a supported, an odd or a random encoding, then up to three of
-    width, height, step and data length replaced by small, absurd or inconsistent values."""
+    """Draw a consistent message of a supported, an odd or a random encoding, then damage it.
+
+    Up to three of width, height, step and data length are replaced by small, absurd or
+    inconsistent values.
+    """
     pick = draw(st.integers(0, 9))
     if pick <= 6:
         encoding = draw(st.sampled_from(SUPPORTED_ENCODINGS))
@@ -208,8 +211,11 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def crafted_png(width: int, height: int, rows: int | None = 0, color_type: int = 2) -> bytes:
-    """A PNG declaring width x height (8-bit, RGB by default) whose IDAT holds ``rows`` zero rows
-    (None: every row, compressed: a decompression bomb when the size is large)."""
+    """Return a PNG declaring width x height (8-bit, RGB by default).
+
+    Its IDAT holds ``rows`` zero rows (None: every row, compressed: a decompression bomb when the
+    size is large).
+    """
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     row = bytes(1 + width * (3 if color_type == 2 else 1))
     compressor = zlib.compressobj(1)
@@ -219,7 +225,8 @@ def crafted_png(width: int, height: int, rows: int | None = 0, color_type: int =
             + png_chunk(b"IEND", b""))
 
 
-def encoded(extension: str, width: int, height: int, seed: int = 0, gray=False, params=()) -> bytes:
+def encoded(extension: str, width: int, height: int, seed: int = 0, gray=False,
+            params=()) -> bytes:
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (height, width) if gray else (height, width, 3), dtype=np.uint8)
     ok, data = cv2.imencode(extension, image, list(params))
@@ -308,8 +315,10 @@ def test_rgb_from_compressed_decodes_or_names_the_problem(data, fmt, max_pixels)
 
 @st.composite
 def jpegs_with_segments(draw):
-    """A real JPEG with random APPn/COM segments (some holding a fake SOF), fill bytes and
-    garbage inserted after SOI: the header reader must find the frame the decoder decodes."""
+    """Draw a real JPEG with random APPn/COM segments, fill bytes and garbage inserted after SOI.
+
+    Some segments hold a fake SOF: the header reader must find the frame the decoder decodes.
+    """
     width, height = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     jpeg = encoded(".jpg", width, height, seed=draw(st.integers(0, 9)), gray=draw(st.booleans()),
                    params=(cv2.IMWRITE_JPEG_PROGRESSIVE, int(draw(st.booleans()))))
@@ -367,8 +376,11 @@ def _peak_rss_mib() -> int:
 
 
 def test_a_decompression_bomb_is_refused_before_decoding():
-    """12000 x 12000 zero pixels compress to 0.6 MB; decoding would take 432 MB (RGB) plus
-    OpenCV's buffers. The header check refuses it without a decoder allocation."""
+    """The header check refuses a PNG bomb without a decoder allocation.
+
+    12000 x 12000 zero pixels compress to 0.6 MB; decoding would take 432 MB (RGB) plus OpenCV's
+    buffers.
+    """
     bomb = crafted_png(12000, 12000, rows=None, color_type=0)
     assert len(bomb) < 1 << 20
     before = peak_rss_mib_since_reset()
@@ -427,7 +439,7 @@ def check_loads_or_refuses(path: Path) -> None:
 
 
 def assert_usable_metadata(meta: WeightsMetadata) -> None:
-    """What the node, the tools and the messages take for granted of accepted metadata."""
+    """Check what the node, the tools and the messages take for granted of accepted metadata."""
     def is_int(value):
         return isinstance(value, int) and not isinstance(value, bool)
 
@@ -483,8 +495,11 @@ DTYPES = ["F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "C64", "X
 
 @st.composite
 def mutations(draw, data: bytes):
-    """Raw damage (truncation, flipped bytes, a wrong header length) or a structured edit of the
-    header (tensor dtype, shape, offsets, names; metadata) or of tensor values (NaN, Inf)."""
+    """Draw raw damage, or a structured edit of the header or of tensor values.
+
+    Raw damage: truncation, flipped bytes, a wrong header length. Header edits: tensor dtype,
+    shape, offsets, names; metadata. Tensor values: NaN, Inf.
+    """
     size, header_end = len(data), header_size(data)
     header, _ = split_safetensors(data)
     keys = sorted(k for k in header if k != "__metadata__")
@@ -651,8 +666,11 @@ def test_unreadable_metadata_text_is_a_checkpoint_error(tmp_path, text):
 
 
 def with_huge_tensor(path: Path, data: bytes, name: str, gib: int = 1) -> Path:
-    """The shipped weights with tensor ``name`` (replaced or added) declared as ``gib`` GiB of
-    float32 stored last; the file is sparse, so writing it costs nothing."""
+    """Write the shipped weights with tensor ``name`` (replaced or added) declared huge.
+
+    The tensor is declared as ``gib`` GiB of float32 stored last; the file is sparse, so writing
+    it costs nothing.
+    """
     header, body = split_safetensors(data)
     metadata = header.pop("__metadata__")
     parts, offset, new_header = [], 0, {"__metadata__": metadata}
@@ -675,8 +693,10 @@ def with_huge_tensor(path: Path, data: bytes, name: str, gib: int = 1) -> Path:
 
 @pytest.mark.parametrize("name", ["extra.weight", "decoder.down1.0.bias"])
 def test_oversized_tensors_are_refused_without_being_read(tmp_path, shipped_weights, name):
-    """A 1 GiB tensor, extra or in place of a real one, is refused from its name or shape;
-    safetensors maps tensor data lazily and load_weights never touches the refused one."""
+    """A 1 GiB tensor, extra or in place of a real one, is refused from its name or shape.
+
+    safetensors maps tensor data lazily and load_weights never touches the refused one.
+    """
     path = with_huge_tensor(tmp_path / "huge.safetensors", shipped_weights, name)
     before = peak_rss_mib_since_reset()
     with pytest.raises(CheckpointError, match="unexpected \\['extra.weight'\\]|has shape"):
@@ -719,8 +739,10 @@ def test_pickled_code_in_a_weights_file_is_never_run(tmp_path, shipped_weights):
 # ---- a running node ---------------------------------------------------------------------------
 
 def malformed_frames(count: int, seed: int = 7) -> list[Image]:
-    """``count`` seeded malformed Image messages of every kind, each with at least one problem
-    at max_image_pixels = 160 x 96, all small enough to send."""
+    """Return ``count`` seeded malformed Image messages of every kind, all small enough to send.
+
+    Each has at least one problem at max_image_pixels = 160 x 96.
+    """
     rng = random.Random(seed)
     frames = []
     while len(frames) < count:

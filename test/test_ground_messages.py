@@ -26,7 +26,7 @@ def header(frame_id="base_footprint"):
 
 
 def points_from_message(msg) -> np.ndarray:
-    """The structured array a PointCloud2 describes, read only from its fields and data."""
+    """Return the structured array a PointCloud2 describes, read only from its fields and data."""
     types = {PointField.UINT8: np.uint8, PointField.UINT32: np.uint32,
              PointField.FLOAT32: np.float32, PointField.INT16: np.int16}
     dtype = np.dtype({"names": [f.name for f in msg.fields],

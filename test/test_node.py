@@ -53,7 +53,7 @@ _namespaces = (f"/node_test_{i}" for i in itertools.count())
 
 
 def scene(height=96, width=160, seed=0) -> np.ndarray:
-    """A made RGB frame: sky-blue top, grey road bottom, a red box, noise."""
+    """Make an RGB frame: sky-blue top, grey road bottom, a red box, noise."""
     rng = np.random.default_rng(seed)
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[: height // 2] = (90, 140, 200)
@@ -115,7 +115,7 @@ def values_of(status) -> dict:
 
 
 def wait_for_status(rig, collector, where, timeout=15.0):
-    """The first diagnostics status of ``rig``'s node for which ``where(status)`` holds."""
+    """Return the first diagnostics status of ``rig``'s node that ``where`` accepts, waiting."""
     def found():
         for array in collector.messages:
             status = status_of(rig, array)
@@ -514,7 +514,8 @@ def test_sim_time_stamps_and_latency(rig_factory):
 def test_bad_configuration_stops_start_up_naming_the_value(tmp_path, random_weights, parameters,
                                                            named):
     parameters = {"weights": str(random_weights), "engine": "torch", **parameters}
-    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters), cwd=tmp_path, timeout=120)
+    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters),
+                         cwd=tmp_path, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert named in result.stderr
     assert "cannot start" in result.stderr
@@ -524,7 +525,9 @@ def test_bad_configuration_stops_start_up_naming_the_value(tmp_path, random_weig
 def test_broken_weights_file_stops_start_up(tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_text("not weights")
-    result = run_process(node_command("lednet_ros.nodes.segmentation_node", {"weights": str(broken)}), cwd=tmp_path)
+    result = run_process(
+        node_command("lednet_ros.nodes.segmentation_node", {"weights": str(broken)}),
+        cwd=tmp_path)
     assert result.returncode == 1
     assert f"{broken}: not a LEDNet weights file" in result.stderr
 
@@ -532,14 +535,16 @@ def test_broken_weights_file_stops_start_up(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda_stops_start_up(tmp_path, random_weights):
     parameters = {"weights": str(random_weights), "device": "cuda"}
-    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters), cwd=tmp_path)
+    result = run_process(node_command("lednet_ros.nodes.segmentation_node", parameters),
+                         cwd=tmp_path)
     assert result.returncode == 1
     assert "device 'cuda' requested but CUDA is not available" in result.stderr
 
 
 def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, context):
     namespace = next(_namespaces)
-    command = node_command("lednet_ros.nodes.segmentation_node", {"weights": str(random_weights), "engine": "torch"},
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={namespace}"])
     probe = rclpy.create_node("process_probe", namespace=namespace, context=context)
     class_info = Collector(probe, ClassInfo, f"{namespace}/{NODE_NAME}/class_info", LATCHED)
@@ -574,8 +579,7 @@ def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
 
 
 def test_ctrl_c_during_start_up_is_quiet(tmp_path, random_weights, context):
-    """Interrupted while loading its weights (the node already in the graph): exit 0, no
-    traceback."""
+    """Interrupted while loading weights (the node already in the graph): exit 0, no traceback."""
     namespace = next(_namespaces)
     command = node_command("lednet_ros.nodes.segmentation_node",
                            {"weights": str(random_weights), "engine": "onnxruntime"},

@@ -18,13 +18,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
 from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
+# context and rig_factory are pytest fixtures: tests taking rig_factory as a parameter redefine
+# the import on purpose (noqa: F811 there).
 from test_node import context, rig_factory, scene  # noqa: E402,F401
 
 WIDTH, HEIGHT = 160, 96
 
 
 def camera_info() -> CameraInfo:
-    """A pinhole camera for 160 x 96 frames: 90 degrees across."""
+    """Return a pinhole camera for 160 x 96 frames: 90 degrees across."""
     info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
     info.k = [80.0, 0.0, 80.0, 0.0, 80.0, 48.0, 0.0, 0.0, 1.0]
     info.p = [80.0, 0.0, 80.0, 0.0, 0.0, 80.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -38,7 +40,7 @@ def send(rig, image_pub, info_pub, sec):
     image_pub.publish(make_image(scene(), "rgb8", stamp=(sec, 0)))
 
 
-def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
+def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):  # noqa: F811
     rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
                          "ground.camera_height": 1.5, "ground.camera_pitch": 0.3})
     groups = list(rig.node.ground.groups.names)
@@ -75,14 +77,15 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     ({"ground.range": 1000.0, "ground.width": 1000.0, "ground.resolution": 0.01},
      "grid of"),
 ])
-def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reason):
+def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reason):  # noqa: F811
     rig = rig_factory()
     results = set_parameters(rig.probe, rig.name, values, atomically=True)
     assert not results[0].successful
     assert reason in results[0].reason
 
 
-def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(rig_factory):
+def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(
+        rig_factory):  # noqa: F811
     rig = rig_factory(**{"ground.camera_pitch": 0.3})
     costmaps = rig.collect(OccupancyGrid, "costmap")
     image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
@@ -94,7 +97,7 @@ def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(rig_fa
     assert not result.successful and "sees no ground" in result.reason
 
 
-def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
+def test_ground_points_and_confidence_only_for_subscribers(rig_factory):  # noqa: F811
     # the packaged CamVid weights see road in the scene's grey lower half: points to map
     rig = rig_factory(weights=str(default_weights_path()), **{"ground.camera_pitch": 0.3})
     labels = rig.collect(Image, "labels")

@@ -150,14 +150,18 @@ def test_package_xml_declares_what_the_code_imports():
 def test_setup_py_lists_the_core_requirements():
     text = (REPO / "setup.py").read_text()
     for requirement in ("torch>=2.1", "numpy", "opencv-python-headless", "safetensors",
-                        "lednet-segment = lednet_ros.tools.segment_files:main", "weights/*.safetensors"):
+                        "lednet-segment = lednet_ros.tools.segment_files:main",
+                        "weights/*.safetensors"):
         assert f'"{requirement}"' in text
 
 
 # The build: generated messages and the install space.
 
 def install_prefix() -> Path:
-    """The prefix holding this package: from AMENT_PREFIX_PATH, else <repo>/install/lednet_ros."""
+    """Return the prefix holding this package; skip the test where there is none.
+
+    From AMENT_PREFIX_PATH, else <repo>/install/lednet_ros.
+    """
     candidates = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     candidates.append(REPO / "install" / "lednet_ros")
     for prefix in candidates:

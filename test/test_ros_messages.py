@@ -226,9 +226,12 @@ def official_cv_bridge():
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
 def test_conversion_agrees_with_the_official_cv_bridge(encoding):
-    """The node reads frames without cv_bridge (a zero-copy numpy view); on a ROS install it must
-    give what cv_bridge gives for the same message (8-bit encodings: cv_bridge's 16-to-8-bit
-    scaling is its own convention)."""
+    """On a ROS install, the node's frame reading gives what cv_bridge gives.
+
+    The node reads frames without cv_bridge (a zero-copy numpy view); for the same message it
+    must give what cv_bridge gives (8-bit encodings: cv_bridge's 16-to-8-bit scaling is its own
+    convention).
+    """
     bridge = official_cv_bridge()
     channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}[encoding]
     array = RNG.integers(0, 256, (6, 5, channels), dtype=np.uint8)

@@ -63,9 +63,13 @@ def frames_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def segmentation_process(tmp_path_factory, random_weights, environment):
-    """The node in its own process: default (sensor-data) input QoS, network input 256x128."""
+    """Run the node in its own process.
+
+    Default (sensor-data) input QoS, network input 256x128.
+    """
     workdir = tmp_path_factory.mktemp("transport_node")
-    command = node_command("lednet_ros.nodes.segmentation_node", {"weights": str(random_weights), "engine": "torch"},
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={NAMESPACE}"])
     with NodeProcess(command, workdir, env=environment) as process:
         yield process

@@ -2,14 +2,15 @@ r"""rosbag2 files (mcap or sqlite3) of camera frames and ground-truth labels, th
 
 No ROS install needed. Writing makes a bag `ros2 bag play` replays:
 
-    python -m lednet_ros.core.bags --dataset camvid --data-path ../shared/data/camvid --split test \
-        --out camvid_test_bag --rate 2
+    python -m lednet_ros.core.bags --dataset camvid --data-path ../shared/data/camvid \
+        --split test --out camvid_test_bag --rate 2
     python -m lednet_ros.core.bags --images frames/ --labels labels/ --out my_bag --storage sqlite3
     python -m lednet_ros.core.bags --video street.avi --out street_bag --limit 100
 
-with sensor_msgs/Image rgb8 on /camera/image_raw, sensor_msgs/CameraInfo on /camera/camera_info and,
-where labels exist, mono8 class ids on /ground_truth/labels, all three with the same header stamp.
-Reading (read_frames) checks every message and raises BagError naming the bag and what is wrong.
+with sensor_msgs/Image rgb8 on /camera/image_raw, sensor_msgs/CameraInfo on /camera/camera_info
+and, where labels exist, mono8 class ids on /ground_truth/labels, all three with the same header
+stamp. Reading (read_frames) checks every message and raises BagError naming the bag and what is
+wrong.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ import numpy as np
 
 from lednet_ros.core.datasets import DATASETS, DatasetError, read_label
 from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
-from lednet_ros.core.images import DEFAULT_MAX_PIXELS, ImageFormatError, class_ids_from_message, rgb_from_message
+from lednet_ros.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageFormatError,
+    class_ids_from_message,
+    rgb_from_message,
+)
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -38,7 +44,7 @@ class BagError(RuntimeError):
 
 
 def typestore():
-    """rosbags type store of ROS 2 Kilted messages."""
+    """Rosbags type store of ROS 2 Kilted messages."""
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_KILTED)
@@ -53,13 +59,15 @@ class BagTopics:
 
 def write_bag(path, frames: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
               storage: str = "mcap", rate_hz: float = 10.0, start_ns: int = DEFAULT_START_NS,
-              topics: BagTopics = BagTopics(), frame_id: str = "camera") -> int:
+              topics: BagTopics | None = None, frame_id: str = "camera") -> int:
     """Write ``frames`` ((RGB image, labels or None) pairs) as a rosbag2 folder; frames written.
 
-    Frame i is stamped (header and bag time) ``start_ns + i / rate_hz`` seconds.
+    Frame i is stamped (header and bag time) ``start_ns + i / rate_hz`` seconds. ``topics``
+    defaults to ``BagTopics()``.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    topics = BagTopics() if topics is None else topics
     if storage not in STORAGES:
         raise BagError(f"storage {storage!r}: expected one of {', '.join(STORAGES)}")
     if not rate_hz > 0:
@@ -130,14 +138,18 @@ class BagFrame:
     array: np.ndarray  # H x W x 3 RGB for images, H x W class ids for ground truth
 
 
-def read_frames(path, topics: BagTopics = BagTopics(),
+def read_frames(path, topics: BagTopics | None = None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[BagFrame]:
-    """The bag's image and ground-truth messages in recorded order, decoded and checked.
+    """Yield the bag's image and ground-truth messages in recorded order, decoded and checked.
+
+    ``topics`` defaults to ``BagTopics()``.
 
     Raises:
         BagError: the bag cannot be opened, lacks the image topic, or a message is malformed.
     """
     from rosbags.highlevel import AnyReader
+
+    topics = BagTopics() if topics is None else topics
 
     path = Path(path)
     if not path.exists():
@@ -181,7 +193,7 @@ def dataset_frames(name: str, root, split: str) -> Iterator[tuple[np.ndarray, np
 
 
 def folder_frames(images, labels=None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """The sorted images of a folder, each with ``labels/<same stem>.png`` when given."""
+    """Yield the sorted images of a folder, each with ``labels/<same stem>.png`` when given."""
     source = FrameSource(Path(images), loop=False)
     for path in source.files:
         rgb = source.next()

@@ -85,14 +85,14 @@ class Intrinsics:
                    tuple(float(v) for v in d))
 
     def scaled(self, width: int, height: int) -> Intrinsics:
-        """These intrinsics for the image resized (cv2.resize) to ``width`` x ``height``."""
+        """Return the intrinsics of the image resized (cv2.resize) to ``width`` x ``height``."""
         sx, sy = width / self.width, height / self.height
         return replace(self, width=int(width), height=int(height), fx=self.fx * sx,
                        fy=self.fy * sy, cx=(self.cx + 0.5) * sx - 0.5,
                        cy=(self.cy + 0.5) * sy - 0.5)
 
     def matrix(self) -> np.ndarray:
-        """The 3 x 3 camera matrix K."""
+        """Return the 3 x 3 camera matrix K."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     def pixel_rays(self) -> np.ndarray:
@@ -132,7 +132,7 @@ class CameraPose:
         return _rpy_matrix(self.roll, self.pitch, self.yaw) @ OPTICAL_TO_BODY
 
     def translation(self) -> np.ndarray:
-        """The optical centre in the base frame: (x, y, height)."""
+        """Return the optical centre in the base frame: (x, y, height)."""
         return np.array([self.x, self.y, self.height])
 
     def matrix(self) -> np.ndarray:

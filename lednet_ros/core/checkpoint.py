@@ -1,8 +1,9 @@
 """LEDNet weights with their metadata in one safetensors file; loading checks everything.
 
-The file holds only tensors and a JSON header, so loading never executes code. The metadata (JSON,
-under the ``lednet_ros`` key of the safetensors header) names the architecture, the classes and their
-colours, the input normalisation, the training input size, the recipe and the metrics reached.
+The file holds only tensors and a JSON header, so loading never executes code. The metadata
+(JSON, under the ``lednet_ros`` key of the safetensors header) names the architecture, the classes
+and their colours, the input normalisation, the training input size, the recipe and the metrics
+reached.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class WeightsMetadata:
 
     @property
     def reported_mean_iou(self) -> float | None:
-        """The mIoU to quote: on the test split where recorded (metrics["test"]), else the
-        model-selection (validation) mIoU of training; None where the metadata has neither."""
+        """The mIoU to quote: test, else validation; None where the metadata has neither.
+
+        The test split's mIoU where recorded (metrics["test"]), else the model-selection
+        (validation) mIoU of training.
+        """
         for metrics in (self.metrics.get("test"), self.metrics.get("val"), self.metrics):
             miou = metrics.get("mean_iou") if isinstance(metrics, dict) else None
             if isinstance(miou, (int, float)) and math.isfinite(miou):
@@ -90,7 +94,8 @@ def _check_metadata(raw: dict, where: str) -> WeightsMetadata:
     if not _is_int(n) or not 1 <= n <= 255:
         fail(f"num_classes {n!r} is not an integer in [1, 255]")
     if meta.decoder not in DECODER_VARIANTS:
-        fail(f"unknown architecture variant {meta.decoder!r} (known: {', '.join(DECODER_VARIANTS)})")
+        fail(f"unknown architecture variant {meta.decoder!r} "
+             f"(known: {', '.join(DECODER_VARIANTS)})")
     if len(meta.class_names) != n or not all(isinstance(s, str) for s in meta.class_names):
         fail(f"{len(meta.class_names)} class names for {n} classes")
     colors_ok = all(
@@ -202,7 +207,8 @@ def load_weights(
     if num_classes is not None and meta.num_classes != num_classes:
         raise CheckpointError(f"{where}: has {meta.num_classes} classes, expected {num_classes}")
     if decoder is not None and meta.decoder != decoder:
-        raise CheckpointError(f"{where}: architecture variant {meta.decoder!r}, expected {decoder!r}")
+        raise CheckpointError(
+            f"{where}: architecture variant {meta.decoder!r}, expected {decoder!r}")
     model = LEDNet(meta.num_classes, decoder=meta.decoder)
     expected = model.state_dict()
     try:
@@ -234,4 +240,5 @@ def metrics_summary(meta: WeightsMetadata) -> str:
     miou = meta.reported_mean_iou
     split = "test" if isinstance(meta.metrics.get("test"), dict) else "val"
     reached = f"{split} mIoU {100 * miou:.1f}%" if miou is not None else "no mIoU"
-    return f"{meta.dataset or 'unknown dataset'}, {meta.num_classes} classes, {meta.decoder}, {reached}"
+    return (f"{meta.dataset or 'unknown dataset'}, {meta.num_classes} classes, {meta.decoder}, "
+            f"{reached}")

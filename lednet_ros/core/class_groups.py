@@ -106,7 +106,7 @@ class ClassGroups:
                    tuple(g in drivable for g in names), len(class_names))
 
     def group_lut(self) -> np.ndarray:
-        """A 256-entry int16 table: class id -> group index, NO_GROUP (-1) for no group."""
+        """Return a 256-entry int16 table: class id -> group index, NO_GROUP (-1) for no group."""
         lut = np.full(256, NO_GROUP, dtype=np.int16)
         for index, ids in enumerate(self.class_ids):
             lut[list(ids)] = index
@@ -114,7 +114,7 @@ class ClassGroups:
 
 
 def default_class_groups(class_set_name: str, class_names: Sequence[str]) -> ClassGroups:
-    """The DEFAULT_GROUPS of a class set, resolved against the weights' ``class_names``.
+    """Return the DEFAULT_GROUPS of a class set, resolved against the weights' ``class_names``.
 
     Raises:
         ValueError: an unknown class set name (listing the known ones), or class names that do

@@ -1,4 +1,7 @@
-"""Class sets as data: names, colours and id maps of Cityscapes (19 train classes) and CamVid (11)."""
+"""Class sets as data: names, colours and id maps of Cityscapes and CamVid.
+
+Cityscapes has 19 train classes, CamVid 11.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ IGNORE_INDEX = 255
 
 @dataclass(frozen=True)
 class ClassSet:
-    """Names and RGB colours of a dataset's training classes; ``ignore_index`` marks void pixels."""
+    """Names and RGB colours of a dataset's training classes.
+
+    ``ignore_index`` marks void pixels.
+    """
 
     name: str
     names: tuple[str, ...]
@@ -44,7 +50,8 @@ CITYSCAPES_LABEL_TO_TRAIN_ID = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
-CITYSCAPES_TRAIN_TO_LABEL_ID = {t: l for l, t in CITYSCAPES_LABEL_TO_TRAIN_ID.items()}
+CITYSCAPES_TRAIN_TO_LABEL_ID = {
+    train_id: label_id for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items()}
 
 CAMVID = ClassSet(
     name="camvid",
@@ -63,7 +70,7 @@ CLASS_SETS = {c.name: c for c in (CITYSCAPES, CAMVID)}
 
 
 def cityscapes_label_id_lut() -> np.ndarray:
-    """A 256-entry lookup table mapping Cityscapes labelIds to trainIds (255 for void)."""
+    """Return a 256-entry lookup table mapping Cityscapes labelIds to trainIds (255 for void)."""
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
         lut[label_id] = train_id
@@ -71,7 +78,7 @@ def cityscapes_label_id_lut() -> np.ndarray:
 
 
 def palette(colors) -> np.ndarray:
-    """A 256 x 3 uint8 palette: class i gets colors[i], every other value black."""
+    """Return a 256 x 3 uint8 palette: class i gets colors[i], every other value black."""
     table = np.zeros((256, 3), dtype=np.uint8)
     table[: len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
     return table

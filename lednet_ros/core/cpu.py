@@ -13,7 +13,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 @lru_cache(maxsize=1)
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The feature flags of the first processor in ``cpuinfo`` (empty where it is unreadable)."""
+    """Return the first processor's feature flags in ``cpuinfo`` (empty where unreadable)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
@@ -25,7 +25,7 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
-    """The processor's model name, or 'unknown CPU'."""
+    """Return the processor's model name, or 'unknown CPU'."""
     try:
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
@@ -36,7 +36,7 @@ def cpu_model(cpuinfo: Path = CPUINFO) -> str:
 
 
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX)."""
+    """Return True when the CPU computes bf16 natively (AVX-512 BF16 or AMX)."""
     flags = cpu_flags() if flags is None else flags
     return any(flag in flags for flag in BF16_FLAGS)
 

@@ -88,7 +88,10 @@ class SegmentationDataset:
         return image, label
 
     def read_target(self, path: Path) -> np.ndarray:
-        """The label as class ids, the dataset's void id, or 255; any other value is an error."""
+        """Read the label at ``path``, checking its values.
+
+        Each value is a class id, the dataset's void id, or 255; any other value is an error.
+        """
         label = self.decode_target(path)
         n, void = self.class_set.num_classes, self.class_set.ignore_index
         bad = label[(label >= n) & (label != void) & (label != 255)]

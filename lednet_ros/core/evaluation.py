@@ -87,11 +87,14 @@ class Evaluation:
         self.shape_mismatches = 0
 
     def add_prediction(self, stamp: int, labels: np.ndarray, latency_ms: float | None = None):
-        """A predicted label image (H x W class ids) and, live, its latency from the image stamp."""
+        """Add a predicted label image (H x W class ids).
+
+        Live, ``latency_ms`` is its latency from the image stamp.
+        """
         self._score(stamp, self.matcher.add("prediction", stamp, (labels, latency_ms)))
 
     def add_ground_truth(self, stamp: int, labels: np.ndarray) -> None:
-        """A ground-truth label image (class ids; values >= the class count are ignored)."""
+        """Add a ground-truth label image (class ids; values >= the class count are ignored)."""
         self._score(stamp, self.matcher.add("ground_truth", stamp, labels))
 
     def _score(self, stamp: int, pair) -> None:
@@ -166,8 +169,8 @@ def markdown_report(summary: dict, title: str) -> str:
     frames = summary["frames"]
     lines = [f"# {title}", "",
              f"mIoU **{_percent(summary['mean_iou'])}%**, pixel accuracy "
-             f"{_percent(summary['pixel_accuracy'])}% over {frames['matched']} matched frames.", "",
-             "| frames | count |", "|---|---|"]
+             f"{_percent(summary['pixel_accuracy'])}% over {frames['matched']} matched frames.",
+             "", "| frames | count |", "|---|---|"]
     lines += [f"| {name.replace('_', ' ')} | {count} |" for name, count in frames.items()]
     latency = summary.get("latency_ms")
     if latency:

@@ -37,7 +37,7 @@ class FrameSource:
             raise ValueError(f"source {str(self.source)!r}: no such file or folder")
 
     def next(self) -> np.ndarray | None:
-        """The next frame (H x W x 3 RGB), or None at the end when not looping.
+        """Return the next frame (H x W x 3 RGB), or None at the end when not looping.
 
         Raises:
             FrameReadError: an image of the folder cannot be decoded (the next call goes on).
@@ -61,8 +61,10 @@ class FrameSource:
 
 
 def pinhole_intrinsics(width: int, height: int) -> dict:
-    """An uncalibrated pinhole model (focal length = width in pixels, principal point centred) as
-    sensor_msgs/CameraInfo fields d, k, r, p."""
+    """Return an uncalibrated pinhole model as sensor_msgs/CameraInfo fields d, k, r, p.
+
+    The focal length is the width in pixels; the principal point is centred.
+    """
     f, cx, cy = float(width), width / 2.0, height / 2.0
     return {"d": [0.0] * 5,
             "k": [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],

@@ -151,7 +151,7 @@ def build_lookup(intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[in
 
 def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid: GridSpec,
                    normal: np.ndarray) -> np.ndarray:
-    """The flat pixel index each cell centre projects into, -1 outside the image."""
+    """Return the flat pixel index each cell centre projects into, -1 outside the image."""
     cell_row, cell_col = np.divmod(cells, grid.shape[1])
     origin = grid.origin(pose)
     centres = np.stack([origin[0] + (cell_col + 0.5) * grid.resolution,
@@ -206,7 +206,7 @@ class GroundMaps:
                 for name, grid in zip(self.groups.names, percent, strict=True)}
 
     def costmap(self, min_obstacle_pixels: int = 1) -> np.ndarray:
-        """The costmap: an int8 grid of 0 (free), 100 (blocked) or -1 (unknown).
+        """Return the costmap: an int8 grid of 0 (free), 100 (blocked) or -1 (unknown).
 
         A cell is blocked where at least ``min_obstacle_pixels`` obstacle footprints fall, or
         where drivable groups hold no more than half of its mapped pixels.
@@ -239,7 +239,7 @@ class GroundMapper:
 
     def lookup(self, intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[int, int],
                grid: GridSpec) -> GroundLookup:
-        """The lookup for these inputs: the cached one, or a new one (``builds`` + 1)."""
+        """Return the lookup for these inputs: the cached one, or a new one (``builds`` + 1)."""
         key = (intrinsics, pose, tuple(label_shape), grid)
         if key != self._key:
             self._lookup = build_lookup(intrinsics, pose, tuple(label_shape), grid)
@@ -303,7 +303,7 @@ def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[S
 
 
 def costmap_picture(costmap: np.ndarray) -> np.ndarray:
-    """A bird's-eye HxWx3 uint8 RGB picture of an int8 grid: forward up, left to the left.
+    """Return a bird's-eye HxWx3 uint8 RGB picture of an int8 grid: forward up, left to the left.
 
     Free (0) is white, cost 100 dark, values between shaded linearly, unknown (-1) mid grey.
     """

@@ -31,7 +31,10 @@ SUPPORTED_ENCODINGS = tuple(ENCODINGS)
 
 
 class ImageFormatError(ValueError):
-    """An image buffer that cannot be read; the message names the bad value and what was expected."""
+    """An image buffer that cannot be read.
+
+    The message names the bad value and what was expected.
+    """
 
 
 def check_image_size(width: int, height: int, max_pixels: int, declared_by: str = "") -> None:
@@ -58,7 +61,9 @@ def image_from_buffer(
     is_bigendian: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """An H x W x C array viewing ``data`` (no copy), after checking every field against the data.
+    """Return an H x W x C array viewing ``data`` (no copy).
+
+    Every field is checked against the data first.
 
     Raises:
         ImageFormatError: unsupported encoding, zero or too large size, step too small for the
@@ -113,8 +118,9 @@ def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def rgb_from_message(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/Image (an rclpy or a rosbags one: only its fields
-    are read), honouring step and endianness.
+    """Return H x W x 3 uint8 RGB from a sensor_msgs/Image, honouring step and endianness.
+
+    The message may be an rclpy or a rosbags one: only its fields are read.
 
     Raises:
         ImageFormatError: naming the bad encoding, size, step or data length.
@@ -146,9 +152,10 @@ _JPEG_STANDALONE = frozenset([0x00, 0x01, *range(0xD0, 0xD8)])
 
 
 def compressed_image_size(data) -> tuple[str, int, int]:
-    """("PNG" or "JPEG", width, height) as the header of compressed image data declares them,
-    read without decoding, so a frame declaring too many pixels is refused before a decoder
-    allocates for it (a 70-byte PNG can declare 30000 x 30000 pixels).
+    """Return ("PNG" or "JPEG", width, height) as the header of compressed image data declares.
+
+    The header is read without decoding, so a frame declaring too many pixels is refused before
+    a decoder allocates for it (a 70-byte PNG can declare 30000 x 30000 pixels).
 
     PNG: the IHDR chunk, which must come first. JPEG: the first start-of-frame (SOFn) marker,
     found by walking the markers as libjpeg does (garbage bytes before a marker skipped).
@@ -201,8 +208,10 @@ def compressed_image_size(data) -> tuple[str, int, int]:
 
 
 def rgb_from_compressed(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage (only its format and data are read;
-    PNG or JPEG, what image_transport's compressed plugin sends).
+    """Return H x W x 3 uint8 RGB from a sensor_msgs/CompressedImage.
+
+    Only its format and data are read; PNG or JPEG, what image_transport's compressed plugin
+    sends.
 
     The size the PNG or JPEG header declares is checked against ``max_pixels`` before decoding,
     so the decoder never allocates for more (compressed_image_size); other formats are

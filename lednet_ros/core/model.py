@@ -61,12 +61,16 @@ class DownsamplingUnit(nn.Module):
 def _factorised_pair(channels: int, first: str, dilation: int) -> list[nn.Conv2d]:
     """Two 1D convolutions, ``first`` ('3x1' or '1x3') then the other orientation."""
     vertical = nn.Conv2d(channels, channels, (3, 1), padding=(dilation, 0), dilation=(dilation, 1))
-    horizontal = nn.Conv2d(channels, channels, (1, 3), padding=(0, dilation), dilation=(1, dilation))
+    horizontal = nn.Conv2d(channels, channels, (1, 3), padding=(0, dilation),
+                           dilation=(1, dilation))
     return [vertical, horizontal] if first == "3x1" else [horizontal, vertical]
 
 
 class SSBranch(nn.Module):
-    """One branch of an SS-nbt unit: conv -> ReLU -> conv -> BN -> ReLU -> dilated conv pair -> BN."""
+    """One branch of an SS-nbt unit.
+
+    conv -> ReLU -> conv -> BN -> ReLU -> dilated conv pair -> BN.
+    """
 
     def __init__(self, channels: int, first: str, dilation: int, dropout: float):
         super().__init__()
@@ -83,7 +87,10 @@ class SSBranch(nn.Module):
 
 
 class SSnbtUnit(nn.Module):
-    """Split-shuffle-non-bottleneck unit: split, two mirrored 1D-factorised branches, add, shuffle."""
+    """Split-shuffle-non-bottleneck unit.
+
+    Split, two mirrored 1D-factorised branches, add, shuffle.
+    """
 
     def __init__(self, channels: int, dilation: int, dropout: float):
         super().__init__()
@@ -135,7 +142,8 @@ class AttentionPyramidDecoder(nn.Module):
             self.lateral2 = ConvBNReLU(1, 1, 5)
             self.lateral1 = ConvBNReLU(1, 1, 7)
         else:
-            self.down3 = nn.Sequential(ConvBNReLU(p, p, 3, stride=2), ConvBNReLU(p, num_classes, 1))
+            self.down3 = nn.Sequential(ConvBNReLU(p, p, 3, stride=2),
+                                       ConvBNReLU(p, num_classes, 1))
             self.lateral2 = ConvBNReLU(p, num_classes, 1)
             self.lateral1 = ConvBNReLU(p, num_classes, 1)
 
@@ -178,10 +186,10 @@ class LEDNet(nn.Module):
 
 
 def lednet(*, num_classes: int = 19, decoder: str = "apn") -> LEDNet:
-    """Factory with keyword-only arguments, as torchvision's segmentation models."""
+    """Build an LEDNet; keyword-only arguments, as torchvision's segmentation models."""
     return LEDNet(num_classes, decoder=decoder)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of learnable parameters."""
+    """Count the learnable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,6 +1,8 @@
-"""The per-frame work, written once: an RGB array in; labels, occupancy and, on demand, colour
-mask, overlay and confidence out, with timings. The node, the benchmark, the offline bag
-evaluation and the file tool all call :meth:`Pipeline.process`. No ROS import.
+"""The per-frame work, written once: an RGB array in; labels and more out, with timings.
+
+Out come labels, occupancy and, on demand, colour mask, overlay and confidence. The node, the
+benchmark, the offline bag evaluation and the file tool all call :meth:`Pipeline.process`. No ROS
+import.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Pipeline:
         self.computed: Counter[str] = Counter()
 
     def input_size(self, settings: FrameSettings) -> tuple[int, int]:
-        """The network input (w, h) the settings ask for; 0 takes the weights' width/height."""
+        """Return the network input (w, h) of the settings; 0 takes the weights' width/height."""
         default_width, default_height = self.segmenter.metadata.input_size
         width, height = settings.input_size
         return width or default_width, height or default_height

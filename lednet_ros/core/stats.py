@@ -26,7 +26,7 @@ class LatencyWindow:
         return len(self._values)
 
     def percentile(self, p: float) -> float:
-        """The p-th percentile (0..100, nearest rank) of the window; NaN when empty."""
+        """Return the p-th percentile (0..100, nearest rank) of the window; NaN when empty."""
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {p}")
         if not self._values:

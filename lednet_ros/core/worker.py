@@ -27,7 +27,7 @@ class NewestItem:
         return replaced
 
     def take(self):
-        """The newest item, waiting for one; None once closed."""
+        """Return the newest item, waiting for one; None once closed."""
         with self._ready:
             while self._item is None and not self._closed:
                 self._ready.wait()

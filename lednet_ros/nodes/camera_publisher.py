@@ -58,8 +58,10 @@ def pinhole_camera_info(header: Header, width: int, height: int) -> CameraInfo:
 
 
 def output_size(width: int, height: int, wanted: tuple[int, int]) -> tuple[int, int]:
-    """The (width, height) to publish a width x height frame at; 0 in ``wanted`` keeps the aspect
-    ratio from the other side, (0, 0) keeps the frame's size."""
+    """Return the (width, height) to publish a width x height frame at.
+
+    A 0 in ``wanted`` keeps the aspect ratio from the other side; (0, 0) keeps the frame's size.
+    """
     want_w, want_h = wanted
     if want_w and want_h:
         return want_w, want_h

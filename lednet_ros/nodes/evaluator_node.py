@@ -127,8 +127,11 @@ class EvaluatorNode(Node):
 
 
     def finish(self) -> int:
-        """At exit (the node destroyed, so nothing goes to /rosout): write the final report;
-        1 when not a single frame was scored, so that no empty report passes for a result."""
+        """Write the final report at exit (the node destroyed, so nothing goes to /rosout).
+
+        Returns 1 when not a single frame was scored, so that no empty report passes for a
+        result; 0 otherwise.
+        """
         logger = rclpy.logging.get_logger(self.get_name())
         if self.evaluation.summary()["frames"]["matched"] == 0:
             logger.error(f"no frame was scored: no labels on {self.topics['labels']} matched "

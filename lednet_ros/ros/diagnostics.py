@@ -19,8 +19,11 @@ TRANSPORT_ADVICE = (
 
 
 class InputWatch:
-    """Warns once, with advice, when frames do not arrive: incompatible QoS, or publishers on
-    the image topic but no frame for ``timeout`` seconds; notes when they arrive again."""
+    """Warns once, with advice, when frames do not arrive; notes when they arrive again.
+
+    Frames do not arrive with incompatible QoS, or with publishers on the image topic but no
+    frame for ``timeout`` seconds.
+    """
 
     def __init__(self, node: Node, stats: PipelineStats, reliability: str):
         self.node, self.stats, self.reliability = node, stats, reliability
@@ -40,7 +43,7 @@ class InputWatch:
                      f"this subscription cannot match ({event.total_count} incompatible so far)")
 
     def check(self, timeout: float) -> None:
-        """Called once a second."""
+        """Warn when publishers sent no frame for ``timeout`` seconds; called once a second."""
         publishers = self.node.count_publishers(self.topic)
         silent = self._silence.silent_for(publishers, timeout)
         if silent:

@@ -24,7 +24,7 @@ _POINT_FIELD_TYPES = {
 
 def occupancy_grid_message(grid: np.ndarray, resolution: float, origin_xy, header: Header
                            ) -> OccupancyGrid:
-    """An OccupancyGrid of an int8 ``grid[row, col]`` (rows along y, columns along x).
+    """Return an OccupancyGrid of an int8 ``grid[row, col]`` (rows along y, columns along x).
 
     The origin (the corner of cell (0, 0)) is ``origin_xy`` in the header's frame, unrotated.
 
@@ -49,7 +49,7 @@ def occupancy_grid_message(grid: np.ndarray, resolution: float, origin_xy, heade
 
 
 def point_cloud_message(points: np.ndarray, header: Header) -> PointCloud2:
-    """An unordered (height 1) PointCloud2 of a structured array, one PointField per field.
+    """Return an unordered (height 1) PointCloud2 of a structured array, a PointField per field.
 
     Raises:
         ValueError: an array that is not 1-D structured, or a field type PointCloud2 lacks.

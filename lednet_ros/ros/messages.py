@@ -22,7 +22,10 @@ _WRITE_ENCODINGS = {"mono8": (1, np.uint8), "rgb8": (3, np.uint8), "bgr8": (3, n
 
 
 def image_message(array: np.ndarray, encoding: str, header: Header) -> Image:
-    """A sensor_msgs/Image of ``array`` (mono8: H x W; rgb8/bgr8: H x W x 3), rows unpadded."""
+    """Return a sensor_msgs/Image of ``array``, rows unpadded.
+
+    ``array`` is H x W for mono8, H x W x 3 for rgb8/bgr8.
+    """
     if encoding not in _WRITE_ENCODINGS:
         raise ValueError(
             f"cannot write encoding {encoding!r} (supported: {', '.join(_WRITE_ENCODINGS)})")
@@ -42,7 +45,7 @@ def image_message(array: np.ndarray, encoding: str, header: Header) -> Image:
 def occupancy_message(
     occupancy: Occupancy, class_names, label_size: tuple[int, int], header: Header
 ) -> ClassOccupancy:
-    """A ClassOccupancy for a label image of ``label_size`` = (width, height).
+    """Return a ClassOccupancy for a label image of ``label_size`` = (width, height).
 
     Cell arrays are row-major: index (row * grid_cols + col) * num_classes + class.
     """
@@ -66,7 +69,10 @@ def occupancy_message(
 def class_info_message(
     metadata: WeightsMetadata, weights: str, input_size: tuple[int, int], header: Header
 ) -> ClassInfo:
-    """A ClassInfo from the weights' metadata; mean_iou is NaN where the metadata has none."""
+    """Return a ClassInfo from the weights' metadata.
+
+    mean_iou is NaN where the metadata has none.
+    """
     miou = metadata.reported_mean_iou
     return ClassInfo(
         header=header,

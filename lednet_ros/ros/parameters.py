@@ -71,7 +71,7 @@ def declare(node: Node, specs: dict[str, Spec]) -> dict[str, object]:
 
 
 def check_choices(specs: dict[str, Spec], parameters) -> SetParametersResult:
-    """An on-set-parameters result refusing values outside their choices, with the reason."""
+    """Return an on-set-parameters result refusing values outside their choices (with reason)."""
     for parameter in parameters:
         spec = specs.get(parameter.name)
         problem = spec.refusal(parameter.name, parameter.value) if spec else ""

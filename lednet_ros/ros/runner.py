@@ -39,9 +39,9 @@ def wants_help(argv: list[str]) -> bool:
 
 def run_node(node_class, specs: dict[str, Spec], summary: str, args=None,
              executable: str = "") -> int:
-    """Build ``node_class()`` and spin it until Ctrl-C, shutdown or, for nodes with a ``done``
-    attribute, until it turns true.
+    """Build ``node_class()`` and spin it until Ctrl-C, shutdown or its ``done`` turns true.
 
+    ``done`` counts only for nodes with that attribute.
     After the node is destroyed (so nothing more goes to /rosout), its ``finish()`` runs if it
     has one and gives the exit status. Returns 0 after a shutdown (also one during start-up:
     not an error), 1 when the node refused its configuration (it logged why). ``--help`` prints

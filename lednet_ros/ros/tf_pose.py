@@ -35,7 +35,11 @@ class TfCameraPose:
         self.listener = TransformListener(self.buffer, node)
 
     def pose(self, header: Header) -> CameraPose:
-        """The camera's pose in base_frame; ValueError naming the frames when TF has none."""
+        """Return the camera's pose in base_frame.
+
+        Raises:
+            ValueError: naming the frames, when TF has no transform between them.
+        """
         try:
             transform = self.buffer.lookup_transform(
                 self.base_frame, header.frame_id, Time(), timeout=self.timeout).transform

@@ -68,8 +68,10 @@ def proc_status(pid: int) -> dict:
 def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0,
                    params=(), rate: float = 0.0):
     """One row per (size, profile): see the module docstring; keys as benchmark.write_report.
+
     ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16'); ``rate``:
-    publish at this many Hz (open loop) instead of one frame at a time (0, closed loop)."""
+    publish at this many Hz (open loop) instead of one frame at a time (0, closed loop).
+    """
     params = check_options(params, rate)
     rows = []
     for width, height in sizes:
@@ -87,8 +89,11 @@ def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: floa
 
 
 def check_options(params, rate: float) -> list[str]:
-    """The node parameter overrides ('name:=value') as a list, or ValueError naming a malformed
-    one or a negative publish rate."""
+    """Return the node parameter overrides ('name:=value') as a list.
+
+    Raises:
+        ValueError: naming a malformed override, or a negative publish rate.
+    """
     for text in params:
         name, sep, _ = text.partition(":=")
         if not sep or not name:

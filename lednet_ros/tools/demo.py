@@ -42,10 +42,10 @@ CAMERA_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_in
 NODE = "/lednet_segmentation"
 START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export to ONNX)
 IDLE_TIMEOUT_S = 15.0  # no new result for this long: stop waiting
-SETTLE_S = 3.0
+SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
 # vtest.avi is filmed from a first-floor window looking down on a square: roughly 4 m high,
 # pitched down 0.5 rad (an estimate: the video comes without calibration).
-DEMO_CAMERA_POSE = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5}  # after the camera finished, no new result for this long: done
+DEMO_CAMERA_POSE = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5}
 
 
 def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:
@@ -137,7 +137,7 @@ class ResultRecorder(Node):
         self.last_overlay = None
 
     def _on_costmap(self, msg: OccupancyGrid) -> None:
-        """The bird's-eye costmap of a saved overlay's frame, beside it (forward up)."""
+        """Write the bird's-eye costmap of a saved overlay's frame, beside it (forward up)."""
         index = self._overlay_of_stamp.pop((msg.header.stamp.sec, msg.header.stamp.nanosec),
                                            None)
         if index is None:

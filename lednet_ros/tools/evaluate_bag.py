@@ -17,7 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from lednet_ros.core.bags import CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, BagError, BagTopics, read_frames
+from lednet_ros.core.bags import (
+    CAMERA_INFO_TOPIC,
+    GROUND_TRUTH_TOPIC,
+    IMAGE_TOPIC,
+    BagError,
+    BagTopics,
+    read_frames,
+)
 from lednet_ros.core.checkpoint import CheckpointError
 from lednet_ros.core.evaluation import Evaluation, write_report
 from lednet_ros.tools.cli import parse_size
@@ -25,9 +32,12 @@ from lednet_ros.core.pipeline import FrameSettings, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 
 
-def evaluate_bag(bag, segmenter: Segmenter, topics: BagTopics = BagTopics(),
+def evaluate_bag(bag, segmenter: Segmenter, topics: BagTopics | None = None,
                  output_resolution: str = "original", stamps=None) -> Evaluation:
-    """Score every image of ``bag`` (or only those whose stamp is in ``stamps``)."""
+    """Score every image of ``bag`` (or only those whose stamp is in ``stamps``).
+
+    ``topics`` defaults to ``BagTopics()``.
+    """
     evaluation = Evaluation(segmenter.class_names)
     pipeline = Pipeline(segmenter)
     settings = FrameSettings(input_size=segmenter.input_size, output_resolution=output_resolution)

@@ -1,6 +1,7 @@
 """Segment image files or videos offline; write colour masks and overlays.
 
-    lednet-segment frame.png clip.mp4 --out results/ [--weights w.safetensors] [--input-size 960x720]
+    lednet-segment frame.png clip.mp4 --out results/ [--weights w.safetensors]
+                   [--input-size 960x720]
 
 Images give <out>/<name>_mask.png and <name>_overlay.png; videos give <name>_mask.mp4 and
 <name>_overlay.mp4. The smallest demonstration of the core: no ROS needed.
@@ -18,7 +19,12 @@ import numpy as np
 
 from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.frame_sources import IMAGE_SUFFIXES
-from lednet_ros.core.images import DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, compressed_image_size
+from lednet_ros.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageFormatError,
+    check_image_size,
+    compressed_image_size,
+)
 from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 from lednet_ros.tools.cli import parse_size
