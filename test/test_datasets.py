@@ -1,7 +1,8 @@
-"""lednet_ros/core/datasets.py and training/transforms.py: label mapping, dataset errors, paired transforms.
+"""Datasets, paired transforms and presets: label mapping, dataset errors, pairing.
 
-On tiny Cityscapes trees the tests write themselves, and on the real ../shared/data cityscapes_mini
-and camvid (skipping where absent). No ROS.
+lednet_ros/core/datasets.py, training/transforms.py and training/presets.py, on tiny Cityscapes
+trees the tests write themselves and on the real ../shared/data cityscapes_mini and camvid
+(skipping where absent). No ROS.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after th
 
 from training import train  # noqa: E402
 from lednet_ros.core.datasets import CamVid, Cityscapes, DatasetError  # noqa: E402
+from training.presets import train_preset  # noqa: E402
 from training.transforms import (  # noqa: E402
     Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor)
 
@@ -264,9 +266,8 @@ def test_translation_shifts_both_and_fills_labels_with_255():
 
 
 def test_training_pipeline_is_paired_and_reproducible():
-    args = train.get_args(["--data-path", "x", "--resize", "40x24", "--crop", "32x16",
-                           "--translate", "2"])
-    pipeline = train.train_transform(args, Cityscapes.class_set)
+    pipeline = train_preset(resize=(40, 24), crop=(32, 16), translate=2,
+                            void_id=Cityscapes.class_set.ignore_index)
     image, label = paired_sample()
     for seed in range(8):
         x, y = pipeline(image, label, np.random.default_rng(seed))

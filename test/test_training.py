@@ -1,7 +1,9 @@
 """training/train.py and training/export.py on tiny Cityscapes trees the tests write themselves.
 
 A short run's loss falls and its log and curves are written; an interrupted run resumes to the same
-weights bit for bit; two gloo processes train together; --test-only reproduces the recorded mIoU;
+weights bit for bit, also from a last.pt written before the lr schedule was checkpointed; the poly
+schedule gives the formula's lr values; two gloo processes train together and sum their confusion
+matrices; --test-only reproduces the recorded mIoU; --amp trains in bf16 only on a CPU that has it;
 the exported weights load in the Segmenter with their recipe and metrics; ONNX agrees with PyTorch.
 No ROS. Frames of 64x32 keep every run to seconds.
 """
@@ -24,11 +26,12 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from conftest import write_tiny_cityscapes  # noqa: E402
-from training import export, train  # noqa: E402
-from lednet_ros.core.datasets import Cityscapes  # noqa: E402
+from training import export, train, transforms  # noqa: E402
 
+from lednet_ros.core import cpu  # noqa: E402
 from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.classes import CITYSCAPES  # noqa: E402
+from lednet_ros.core.datasets import Cityscapes  # noqa: E402
 from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
 from lednet_ros.core.segmenter import Segmenter  # noqa: E402
@@ -154,17 +157,27 @@ RESUME_ARGS = ("--epochs", "2", "--translate", "2", "--seed", "3")
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(resume_tree, tmp_path_factory) -> dict:
+def uninterrupted_run(resume_tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted")
     train.main(tiny_args(resume_tree, out, *RESUME_ARGS))
-    return torch.load(out / "last.pt", weights_only=True)
+    return out
 
 
-def assert_same_training_state(state: dict, reference: dict) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_run) -> dict:
+    return torch.load(uninterrupted_run / "last.pt", weights_only=True)
+
+
+def assert_same_training_state(state: dict, reference: dict,
+                               schedule_keys=("base_lrs", "last_epoch", "_last_lr", "_step_count",
+                                              "lr_lambdas")) -> None:
     assert state["epoch"] == reference["epoch"] == 1
     assert state_dicts_equal(state["model"], reference["model"])
     assert optimizer_states_equal(state["optimizer"], reference["optimizer"])
     assert state["best_miou"] == reference["best_miou"]
+    assert reference["lr_scheduler"]["last_epoch"] == 24  # 2 epochs of 12 iterations
+    for key in schedule_keys:
+        assert state["lr_scheduler"][key] == reference["lr_scheduler"][key], key
 
 
 def test_resume_after_stopping_gives_bitwise_the_same_weights(resume_tree, tmp_path,
@@ -193,6 +206,79 @@ def test_resume_after_a_kill_gives_bitwise_the_same_weights(resume_tree, tmp_pat
     assert torch.load(last, weights_only=True)["epoch"] == 0  # killed inside the second epoch
     train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--resume"))
     assert_same_training_state(torch.load(last, weights_only=True), uninterrupted)
+
+
+def poly(base_lr: float, iteration: int, max_iter: int, power: float = 0.9) -> float:
+    """Return the poly lr of the training code before it used torch.optim.lr_scheduler."""
+    return base_lr * (1 - min(iteration, max_iter - 1) / max_iter) ** power
+
+
+def write_state_of_the_old_code(last: Path, base_lr: float, max_iter: int) -> None:
+    """Rewrite a new last.pt as the code before the scheduler wrote it.
+
+    No lr_scheduler entry, no initial_lr in the optimizer's groups, whose lr is the one of the
+    epoch's last iteration.
+    """
+    state = torch.load(last, weights_only=True)
+    iteration = state.pop("lr_scheduler")["last_epoch"]
+    for group in state["optimizer"]["param_groups"]:
+        del group["initial_lr"]
+        group["lr"] = poly(base_lr, iteration - 1, max_iter)
+    assert set(state) == {"model", "optimizer", "scaler", "epoch", "best_miou", "args"}
+    torch.save(state, last)
+
+
+def test_resume_from_a_last_pt_without_lr_scheduler_state(resume_tree, tmp_path, uninterrupted,
+                                                          uninterrupted_run, capsys):
+    """Resume a last.pt of the code before the scheduler was checkpointed.
+
+    Positioned from the epoch count, the run continues to the uninterrupted run's state and lr
+    values.
+    """
+    train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--stop-after-epochs", "1"))
+    write_state_of_the_old_code(tmp_path / "last.pt", base_lr=5e-4, max_iter=24)
+    capsys.readouterr()
+    train.main(tiny_args(resume_tree, tmp_path, *RESUME_ARGS, "--resume"))
+    assert "lr schedule positioned from the epoch count (iteration 12)" in capsys.readouterr().out
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert_same_training_state(state, uninterrupted, ("base_lrs", "last_epoch", "_last_lr"))
+    lrs = [float(r["lr"]) for r in read_log(tmp_path)]
+    assert lrs == [float(r["lr"]) for r in read_log(uninterrupted_run)]
+    assert lrs == [poly(5e-4, 11, 24), poly(5e-4, 23, 24)]
+
+
+def test_poly_schedule_gives_the_formulas_lr_at_every_iteration():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter], lr=1e-2)
+    scheduler = train.poly_lr_scheduler(optimizer, 1e-2, total_iters=50, power=0.9)
+    lrs = []
+    for _ in range(52):  # two past the end: the last value stays (clamped), never 0
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [poly(1e-2, i, 50) for i in range(52)]  # bit for bit
+    assert lrs[49] == lrs[50] == lrs[51] > 0
+    # Built at iteration 30, as a resumed run is, from an optimizer holding another lr.
+    optimizer.param_groups[0]["lr"] = 123.0
+    resumed = train.poly_lr_scheduler(optimizer, 1e-2, total_iters=50, power=0.9,
+                                      start_iteration=30)
+    assert optimizer.param_groups[0]["lr"] == lrs[30] and resumed.last_epoch == 30
+
+
+def test_resume_with_another_epoch_count_follows_the_new_schedule(tiny_cityscapes, tmp_path,
+                                                                  capsys):
+    """Resume with another --epochs (as the README's CamVid run was).
+
+    The recorded schedule gives way to the command's, as the lr always followed the command line.
+    """
+    args = tiny_args(tiny_cityscapes, tmp_path, "--class-weights", "none", "--translate", "0")
+    train.main([*args, "--epochs", "2", "--stop-after-epochs", "1"])
+    capsys.readouterr()
+    train.main([*args, "--epochs", "3", "--stop-after-epochs", "1", "--resume"])
+    assert "lr schedule positioned from the epoch count (iteration 4" in capsys.readouterr().out
+    assert [float(r["lr"]) for r in read_log(tmp_path)] == [poly(5e-4, 3, 8), poly(5e-4, 7, 12)]
+    schedule = torch.load(tmp_path / "last.pt", weights_only=True)["lr_scheduler"]
+    assert schedule["last_epoch"] == 8 and schedule["_last_lr"] == [poly(5e-4, 8, 12)]
 
 
 def test_resume_without_a_checkpoint_names_it(tiny_cityscapes, tmp_path):
@@ -226,7 +312,7 @@ def test_resume_refuses_a_bad_state_without_running_it(tiny_cityscapes, tmp_path
 def test_data_loading_workers_give_the_same_batches(tiny_cityscapes):
     args = train.get_args(tiny_args(tiny_cityscapes, Path("unused")))
     dataset = Cityscapes(tiny_cityscapes, "train",
-                         train.train_transform(args, CITYSCAPES))
+                         train.get_transform(args, CITYSCAPES, train=True))
     order = train.epoch_order(len(dataset), epoch=1, seed=0, rank=0, world=1)
     before = torch.get_rng_state()
     in_process = list(train.batches(dataset, order, 2, seed=0, epoch=1, workers=0))
@@ -235,6 +321,64 @@ def test_data_loading_workers_give_the_same_batches(tiny_cityscapes):
     assert len(in_process) == 4
     for (x, y), (wx, wy) in zip(in_process, in_workers, strict=True):
         assert torch.equal(x, wx) and torch.equal(y, wy)
+
+
+def test_every_augmentation_option_reaches_the_presets():
+    args = train.get_args(["--data-path", "x", "--resize", "80x40", "--scale-jitter", "0.5", "1.5",
+                           "--crop", "32x16", "--translate", "3", "--color-jitter", "0.3",
+                           "--mean", "0.1", "0.2", "0.3", "--std", "0.5", "0.25", "2",
+                           "--eval-size", "40x20"])
+    steps = train.get_transform(args, CITYSCAPES, train=True).transforms
+    assert [type(step) for step in steps] == [
+        transforms.Resize, transforms.RandomScale, transforms.RandomCrop,
+        transforms.RandomHorizontalFlip, transforms.RandomTranslate, transforms.ColorJitter,
+        transforms.ToTensor]
+    resize, scale, crop, _, translate, jitter, to_tensor = steps
+    assert resize.size == (80, 40) and (scale.low, scale.high) == (0.5, 1.5)
+    assert (crop.width, crop.height) == (32, 16) and translate.pixels == 3
+    assert jitter.strength == 0.3 and to_tensor.void_id == 255
+    assert to_tensor.mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert to_tensor.std.flatten().tolist() == pytest.approx([0.5, 0.25, 2.0])
+    eval_steps = train.get_transform(args, CITYSCAPES, train=False).transforms
+    assert [type(step) for step in eval_steps] == [transforms.Resize, transforms.ToTensor]
+    assert eval_steps[0].size == (40, 20)
+    # CamVid's defaults: no resize, crop, scale or colour jitter; its void id 11 mapped to 255.
+    camvid = train.get_args(["--dataset", "camvid", "--data-path", "x"])
+    class_set = train.DATASETS["camvid"].class_set
+    steps = train.get_transform(camvid, class_set, train=True).transforms
+    assert [type(step) for step in steps] == [
+        transforms.RandomHorizontalFlip, transforms.RandomTranslate, transforms.ToTensor]
+    assert steps[-1].void_id == class_set.ignore_index == 11
+    assert [type(step) for step in train.get_transform(camvid, class_set, train=False).transforms
+            ] == [transforms.ToTensor]
+
+
+def test_confusion_matrix_reduction_is_a_no_op_in_one_process():
+    matrix = ConfusionMatrix(3)
+    matrix.update(torch.tensor([0, 1, 2, 255]), torch.tensor([0, 2, 2, 1]))
+    before = matrix.matrix.clone()
+    matrix.reduce_from_all_processes()
+    assert not torch.distributed.is_initialized() and torch.equal(matrix.matrix, before)
+
+
+def _reduce_in_process(rank: int, init_file: str, results: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=2)
+    try:
+        matrix = ConfusionMatrix(3)
+        matrix.update(torch.tensor([rank, 2, 255]), torch.tensor([rank, 1, 0]))
+        matrix.reduce_from_all_processes()
+        torch.save(matrix.matrix, Path(results) / f"{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_confusion_matrix_reduction_sums_two_gloo_processes(tmp_path):
+    torch.multiprocessing.spawn(_reduce_in_process, args=(str(tmp_path / "init"), str(tmp_path)),
+                                nprocs=2)
+    expected = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 2, 0]])
+    for rank in (0, 1):
+        assert torch.equal(torch.load(tmp_path / f"{rank}.pt", weights_only=True), expected)
 
 
 def test_two_gloo_processes_train_together(tiny_cityscapes, tmp_path):
@@ -253,6 +397,10 @@ def test_two_gloo_processes_train_together(tiny_cityscapes, tmp_path):
     model, _ = load_weights(out / "best.safetensors")
     assert state["epoch"] == 1 and not any(k.startswith("module.") for k in state["model"])
     assert set(model.state_dict()) == set(state["model"])
+    # Each process evaluated one of the two val frames; the recorded metrics count both.
+    val = Cityscapes(tiny_cityscapes, "val")
+    assert len(val) == 2
+    assert meta.metrics["pixels"] == sum(int((val.load(i)[1] < 19).sum()) for i in range(2))
 
 
 # Export
@@ -369,9 +517,59 @@ def test_real_cityscapes_mini_trains_one_epoch(cityscapes_root, tmp_path):
     assert len(weights) == 19 and all(np.isfinite(weights))
 
 
-def test_amp_without_cuda_is_refused(tiny_cityscapes, tmp_path):
-    with pytest.raises(SystemExit, match="--amp needs a CUDA device"):
-        train.main(tiny_args(tiny_cityscapes, tmp_path, "--amp", "--device", "cpu"))
+@pytest.mark.skipif(cpu.native_bf16(), reason="this CPU computes bf16 natively")
+def test_amp_on_this_cpu_without_native_bf16_is_refused_at_once(tmp_path):
+    """Refused before any data is read: the data path does not even exist."""
+    with pytest.raises(SystemExit) as refused:
+        train.main(tiny_args(tmp_path / "no_data", tmp_path, "--amp", "--device", "cpu"))
+    assert cpu.missing_bf16_reason() in str(refused.value)
+    assert "avx512_bf16 nor amx_bf16" in str(refused.value)
+
+
+def test_amp_on_a_cpu_without_bf16_flags_is_refused(tmp_path, monkeypatch):
+    """The same refusal on any machine, with the CPU's flags replaced by an AVX2-only set."""
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"sse4_2", "avx2", "fma"}))
+    with pytest.raises(SystemExit, match=r"--amp on the CPU trains in bf16, which this CPU "
+                                         r"\(.*\) has neither of the bf16 features "
+                                         r"avx512_bf16 nor amx_bf16"):
+        train.main(tiny_args(tmp_path / "no_data", tmp_path, "--amp", "--device", "cpu",
+                             "--test-only"))
+
+
+@pytest.mark.skipif(not cpu.native_bf16(), reason=cpu.missing_bf16_reason() or "native bf16")
+def test_bf16_training_steps_on_a_cpu_with_native_bf16():
+    """Train under CPU bf16 autocast: bf16 convolutions of channels-last input, fp32 weights."""
+    torch.manual_seed(0)
+    model = LEDNet(19).to(memory_format=torch.channels_last)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = train.poly_lr_scheduler(optimizer, 1e-3, total_iters=2, power=0.9)
+    seen = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, inputs, output: seen.append(
+        (output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+    loader = [(torch.rand(2, 3, 32, 64), torch.randint(0, 19, (2, 32, 64))) for _ in range(2)]
+    loss, lr = train.train_one_epoch(
+        model, torch.nn.CrossEntropyLoss(ignore_index=255), optimizer, scheduler, loader,
+        torch.device("cpu"), iterations=2, scaler=torch.amp.GradScaler("cpu", enabled=False),
+        autocast_dtype=torch.bfloat16, memory_format=torch.channels_last, show_progress=False)
+    assert seen == [(torch.bfloat16, True)] * 2
+    assert np.isfinite(loss) and lr == poly(1e-3, 1, 2)
+    after = model.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    assert not all(torch.equal(after[k], before[k]) for k in after)
+
+
+@pytest.mark.skipif(not cpu.native_bf16(), reason=cpu.missing_bf16_reason() or "native bf16")
+def test_bf16_run_on_a_cpu_with_native_bf16(tiny_cityscapes, tmp_path):
+    train.main(tiny_args(tiny_cityscapes, tmp_path, "--amp", "--device", "cpu", "--epochs", "2",
+                         "--lr", "1e-2", "--class-weights", "none"))
+    model, meta = load_weights(tmp_path / "best.safetensors")
+    assert meta.recipe["amp"] is True
+    floats = [v for v in model.state_dict().values() if v.is_floating_point()]
+    assert all(torch.isfinite(v).all() for v in floats)
+    losses = [float(r["loss"]) for r in read_log(tmp_path)]
+    assert np.isfinite(losses).all() and losses[1] < losses[0], losses
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision needs a CUDA device")

@@ -51,12 +51,12 @@ class OnnxCheck:
 
 
 def source_weights(source: Path) -> Path:
-    """A run directory means its best.safetensors."""
+    """Return the weights file of ``source``: a run directory means its best.safetensors."""
     return source / "best.safetensors" if source.is_dir() else source
 
 
 def check_trained(path: Path, meta: WeightsMetadata) -> None:
-    """The weights must record how they were trained and what they reached."""
+    """Check that the weights record how they were trained and what they reached."""
     if not meta.recipe or meta.reported_mean_iou is None:
         raise ExportError(f"{path}: metadata lacks the training recipe or a finite mean_iou "
                           f"(recipe {sorted(meta.recipe)}, metrics {sorted(meta.metrics)}); "
@@ -64,8 +64,10 @@ def check_trained(path: Path, meta: WeightsMetadata) -> None:
 
 
 def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split: str) -> dict:
-    """Metrics of the weights on a split of their dataset, frames at full size, segmented as the
-    node does (Segmenter at the weights' input size, labels back at the frame's size)."""
+    """Compute the weights' metrics on a split of their dataset, segmented as the node does.
+
+    Frames at full size, the Segmenter at the weights' input size, labels back at the frame's size.
+    """
     from lednet_ros.core.datasets import DATASETS, DatasetError
     from lednet_ros.core.metrics import ConfusionMatrix
     from lednet_ros.core.segmenter import Segmenter
@@ -115,15 +117,14 @@ def export_onnx_file(model: LEDNet, meta: WeightsMetadata, output: Path) -> Path
 
 
 def check_sizes(meta: WeightsMetadata) -> list[tuple[int, int]]:
-    """The weights' input size and half of it (rounded to a multiple of 8): two shapes for the
-    dynamic axes."""
+    """Return the weights' input size and half of it (a multiple of 8): two dynamic shapes."""
     width, height = meta.input_size
     half = (max(8, width // 16 * 8), max(8, height // 16 * 8))
     return [(width, height)] + ([half] if half != (width, height) else [])
 
 
 def check_image(path: Path | None, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """The RGB image to compare on: a file, or smooth random colours of ``size`` (w, h)."""
+    """Return the RGB image to compare on: a file, or smooth random colours of ``size`` (w, h)."""
     if path is not None:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:

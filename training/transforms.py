@@ -2,6 +2,7 @@
 
 Every transform takes ``(image, label, rng)`` with a numpy Generator, so augmentation is
 reproducible from a seed (and a resumed run sees the same augmentations as an uninterrupted one).
+training/presets.py assembles them into the training and evaluation pipelines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from lednet_ros.core.classes import IGNORE_INDEX
 
 
 class Compose:
+    """Apply ``transforms`` in order to the (image, label) pair."""
+
     def __init__(self, transforms):
         self.transforms = transforms
 
@@ -70,6 +73,8 @@ class RandomCrop:
 
 
 class RandomHorizontalFlip:
+    """Mirror image and label left to right with probability ``p``."""
+
     def __init__(self, p: float = 0.5):
         self.p = p
 
@@ -129,23 +134,3 @@ class ToTensor:
             y[y == self.void_id] = IGNORE_INDEX
         return (x - self.mean) / self.std, y
 
-
-def train_transform(args, class_set) -> Compose:
-    """The training pipeline: the paper's resize/flip/translation, plus optional scale and crop."""
-    steps = []
-    if args.resize:
-        steps.append(Resize(args.resize))
-    if args.scale_jitter:
-        steps.append(RandomScale(*args.scale_jitter))
-    if args.crop:
-        steps.append(RandomCrop(args.crop))
-    steps += [RandomHorizontalFlip(0.5), RandomTranslate(args.translate)]
-    if getattr(args, "color_jitter", 0):
-        steps.append(ColorJitter(args.color_jitter))
-    steps.append(ToTensor(args.mean, args.std, class_set.ignore_index))
-    return Compose(steps)
-
-
-def eval_transform(args, class_set) -> Compose:
-    steps = [Resize(args.eval_size)] if args.eval_size else []
-    return Compose(steps + [ToTensor(args.mean, args.std, class_set.ignore_index)])

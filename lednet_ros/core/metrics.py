@@ -1,9 +1,10 @@
-"""Confusion matrix, per-class IoU and mIoU: the one implementation used by training and evaluation."""
+"""Confusion matrix, per-class IoU and mIoU: the one implementation for training and evaluation."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 class ConfusionMatrix:
@@ -17,7 +18,7 @@ class ConfusionMatrix:
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def update(self, target, prediction) -> None:
-        """Add a batch: ``target`` and ``prediction`` are integer arrays/tensors of the same shape."""
+        """Add a batch: ``target`` and ``prediction``, integer arrays or tensors of one shape."""
         target = torch.as_tensor(np.asarray(target) if not torch.is_tensor(target) else target)
         prediction = torch.as_tensor(
             np.asarray(prediction) if not torch.is_tensor(prediction) else prediction
@@ -33,15 +34,25 @@ class ConfusionMatrix:
         index = n * target[valid] + prediction[valid].clamp(0, n - 1)
         self.matrix += torch.bincount(index, minlength=n * n).reshape(n, n)
 
-    def merge(self, other: "ConfusionMatrix") -> None:
-        """Add another matrix's counts (e.g. from another process or evaluator)."""
-        self.matrix += other.matrix
+    def reduce_from_all_processes(self) -> None:
+        """Sum the counts of every process of the torch.distributed group, in place.
+
+        A no-op where no process group is initialised (a single process).
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        device = "cpu"
+        if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
+            device = torch.device("cuda", torch.cuda.current_device())
+        matrix = self.matrix.to(device)
+        dist.all_reduce(matrix)
+        self.matrix = matrix.cpu()
 
     def reset(self) -> None:
         self.matrix.zero_()
 
     def iou(self) -> np.ndarray:
-        """Per-class IoU = TP / (TP + FP + FN); NaN for classes absent from both target and prediction."""
+        """Per-class IoU = TP / (TP + FP + FN); NaN for a class in neither target nor output."""
         m = self.matrix.double()
         tp = m.diag()
         union = m.sum(0) + m.sum(1) - tp
