@@ -33,6 +33,10 @@ from lednet_ros.ros.launch_checks import (
 
 PACKAGE = "lednet_ros"
 NODE_NAME = "lednet_segmentation"
+# bag_player waits this long for the segmentation node and the evaluator to subscribe to the
+# bag's topics (loading the network takes seconds, more on a busy CPU), then plays anyway.
+SUBSCRIBER_WAIT_S = 120
+REPORT_WRITE_S = 30  # seconds the evaluator has after SIGINT to write its report
 
 
 def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
@@ -40,7 +44,8 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
     return [
         DeclareLaunchArgument(
             "bag", default_value="",
-            description="rosbag2 to play with `ros2 bag play --clock`; '' plays nothing (play "
+            description="rosbag2 to play with --clock (`ros2 bag play` where rosbag2 is "
+                        "installed, else this package's bag_player); '' plays nothing (play "
                         "it yourself with --clock)."),
         DeclareLaunchArgument(
             "rate", default_value="1.0",
@@ -83,21 +88,37 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
     ]
 
 
+def check_arguments(context) -> list:
+    """Check bag:= and rate:= before anything starts (so no node is left on its own)."""
+    bag = LaunchConfiguration("bag").perform(context)
+    if bag and not os.path.exists(bag):
+        raise LaunchConfigurationError(f"bag:={bag}: no such bag")
+    rate = LaunchConfiguration("rate").perform(context)
+    try:
+        if not float(rate) > 0:
+            raise ValueError
+    except ValueError:
+        raise LaunchConfigurationError(f"rate:={rate}: expected a positive number") from None
+    return []
+
+
 def play_bag(context) -> list:
-    """The bag player with --clock: `ros2 bag play` where rosbag2 is installed, else this
-    package's bag_player; the launch shuts down two seconds after it ends."""
+    """Return the bag player with --clock, and the launch's shutdown two seconds after it ends.
+
+    The player is `ros2 bag play` where rosbag2 is installed, else this package's bag_player
+    (which first waits for the nodes to subscribe).
+    """
     bag = LaunchConfiguration("bag").perform(context)
     if not bag:
         return []
-    if not os.path.exists(bag):
-        raise LaunchConfigurationError(f"bag:={bag}: no such bag")
     rate = LaunchConfiguration("rate").perform(context)
     if package_installed("ros2bag"):
         play = ExecuteProcess(cmd=["ros2", "bag", "play", "--clock", "--rate", rate,
                                    "--delay", "2.0", bag], output="screen")
     else:
         play = Node(package=PACKAGE, executable="bag_player", name="lednet_bag_player",
-                    arguments=[bag, "--clock", "--rate", rate, "--delay", "2.0"],
+                    arguments=[bag, "--clock", "--rate", rate, "--delay", "1.0",
+                               "--wait-for-subscribers", str(SUBSCRIBER_WAIT_S)],
                     output="screen")
     finish = RegisterEventHandler(OnProcessExit(
         target_action=play,
@@ -125,7 +146,11 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[("labels", PathJoinSubstitution(["/", arg("namespace"), NODE_NAME,
                                                      "labels"])),
                     ("ground_truth", arg("ground_truth"))],
-        output="screen", emulate_tty=True,
+        # The report is written after Ctrl-C/shutdown: time for that before SIGTERM.
+        sigterm_timeout=str(REPORT_WRITE_S), output="screen", emulate_tty=True,
     )
-    return LaunchDescription([*launch_arguments(config), segmentation, evaluator,
-                              fail_when_it_fails(evaluator), OpaqueFunction(function=play_bag)])
+    return LaunchDescription([
+        *launch_arguments(config), OpaqueFunction(function=check_arguments), segmentation,
+        evaluator, fail_when_it_fails(evaluator, status_is_result=True),
+        OpaqueFunction(function=play_bag),
+    ])

@@ -28,7 +28,8 @@ from lednet_ros.ros.launch_checks import fail_when_it_fails, require_file, requi
 
 PACKAGE = "lednet_ros"
 NODE_NAME = "lednet_segmentation"
-RVIZ_TOPICS = ("color_mask", "overlay")  # the topics config/lednet.rviz shows
+# the node's topics config/lednet.rviz shows (relative to the node)
+RVIZ_TOPICS = ("color_mask", "overlay", "costmap", "grid/drivable", "ground_points")
 
 
 def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
@@ -68,7 +69,7 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
 
 
 def launch_nodes(context, config: str) -> list:
-    """The segmentation node and, with rviz:=true, RViz2 (values known once arguments are).
+    """Return the segmentation node, its failure handler and RViz2 (started with rviz:=true).
 
     Everything is checked before any process starts, so a refused argument never leaves a node
     running on its own.

@@ -49,6 +49,7 @@ class EvaluatorNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("lednet_evaluator", **kwargs)
+        self.log_name = self.get_name()  # for finish(), which runs after the node is destroyed
         try:
             values = declare(self, PARAMETERS)
             weights = values["weights"] or str(default_weights_path())
@@ -132,7 +133,7 @@ class EvaluatorNode(Node):
         Returns 1 when not a single frame was scored, so that no empty report passes for a
         result; 0 otherwise.
         """
-        logger = rclpy.logging.get_logger(self.get_name())
+        logger = rclpy.logging.get_logger(self.log_name)
         if self.evaluation.summary()["frames"]["matched"] == 0:
             logger.error(f"no frame was scored: no labels on {self.topics['labels']} matched "
                          f"ground truth on {self.topics['ground_truth']} by stamp; no report "

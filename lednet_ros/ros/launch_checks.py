@@ -6,6 +6,7 @@ Imports ROS 2's `launch` (not on PyPI): only the launch files use this module.
 from __future__ import annotations
 
 import os
+import signal
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch.actions import RegisterEventHandler
@@ -24,7 +25,7 @@ def require_file(path: str, argument: str) -> str:
 
 
 def package_installed(name: str) -> bool:
-    """True when the ROS package ``name`` is on AMENT_PREFIX_PATH."""
+    """Tell whether the ROS package ``name`` is on AMENT_PREFIX_PATH."""
     try:
         get_package_prefix(name)
     except PackageNotFoundError:
@@ -40,14 +41,39 @@ def require_package(name: str, needed_for: str) -> None:
             f"(e.g. apt install ros-$ROS_DISTRO-{name.replace('_', '-')})")
 
 
-def _raise_on_error(event, context):
-    if event.returncode not in (0, None) and not context.is_shutdown:
-        raise LaunchConfigurationError(
-            f"{event.action.name} exited with status {event.returncode} (its log is above); "
-            "shutting down")
+# Exit statuses of a process ended by the signal launch sends it at shutdown (SIGINT, then SIGTERM
+# and SIGKILL): negative from a signal it did not handle, 128 + the signal from one it did.
+STOPPED_AT_SHUTDOWN = {-signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL,
+                       128 + signal.SIGINT, 128 + signal.SIGTERM}
 
 
-def fail_when_it_fails(action) -> RegisterEventHandler:
-    """An event handler that shuts the launch down with exit status 1 when ``action`` exits
-    with an error (launch turns an exception in a handler into a non-zero exit)."""
-    return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=_raise_on_error))
+def exit_error(name: str, returncode: int | None, *, shutting_down: bool,
+               status_is_result: bool = False) -> str | None:
+    """Why the exit of process ``name`` with ``returncode`` fails the launch, or None.
+
+    0 never does. During shutdown, being stopped by launch's signal (STOPPED_AT_SHUTDOWN) does
+    not either, except for a process whose exit status is its result (``status_is_result``: the
+    evaluator, whose report is written only when it ends on its own terms).
+    """
+    if returncode in (0, None):
+        return None
+    if shutting_down and not status_is_result and returncode in STOPPED_AT_SHUTDOWN:
+        return None
+    why = (f"killed by signal {signal.Signals(-returncode).name}" if returncode < 0
+           and -returncode in signal.valid_signals() else f"exited with status {returncode}")
+    return f"{name} {why} (its log is above)" + ("" if shutting_down else "; shutting down")
+
+
+def fail_when_it_fails(action, *, status_is_result: bool = False) -> RegisterEventHandler:
+    """Return an event handler failing the launch when ``action`` exits with an error.
+
+    The launch then shuts down and `ros2 launch` exits with 1 (launch turns an exception in a
+    handler into exit status 1, also during shutdown). See exit_error for what is an error.
+    """
+    def on_exit(event, context):
+        error = exit_error(event.action.name, event.returncode,
+                           shutting_down=context.is_shutdown, status_is_result=status_is_result)
+        if error is not None:
+            raise LaunchConfigurationError(error)
+
+    return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=on_exit))

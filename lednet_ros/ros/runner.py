@@ -5,6 +5,7 @@ Every node's ``main`` is ``return run_node(NodeClass, PARAMETERS, __doc__, args)
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import rclpy
@@ -68,6 +69,9 @@ def run_node(node_class, specs: dict[str, Spec], summary: str, args=None,
             raise
         # stopped while starting: the context went away under the constructor; not an error
     finally:
+        # A terminal's Ctrl-C reaches every process of the group and `ros2 launch` sends its
+        # own SIGINT after it: a second one must not break the teardown or the final report.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
