@@ -53,6 +53,10 @@ class NewestItemWorker:
         """Hand over ``item``; True when it replaced an unprocessed one (that one is dropped)."""
         return self._inbox.put(item)
 
+    def is_alive(self) -> bool:
+        """Tell whether the worker thread still runs (an exception in ``handle`` ends it)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking items and wait for the one in progress (not from the worker itself)."""
         self._inbox.close()
