@@ -28,6 +28,7 @@ PYTHON_KEYS = {
     "safetensors": None,
     "onnx": None,
     "onnxruntime": "python3-onnxruntime-pip",
+    "openvino": None,  # no rosdep key: pip install openvino (README)
     "rosbags": "python3-rosbags-pip",
     "yaml": "python3-yaml",
     "tqdm": "python3-tqdm",
