@@ -1,36 +1,59 @@
-"""Inference engines for a trained LEDNet. Each maps a 1 x 3 x h x w input tensor to 1 x C x h x w
-logits (a torch tensor) and gives the same labels as plain PyTorch within float tolerance (checked
-in the tests and the benchmark):
+"""Inference engines for a trained LEDNet, and the choice of engine and precision for a machine.
 
-- torch: the model as trained (eager PyTorch).
-- torch_fused: BatchNorm folded into the convolutions before it.
-- channels_last: torch_fused in channels-last memory layout (NHWC: faster convolutions on CUDA
-  tensor cores and on some CPUs).
-- compile: torch_fused through torch.compile (inductor; compiles on the first frame of each input
-  size, which takes seconds to a minute).
-- cuda_graph: channels_last captured as a CUDA graph per input size and replayed (CUDA only): one
-  launch per frame instead of hundreds.
-- onnxruntime: ONNX Runtime on the CPU.
+Every engine maps a 1 x 3 x h x w input tensor, from one forward pass, to h x w uint8 class ids
+and, only when asked, the h x w uint8 confidence (softmax maximum x 255):
+``engine.predict(x, confidence=False) -> (labels, confidence or None)``. ``engine(x)`` gives the
+1 x C x h x w logits (a torch tensor) for the reference and the tests.
+
+- torch: eager PyTorch, the model as trained: the reference (fp32; fp16 on CUDA; bf16 on CPUs
+  with native bf16).
+- onnxruntime: ONNX Runtime on the CPU (fp32).
+- openvino: OpenVINO on the CPU, f32 (exact fp32) or bf16 (INFERENCE_PRECISION_HINT).
+- cuda_graph: BatchNorm folded into the convolutions, channels-last, captured as a CUDA graph per
+  input size and replayed: one launch per frame (CUDA; fp32 or fp16).
 - tensorrt: ONNX Runtime's TensorRT execution provider (CUDA; needs onnxruntime-gpu built with
   TensorRT; fp16 with precision fp16; engines cached in ~/.cache/lednet_ros/tensorrt).
+
+onnxruntime, openvino and tensorrt run the same in-memory ONNX export, whose graph holds the
+argmax and the confidence, so only uint8 images leave the runtime. choose_engine() resolves
+'auto' with the rule measured in docs/benchmarks.md and says why.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from lednet_ros.core.cpu import cpu_flags, missing_bf16_reason, native_bf16
 from lednet_ros.core.model import ConvBNReLU, LEDNet, SSBranch
-from lednet_ros.core.processing import labels_from_logits
+from lednet_ros.core.processing import confidence_from_logits, labels_from_logits
 
-ENGINES = ("auto", "torch", "torch_fused", "channels_last", "compile", "cuda_graph", "onnxruntime",
-           "tensorrt")
+ENGINES = ("auto", "torch", "onnxruntime", "openvino", "cuda_graph", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# The precisions each engine runs, and on which device type.
+ENGINE_PRECISIONS = {
+    "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16")},
+    "onnxruntime": {"cpu": ("fp32",)},
+    "openvino": {"cpu": ("fp32", "bf16")},
+    "cuda_graph": {"cuda": ("fp32", "fp16")},
+    "tensorrt": {"cuda": ("fp32", "fp16")},
+}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# CPU flags with which OpenVINO fp32 beats ONNX Runtime fp32 (docs/benchmarks.md): measured on an
+# Intel Xeon with AVX-512 and AMX (480x360: 51.5 against 71.3 ms). On a 2-core AMD EPYC with AVX2
+# only, the two tied or ONNX Runtime led (with a lower p95), so AVX2-only CPUs keep ONNX Runtime.
+OPENVINO_CPU_FLAGS = ("avx512f",)
 TENSORRT_CACHE = Path.home() / ".cache" / "lednet_ros" / "tensorrt"
+OUTPUTS = ("logits", "labels", "confidence")
 
 
 def onnxruntime_available() -> bool:
@@ -41,64 +64,214 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """Fold an eval-mode BatchNorm that follows ``conv`` into the conv's weight and bias."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    conv.weight.data.mul_(scale.view(-1, 1, 1, 1))
-    conv.bias.data.sub_(bn.running_mean).mul_(scale).add_(bn.bias)
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def installed_runtimes() -> frozenset[str]:
+    """Return the optional CPU runtimes importable here ('onnxruntime', 'openvino')."""
+    return frozenset(name for name, available in (("onnxruntime", onnxruntime_available()),
+                                                  ("openvino", openvino_available()))
+                     if available)
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """An engine and precision resolved for a device, and why (for logs and diagnostics)."""
+
+    engine: str
+    precision: str
+    reason: str
+
+
+def _bf16_flags(flags: frozenset[str]) -> str:
+    return "/".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags)
+
+
+def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
+                  flags: frozenset[str] | None = None,
+                  installed: frozenset[str] | None = None) -> EngineChoice:
+    """Resolve 'auto' engine and precision for ``device``, or check an explicit pair.
+
+    The rule (numbers in docs/benchmarks.md):
+
+    - CUDA: engine cuda_graph; precision fp32 (fp16 is faster but opt-in).
+    - CPU engine: openvino where the CPU has AVX-512 (OpenVINO fp32 measured faster there) or
+      native bf16 (OpenVINO bf16, the fastest measured); else onnxruntime (faster on AVX2-only);
+      each only where installed, else the other, else torch.
+    - CPU precision: bf16 where the CPU computes it natively and the engine runs it (labels
+      99.65% equal to fp32, mIoU unchanged), else fp32.
+
+    Args:
+        engine: 'auto' or one of ENGINES.
+        precision: 'auto' or one of PRECISIONS.
+        device: the torch device (or its name) the Segmenter runs on.
+        flags: the CPU's feature flags (default: this machine's /proc/cpuinfo).
+        installed: the importable runtimes (default: installed_runtimes()).
+
+    Raises:
+        ValueError: an unknown name, or a pair this device, CPU or installation cannot run,
+            naming what is missing.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown inference engine {engine!r} (expected one of {ENGINES})")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (expected one of {PRECISIONS})")
+    device = torch.device(device)
+    flags = cpu_flags() if flags is None else flags
+    installed = installed_runtimes() if installed is None else installed
+    kind = device.type
+
+    if precision == "fp16" and kind != "cuda":
+        raise ValueError(f"precision 'fp16' needs a CUDA device; the device is {device}")
+    if precision == "bf16":
+        if kind != "cpu":
+            raise ValueError(f"precision 'bf16' runs on the CPU only (engines openvino and "
+                             f"torch); the device is {device} (use fp16 there)")
+        if not native_bf16(flags):
+            raise ValueError(f"precision 'bf16' refused: {missing_bf16_reason(flags)}; without "
+                             "them bf16 is emulated and slower than fp32")
+
+    if engine == "auto":
+        engine, engine_reason = _auto_engine(kind, precision, flags, installed)
+    else:
+        engine_reason = "requested"
+        _check_engine(engine, device, installed)
+    supported = ENGINE_PRECISIONS[engine].get(kind, ())
+    if kind not in ENGINE_PRECISIONS[engine]:
+        raise ValueError(f"engine {engine!r} needs a {' or '.join(ENGINE_PRECISIONS[engine])} "
+                         f"device; the device is {device}")
+
+    if precision == "auto":
+        if kind == "cpu" and native_bf16(flags) and "bf16" in supported and engine == "openvino":
+            precision = "bf16"
+            precision_reason = (f"auto on a CPU with native bf16 ({_bf16_flags(flags)}): labels "
+                                "99.65% equal to fp32, CamVid mIoU 51.97 vs 51.96, OpenVINO "
+                                "2.2x faster than in f32 (measured on an Intel Xeon with AMX)")
+        elif kind == "cuda":
+            precision = "fp32"
+            precision_reason = ("auto on CUDA keeps fp32 (fp16 is faster, 2.2 against 3.3 ms "
+                                "at 1024x512 on an H100, but opt-in)")
+        else:
+            precision = "fp32"
+            precision_reason = ("auto: " + (missing_bf16_reason(flags) if not native_bf16(flags)
+                                            else f"engine {engine} runs no bf16") + ", so fp32")
+    elif precision not in supported:
+        raise ValueError(f"engine {engine!r} runs precision {' or '.join(supported)} on "
+                         f"{kind}, not {precision!r}")
+    else:
+        precision_reason = "requested" + (" (exact fp32)" if precision == "fp32" else "")
+    return EngineChoice(engine, precision,
+                        f"engine {engine}: {engine_reason}; precision {precision}: "
+                        f"{precision_reason}")
+
+
+def _auto_engine(kind: str, precision: str, flags: frozenset[str],
+                 installed: frozenset[str]) -> tuple[str, str]:
+    """(engine, why) for engine 'auto' on a device type (the rule of choose_engine)."""
+    if kind == "cuda":
+        return "cuda_graph", ("auto on CUDA (1024x512 on an H100: 3.3 ms fp32 against 13.2 ms "
+                              "eager)")
+    if precision == "bf16" or (precision == "auto" and native_bf16(flags)):
+        why = f"auto on a CPU with native bf16 ({_bf16_flags(flags)})"
+        if "openvino" in installed:
+            return "openvino", why + ": OpenVINO bf16 is the fastest measured"
+        if precision == "bf16":
+            return "torch", why + ", openvino not installed: eager PyTorch runs bf16"
+    wide = [f for f in OPENVINO_CPU_FLAGS if f in flags]
+    if wide and "openvino" in installed:
+        return "openvino", (f"auto on a CPU with {'/'.join(wide)}: OpenVINO fp32 measured "
+                            "faster than ONNX Runtime there")
+    if "onnxruntime" in installed:
+        if wide:
+            return "onnxruntime", f"auto on a CPU with {'/'.join(wide)}, openvino not installed"
+        return "onnxruntime", (f"auto on a CPU without {'/'.join(OPENVINO_CPU_FLAGS)} or native "
+                               "bf16: ONNX Runtime measured as fast as OpenVINO or faster there")
+    if "openvino" in installed:
+        return "openvino", "auto on the CPU: onnxruntime not installed"
+    return "torch", "auto on the CPU: neither onnxruntime nor openvino installed"
+
+
+def _check_engine(engine: str, device: torch.device, installed: frozenset[str]) -> None:
+    if engine in ("onnxruntime", "openvino"):
+        if device.type != "cpu":
+            raise ValueError(f"engine {engine!r} runs on the CPU here; the device is {device}")
+        if engine not in installed:
+            raise ValueError(f"engine {engine!r} requested but {engine} is not installed "
+                             f"(pip install {engine})")
+    elif engine in ("cuda_graph", "tensorrt") and device.type != "cuda":
+        raise ValueError(f"engine {engine!r} needs a CUDA device; the device is {device}")
+    elif engine == "tensorrt":
+        available = []
+        if onnxruntime_available():
+            import onnxruntime as ort
+
+            available = ort.get_available_providers()
+        if "TensorrtExecutionProvider" not in available:
+            raise ValueError("engine 'tensorrt' needs onnxruntime-gpu with the TensorRT "
+                             "execution provider; available providers: "
+                             f"{', '.join(available) or 'none'}")
 
 
 @torch.no_grad()
 def fold_batchnorm(model: LEDNet) -> LEDNet:
-    """A copy of ``model`` for inference with every BatchNorm that directly follows a convolution
-    folded into it (the SS-nbt branches and the decoder's conv-BN-ReLU blocks). The downsampling
-    units keep theirs: it also normalises the max-pooled channels."""
+    """Copy ``model`` for inference with the BatchNorms that follow convolutions folded in.
+
+    Folded by torch.nn.utils.fusion.fuse_conv_bn_eval: the SS-nbt branches and the decoder's
+    conv-BN-ReLU blocks. The downsampling units keep theirs: it also normalises the max-pooled
+    channels.
+    """
     fused = copy.deepcopy(model).eval()
-    for module in fused.modules():
+    for module in list(fused.modules()):
         if isinstance(module, SSBranch):
-            _fold(module.conv1b, module.bn1)
-            _fold(module.conv2b, module.bn2)
+            module.conv1b = fuse_conv_bn_eval(module.conv1b, module.bn1)
+            module.conv2b = fuse_conv_bn_eval(module.conv2b, module.bn2)
             module.bn1, module.bn2 = nn.Identity(), nn.Identity()
         elif isinstance(module, ConvBNReLU):
-            _fold(module[0], module[1])
+            module[0] = fuse_conv_bn_eval(module[0], module[1])
             module[1] = nn.Identity()
     return fused
 
 
 class TorchEngine:
-    """PyTorch inference in a given dtype (fp16 on CUDA): as trained, BatchNorm folded,
-    channels-last, or compiled (see the module docstring for the names)."""
+    """Eager PyTorch in a given precision: the reference."""
 
-    def __init__(self, model: LEDNet, device: torch.device, dtype: torch.dtype,
-                 name: str = "torch"):
-        self.name = name
-        self.input_device, self.input_dtype = device, dtype  # where the Segmenter prepares input
-        model = model if name == "torch" else fold_batchnorm(model)
-        self.memory_format = (torch.channels_last if name in ("channels_last", "cuda_graph")
-                              else torch.contiguous_format)
-        self.model = model.eval().to(device, dtype).to(memory_format=self.memory_format)
-        compiled = name == "compile"
-        self.forward = torch.compile(self.model, dynamic=False) if compiled else self.model
+    name = "torch"
+
+    def __init__(self, model: LEDNet, device: torch.device, precision: str = "fp32"):
+        self.precision = precision
+        self.input_device, self.input_dtype = device, DTYPES[precision]  # the Segmenter's input
+        self.model = model.eval().to(device, self.input_dtype)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x.contiguous(memory_format=self.memory_format))
+        return self.model(x)
 
-    def labels(self, x: torch.Tensor) -> np.ndarray:
-        """h x w uint8 class ids (argmax of the logits)."""
-        return labels_from_logits(self(x))
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor, confidence: bool = False):
+        """(h x w uint8 labels, h x w uint8 confidence or None) from one forward pass."""
+        logits = self(x)
+        return labels_from_logits(logits), confidence_from_logits(logits) if confidence else None
 
 
 class CudaGraphEngine(TorchEngine):
-    """channels_last replayed from a CUDA graph captured for each input shape (CUDA only).
+    """BatchNorm folded, channels-last, replayed from a CUDA graph captured for each input shape.
 
-    The returned logits live in the graph's output buffer: valid until the next call (the
-    Segmenter reduces them to labels at once)."""
+    The returned logits live in the graph's output buffer: valid until the next call (predict
+    reduces them to labels at once).
+    """
 
-    def __init__(self, model: LEDNet, device: torch.device, dtype: torch.dtype):
+    name = "cuda_graph"
+
+    def __init__(self, model: LEDNet, device: torch.device, precision: str = "fp32"):
         if device.type != "cuda":
             raise ValueError(f"engine 'cuda_graph' needs a CUDA device; the device is {device}")
-        super().__init__(model, device, dtype, name="cuda_graph")
+        super().__init__(fold_batchnorm(model), device, precision)
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.graphs = {}  # shape -> (graph, static input, static output)
 
     @torch.inference_mode()
@@ -112,7 +285,7 @@ class CudaGraphEngine(TorchEngine):
         return static_out
 
     def _capture(self, x: torch.Tensor):
-        static_in = torch.empty_like(x).contiguous(memory_format=self.memory_format)
+        static_in = torch.empty_like(x).contiguous(memory_format=torch.channels_last)
         static_in.copy_(x)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -126,115 +299,225 @@ class CudaGraphEngine(TorchEngine):
         return graph, static_in, static_out
 
 
-class OnnxRuntimeEngine:
-    """ONNX Runtime on the CPU (the fastest engine on CPUs), from an in-memory export with
-    dynamic height and width so the input size can change at run time. The graph also holds the
-    argmax, so labels() gets uint8 class ids without the logits leaving ONNX Runtime. Input is
-    prepared on the host in float32 for every provider (ONNX Runtime copies it to the GPU itself
-    for tensorrt), so CUDA input never makes a round trip through host memory."""
+class _OnnxEngine:
+    """The engines that run the ONNX export: one runnable graph per set of outputs.
+
+    Each graph is made when first asked for, so labels alone never pay for the confidence or the
+    logits. Input is prepared on the host in float32 (ONNX Runtime copies it to the GPU for
+    tensorrt).
+    """
 
     input_device, input_dtype = torch.device("cpu"), torch.float32
 
-    def __init__(self, model: LEDNet, threads: int = 0, providers=("CPUExecutionProvider",),
-                 name: str = "onnxruntime"):
-        import onnxruntime as ort
+    def __init__(self, model: LEDNet, precision: str):
+        self.precision = precision
+        self.onnx = onnx_model(model)
 
-        self.name = name
-
-        buffer = io.BytesIO()
-        export_onnx(model, buffer, with_labels=True)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting between runs: the threads would spin on the cores the node's
-        # pre/post-processing and DDS need (measured: +40% on the whole frame on 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(buffer.getvalue(), options,
-                                            providers=list(providers))
-
-    def _run(self, output: str, x: torch.Tensor) -> np.ndarray:
-        (result,) = self.session.run([output], {"image": x.cpu().float().numpy()})
-        return result
+    def _run(self, outputs: tuple[str, ...], image: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._run("logits", x))
+        (logits,) = self._run(("logits",), x.cpu().float().numpy())
+        return torch.from_numpy(logits)
 
-    def labels(self, x: torch.Tensor) -> np.ndarray:
-        return self._run("labels", x)[0]
+    def predict(self, x: torch.Tensor, confidence: bool = False):
+        """(h x w uint8 labels, h x w uint8 confidence or None) from one run of the graph."""
+        outputs = ("labels", "confidence") if confidence else ("labels",)
+        results = self._run(outputs, x.cpu().float().numpy())
+        return results[0][0], results[1][0] if confidence else None
 
 
-class _LogitsAndLabels(nn.Module):
-    def __init__(self, model: LEDNet):
+class OnnxRuntimeEngine(_OnnxEngine):
+    """ONNX Runtime: CPU (the default provider) or TensorRT (CUDA), input size dynamic."""
+
+    def __init__(self, model: LEDNet, precision: str = "fp32", threads: int = 0,
+                 providers=("CPUExecutionProvider",), name: str = "onnxruntime"):
+        import onnxruntime as ort
+
+        super().__init__(model, precision)
+        self.name = name
+        self.ort, self.threads, self.providers = ort, threads, list(providers)
+        self.sessions = {}
+        self._session(("labels",))  # made now, so the first frame is not slowed by it
+
+    def _session(self, outputs: tuple[str, ...]):
+        if outputs not in self.sessions:
+            options = self.ort.SessionOptions()
+            options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # No busy-waiting between runs: the threads would spin on the cores the node's
+            # pre/post-processing and DDS need (measured: +40% on the whole frame on 2 cores).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            self.sessions[outputs] = self.ort.InferenceSession(
+                onnx_bytes(self.onnx, outputs), options, providers=self.providers)
+        return self.sessions[outputs]
+
+    def _run(self, outputs, image):
+        return self._session(outputs).run(list(outputs), {"image": image})
+
+
+def inference_threads() -> int:
+    """Count the physical cores this process may run on (one inference thread each)."""
+    cores = set()
+    for cpu in sorted(os.sched_getaffinity(0)):
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(),
+                       (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+class OpenVinoEngine(_OnnxEngine):
+    """OpenVINO on the CPU: f32 (exact fp32) or bf16 (INFERENCE_PRECISION_HINT).
+
+    Compiled for each input size and set of outputs when first met (the most recent
+    MAX_COMPILED kept).
+
+    Thread settings: latency mode, one stream, one inference thread per physical core, and no
+    pinning of those threads to cores (pinned threads could not move off the cores the node's
+    conversion, DDS and other processes use). OpenVINO has no spin-wait setting: its TBB workers
+    spin only briefly before sleeping.
+    """
+
+    name = "openvino"
+    MAX_COMPILED = 8
+
+    def __init__(self, model: LEDNet, precision: str = "fp32", threads: int = 0):
+        import openvino as ov
+
+        super().__init__(model, precision)
+        self.core = ov.Core()
+        self.config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "INFERENCE_NUM_THREADS": str(threads or inference_threads()),
+            "ENABLE_CPU_PINNING": "NO",
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+        }
+        self.models = {}  # outputs -> ov.Model (dynamic size)
+        self.compiled = OrderedDict()  # (outputs, shape) -> infer request
+
+    def request(self, outputs: tuple[str, ...], shape: tuple[int, ...]):
+        """Return the infer request of the model compiled for ``outputs`` at ``shape``."""
+        key = (outputs, shape)
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+            return self.compiled[key]
+        if outputs not in self.models:
+            self.models[outputs] = self.core.read_model(onnx_bytes(self.onnx, outputs))
+        model = self.models[outputs].clone()
+        model.reshape({model.inputs[0]: list(shape)})
+        self.compiled[key] = self.core.compile_model(model, "CPU", self.config) \
+            .create_infer_request()
+        if len(self.compiled) > self.MAX_COMPILED:
+            self.compiled.popitem(last=False)
+        return self.compiled[key]
+
+    def _run(self, outputs, image):
+        request = self.request(outputs, image.shape)
+        request.infer({0: image})
+        # Copies: the request's output buffers are overwritten by its next run.
+        return [request.get_output_tensor(i).data.copy() for i in range(len(outputs))]
+
+
+class _InferenceOutputs(nn.Module):
+    """LEDNet with, in the graph, some of its logits, their argmax and their confidence."""
+
+    def __init__(self, model: LEDNet, outputs: tuple[str, ...]):
         super().__init__()
-        self.model = model
+        self.model, self.outputs = model, outputs
 
     def forward(self, x):
         logits = self.model(x)
-        return logits, logits.argmax(1).to(torch.uint8)
+        results = {"logits": logits}
+        if "labels" in self.outputs:
+            results["labels"] = logits.argmax(1).to(torch.uint8)
+        if "confidence" in self.outputs:
+            # softmax maximum = 1 / sum(exp(logit - max logit)), x 255 rounded to uint8
+            top = 1.0 / torch.exp(logits - logits.amax(1, keepdim=True)).sum(1)
+            results["confidence"] = torch.round(top * 255.0).to(torch.uint8)
+        return tuple(results[name] for name in self.outputs)
 
 
-def export_onnx(model: LEDNet, target, sample_size=(256, 512), with_labels: bool = False) -> None:
+def export_onnx(model: LEDNet, target, sample_size=(256, 512),
+                outputs: tuple[str, ...] = ("logits",)) -> None:
     """Export to ONNX (opset 17) with dynamic batch, height and width; ``target`` a path or file.
 
-    Output ``logits`` (N x C x H x W) and, ``with_labels``, ``labels`` (N x H x W uint8 argmax)."""
+    ``outputs``, from OUTPUTS: ``logits`` (N x C x H x W float), ``labels`` (N x H x W uint8
+    argmax, ties to the lower class id) and ``confidence`` (N x H x W uint8 softmax maximum x
+    255, rounded).
+    """
     import warnings
 
+    if not outputs or not set(outputs) <= set(OUTPUTS):
+        raise ValueError(f"ONNX outputs {outputs} (expected some of {OUTPUTS})")
     model = copy.deepcopy(model).eval().float().cpu()
     sample = torch.zeros(1, 3, *sample_size)
     axes = {0: "batch", 2: "height", 3: "width"}
-    outputs = {"logits": axes}
-    if with_labels:
-        model = _LogitsAndLabels(model)
-        outputs["labels"] = {0: "batch", 1: "height", 2: "width"}
+    image_axes = {0: "batch", 1: "height", 2: "width"}
+    dynamic = {"logits": axes, "labels": image_axes, "confidence": image_axes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (sample,), target, input_names=["image"], output_names=list(outputs),
-            dynamic_axes={"image": axes, **outputs}, opset_version=17, dynamo=False,
+            _InferenceOutputs(model, tuple(outputs)).eval(), (sample,), target,
+            input_names=["image"], output_names=list(outputs),
+            dynamic_axes={"image": axes, **{name: dynamic[name] for name in outputs}},
+            opset_version=17, dynamo=False,
         )
 
 
-def make_engine(name: str, model: LEDNet, device: torch.device, dtype: torch.dtype):
-    """Build the engine ``name``. 'auto' takes the fastest measured here (python -m
-    lednet_ros.tools.benchmark): ONNX Runtime on CPU where installed (about 3x eager PyTorch on 2 cores),
-    else torch_fused; on CUDA, cuda_graph."""
-    if name not in ENGINES:
-        raise ValueError(f"unknown inference engine {name!r} (expected one of {ENGINES})")
-    if name == "auto":
-        if device.type == "cuda":
-            name = "cuda_graph"
-        else:
-            name = "onnxruntime" if onnxruntime_available() else "torch_fused"
+def onnx_model(model: LEDNet):
+    """Export ``model`` in memory (an onnx.ModelProto) with all of OUTPUTS."""
+    import onnx
+
+    buffer = io.BytesIO()
+    export_onnx(model, buffer, outputs=OUTPUTS)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def onnx_bytes(graph, outputs: tuple[str, ...]) -> bytes:
+    """Serialise ``graph`` reduced to ``outputs``.
+
+    The nodes no output needs are removed: ONNX Runtime would otherwise run them all.
+    """
+    from onnx.utils import Extractor
+
+    if tuple(o.name for o in graph.graph.output) == tuple(outputs):
+        return graph.SerializeToString()
+    return Extractor(graph).extract_model(["image"], list(outputs)).SerializeToString()
+
+
+def make_engine(name: str, model: LEDNet, device: torch.device, precision: str = "fp32"):
+    """Build the engine ``name`` ('auto' resolved by choose_engine) in ``precision``.
+
+    The engine carries ``name``, ``precision`` and ``reason`` (why this engine and precision).
+    """
+    choice = choose_engine(name, precision, device)
+    name, precision = choice.engine, choice.precision
     if name == "onnxruntime":
-        if device.type != "cpu":
-            raise ValueError(f"engine 'onnxruntime' runs on the CPU here; the device is {device}")
-        if not onnxruntime_available():
-            raise ValueError("engine 'onnxruntime' requested but onnxruntime is not installed")
-        return OnnxRuntimeEngine(model)
-    if name == "tensorrt":
-        return OnnxRuntimeEngine(model, providers=tensorrt_providers(device, dtype),
-                                 name="tensorrt")
-    if name == "cuda_graph":
-        return CudaGraphEngine(model, device, dtype)
-    return TorchEngine(model, device, dtype, name)
+        engine = OnnxRuntimeEngine(model, precision)
+    elif name == "openvino":
+        engine = OpenVinoEngine(model, precision)
+    elif name == "tensorrt":
+        engine = OnnxRuntimeEngine(model, precision,
+                                   providers=tensorrt_providers(device, precision),
+                                   name="tensorrt")
+    elif name == "cuda_graph":
+        engine = CudaGraphEngine(model, device, precision)
+    else:
+        engine = TorchEngine(model, device, precision)
+    engine.reason = choice.reason
+    return engine
 
 
-def tensorrt_providers(device: torch.device, dtype: torch.dtype) -> list:
-    """ONNX Runtime providers for the tensorrt engine, or ValueError naming what is missing."""
-    if device.type != "cuda":
-        raise ValueError(f"engine 'tensorrt' needs a CUDA device; the device is {device}")
-    available = []
-    if onnxruntime_available():
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-    if "TensorrtExecutionProvider" not in available:
-        raise ValueError("engine 'tensorrt' needs onnxruntime-gpu with the TensorRT execution "
-                         f"provider; available providers: {', '.join(available) or 'none'}")
+def tensorrt_providers(device: torch.device, precision: str) -> list:
+    """ONNX Runtime providers for the tensorrt engine (choose_engine has checked they exist)."""
     TENSORRT_CACHE.mkdir(parents=True, exist_ok=True)
     device_id = device.index or 0
-    options = {"device_id": device_id, "trt_fp16_enable": dtype == torch.float16,
+    options = {"device_id": device_id, "trt_fp16_enable": precision == "fp16",
                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(TENSORRT_CACHE)}
     return [("TensorrtExecutionProvider", options),
             ("CUDAExecutionProvider", {"device_id": device_id})]

@@ -46,6 +46,17 @@ def labels_from_logits(logits: torch.Tensor) -> np.ndarray:
     return scores.argmax(axis=0).astype(np.uint8)
 
 
+def confidence_from_logits(logits: torch.Tensor) -> np.ndarray:
+    """1 x C x h x w logits -> h x w uint8 confidence: the softmax maximum x 255, rounded.
+
+    Computed as 1 / sum(exp(logit - max logit)) in float32, as the ONNX graph does; on the GPU it
+    runs there and only the uint8 image travels.
+    """
+    scores = logits[0].float()
+    top = 1.0 / torch.exp(scores - scores.amax(0, keepdim=True)).sum(0)
+    return torch.round(top * 255.0).to(torch.uint8).cpu().numpy()
+
+
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a label image to (w, h): labels are never interpolated."""
     if labels.shape[1] == size[0] and labels.shape[0] == size[1]:

@@ -1,17 +1,22 @@
-"""Benchmark LEDNet: forward time per inference engine and input size, and the node end to end.
+"""Benchmark LEDNet: every engine and precision side by side, the node's pipeline, the node.
 
-    python -m lednet_ros.tools.benchmark [--sizes 512x256 1024x512 2048x1024] [--runs 20] [--node]
-        [--out benchmark_results]
+    python -m lednet_ros.tools.benchmark [--sizes 512x256 480x360 1024x512] [--runs 20]
+        [--frames 4] [--camvid DIR] [--node] [--out benchmark_results]
 
-Writes <out>/benchmark.json and <out>/benchmark.md (a Markdown table), with the machine described.
-Every engine is checked against plain PyTorch fp32 on the same input (label agreement reported).
-Timing lives here, never in the unit tests.
+Every kept engine and precision available here (engines.ENGINE_PRECISIONS) is timed on one frame
+per size (labels only, and with the confidence), timed in interleaved rounds so that a change of
+load on a shared machine hits every engine alike; the others are listed as skipped with the
+reason. Each is compared with eager PyTorch fp32: the time ratio, the share of equal labels and
+the largest confidence difference, on real CamVid test frames (../shared/data/camvid beside the
+repository, or --camvid) where present, else on made frames. Writes <out>/benchmark.json and
+<out>/benchmark.md with the machine described. Timing lives here, never in the unit tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -19,34 +24,37 @@ import statistics
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from lednet_ros.core.checkpoint import load_weights
-from lednet_ros.core.engines import ENGINES, make_engine
-from lednet_ros.core.processing import labels_from_logits
-from lednet_ros.tools.segment_files import parse_size
+from lednet_ros.core.cpu import cpu_flags, cpu_model, native_bf16
+from lednet_ros.core.datasets import read_rgb
+from lednet_ros.core.engines import ENGINE_PRECISIONS, ENGINES, choose_engine, make_engine
+from lednet_ros.core.processing import preprocess
 from lednet_ros.core.segmenter import default_weights_path, resolve_device
+from lednet_ros.tools.cli import parse_size
+
+DEFAULT_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
+VARIANT_PRECISIONS = ("fp32", "fp16", "bf16")
+REFERENCE = ("torch", "fp32")
 
 
 def describe_machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+    """Return the CPU, its relevant flags, the GPU and the library versions."""
+    flags = cpu_flags()
+    info = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(),
+            "cpu_flags": sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+                                if f in flags),
+            "native_bf16": native_bf16(flags), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        info["onnxruntime"] = None
+    for name in ("onnxruntime", "openvino"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = None
     return info
 
 
@@ -55,72 +63,123 @@ def percentile(values, q: float) -> float:
 
 
 def time_engine(engine, x: torch.Tensor, runs: int, warmup: int = 2) -> list[float]:
+    """Time ``runs`` calls of ``engine(x)`` after ``warmup`` calls, in seconds."""
+    cuda = isinstance(x, torch.Tensor) and x.is_cuda
     for _ in range(warmup):
         engine(x)
-    if x.is_cuda:
+    if cuda:
         torch.cuda.synchronize()
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         engine(x)
-        if x.is_cuda:
+        if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return times
 
 
-def benchmark_engines(weights, sizes, runs: int, device: torch.device,
-                      compile_engine: bool = True) -> list[dict]:
-    """Forward time of every available engine (and fp16 on CUDA) at each size."""
-    model, _ = load_weights(weights)
-    variants = [(name, torch.float32) for name in ENGINES
-                if name != "auto" and (compile_engine or name != "compile")]
-    if device.type == "cuda":
-        variants = [(n, d) for n, d in variants if n != "onnxruntime"]
-        variants += [(n, torch.float16) for n in ("torch", "torch_fused", "channels_last",
-                                                  "cuda_graph", "tensorrt")]
-    else:
-        variants = [(n, d) for n, d in variants if n not in ("cuda_graph", "tensorrt")]
+def comparison_frames(camvid: Path | None, count: int) -> tuple[list[np.ndarray], str]:
+    """Return ``count`` CamVid test frames spread over the split, or made frames, and which."""
+    paths = sorted((camvid / "test").glob("*.png")) if camvid is not None else []
+    if paths:
+        picked = [paths[i * (len(paths) - 1) // max(1, count - 1)] for i in range(count)]
+        return [read_rgb(path) for path in picked], f"{count} CamVid test frames ({camvid})"
+    rng = np.random.default_rng(0)
+    made = []
+    for _ in range(count):  # smooth colour fields: made scenes, not noise
+        small = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+        made.append(cv2.resize(small, (480, 360)))
+    return made, f"{count} made frames (no CamVid test split found)"
+
+
+def engine_variants(device: torch.device) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Return the (engine, precision) pairs that run here, eager fp32 first, and the skipped.
+
+    Each engine is tried in every precision it runs on some device (ENGINE_PRECISIONS).
+    """
+    runnable, skipped = [], []
+    for name in (e for e in ENGINES if e != "auto"):
+        for precision in (p for p in VARIANT_PRECISIONS
+                          if any(p in kind for kind in ENGINE_PRECISIONS[name].values())):
+            try:
+                choose_engine(name, precision, device)
+            except ValueError as exc:
+                skipped.append({"engine": name, "precision": precision, "reason": str(exc)})
+            else:
+                runnable.append((name, precision))
+    runnable.sort(key=lambda variant: variant != REFERENCE)
+    return runnable, skipped
+
+
+def benchmark_engines(weights, sizes, runs: int, device: torch.device, frames: list[np.ndarray],
+                      rounds: int = 5) -> tuple[list[dict], list[dict]]:
+    """Time and compare every engine and precision that runs here, at each size.
+
+    Returns:
+        rows: one per (size, engine, precision) with the median and p95 of predict (labels
+            only), the median with the confidence, the ratio to eager fp32, the share of labels
+            equal to eager fp32 and the largest confidence difference (in levels of 255).
+        skipped: one per (engine, precision) that cannot run here, with the reason.
+    """
+    model, meta = load_weights(weights)
+    variants, skipped = engine_variants(device)
+    for row in skipped:
+        print(f"skip {row['engine']} {row['precision']}: {row['reason']}")
+    engines = {v: make_engine(v[0], model, device, v[1]) for v in variants}
     rows = []
     for width, height in sizes:
-        x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-        reference = None
-        for name, dtype in variants:
-            try:
-                engine = make_engine(name, model, device, dtype)
-            except ValueError as exc:
-                print(f"skip {name}: {exc}")
-                continue
-            xin = x.to(engine.input_device, engine.input_dtype)  # as the Segmenter feeds it
-            labels = labels_from_logits(engine(xin).float())
-            reference = labels if reference is None else reference
-            times = time_engine(engine, xin, runs)
-            median = statistics.median(times)
+        inputs = [preprocess(rgb, (width, height), meta.mean, meta.std) for rgb in frames]
+        outputs = {}
+        for variant, engine in engines.items():  # also the warm-up (OpenVINO compiles a size)
+            outputs[variant] = [engine.predict(x.to(engine.input_device, engine.input_dtype),
+                                               True) for x in inputs]
+        times = {v: [] for v in engines}
+        with_confidence = {v: [] for v in engines}
+        per_round = max(1, math.ceil(runs / rounds))
+        for _ in range(rounds):  # interleaved: load changes hit every engine alike
+            for variant, engine in engines.items():
+                x = inputs[0].to(engine.input_device, engine.input_dtype)
+                times[variant] += time_engine(engine.predict, x, per_round, warmup=0)
+                with_confidence[variant] += time_engine(
+                    lambda xin, e=engine: e.predict(xin, True), x, 1, warmup=0)
+        reference = outputs[REFERENCE]
+        for variant in engines:
+            labels = np.concatenate([o[0].ravel() for o in outputs[variant]])
+            expected = np.concatenate([o[0].ravel() for o in reference])
+            confidence = np.concatenate([o[1].ravel() for o in outputs[variant]]).astype(int)
+            expected_confidence = np.concatenate([o[1].ravel() for o in reference])
+            median = statistics.median(times[variant])
             rows.append({
-                "size": f"{width}x{height}", "engine": name, "device": str(device),
-                "precision": "fp16" if dtype == torch.float16 else "fp32",
-                "median_ms": 1000 * median, "p95_ms": 1000 * percentile(times, 95),
-                "fps": 1.0 / median, "label_agreement": float((labels == reference).mean()),
+                "size": f"{width}x{height}", "engine": variant[0], "precision": variant[1],
+                "device": str(device), "median_ms": 1000 * median,
+                "p95_ms": 1000 * percentile(times[variant], 95), "fps": 1.0 / median,
+                "with_confidence_ms": 1000 * statistics.median(with_confidence[variant]),
+                "label_agreement": float((labels == expected).mean()),
+                "confidence_max_diff": int(np.abs(confidence - expected_confidence).max()),
             })
-            print(f"{width}x{height} {name:<12} {rows[-1]['precision']}: "
-                  f"{rows[-1]['median_ms']:8.1f} ms median, {rows[-1]['fps']:6.1f} FPS, "
-                  f"labels {100 * rows[-1]['label_agreement']:.3f}% equal to torch fp32")
-    baseline = {r["size"]: r["median_ms"] for r in rows
-                if r["engine"] == "torch" and r["precision"] == "fp32"}
-    for r in rows:
-        r["speedup_vs_eager_fp32"] = baseline[r["size"]] / r["median_ms"]
-    return rows
+        baseline = statistics.median(times[REFERENCE])
+        for row in rows[-len(engines):]:
+            row["speedup_vs_eager_fp32"] = 1000 * baseline / row["median_ms"]
+            print(f"{row['size']} {row['engine']:<12} {row['precision']}: "
+                  f"{row['median_ms']:8.1f} ms median ({row['speedup_vs_eager_fp32']:.2f}x eager "
+                  f"fp32), {row['with_confidence_ms']:.1f} ms with confidence, labels "
+                  f"{100 * row['label_agreement']:.3f}% equal to eager fp32, confidence within "
+                  f"{row['confidence_max_diff']}")
+    return rows, skipped
 
 
 def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -> list[dict]:
-    """The node's per-frame work without DDS, with its default engine: an rgb8 message buffer
-    read (processing.rgb_from_message), segmented at its own size, labels at the original size,
-    occupancy on a 3 x 3 grid and the colour mask."""
+    """Time the node's per-frame work without DDS, with the default (auto) engine.
+
+    An rgb8 message buffer read (images.rgb_from_message), then core.pipeline as the node runs
+    it: segmented at its own size, labels at the original size, occupancy on a 3 x 3 grid and
+    the colour mask.
+    """
     from types import SimpleNamespace
 
     from lednet_ros.core.images import rgb_from_message
-
-    from lednet_ros.core.processing import class_occupancy, colorize
+    from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
     from lednet_ros.core.segmenter import Segmenter
 
     rows = []
@@ -128,40 +187,48 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
     for width, height in sizes:
         segmenter = Segmenter.from_weights(weights, device=device, precision=precision,
                                            input_size=(width, height))
+        pipeline = Pipeline(segmenter)
+        settings, outputs = FrameSettings(input_size=(width, height)), Outputs(color_mask=True)
         rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         msg = SimpleNamespace(data=rgb.tobytes(), height=height, width=width, step=3 * width,
                               encoding="rgb8", is_bigendian=0)
-
-        def frame():
-            labels = segmenter.segment(rgb_from_message(msg))
-            class_occupancy(labels, segmenter.num_classes, (3, 3))
-            colorize(labels, segmenter.palette)
-
-        times = time_engine(lambda _: frame(), torch.empty(0), runs, warmup=3)
+        times = time_engine(lambda m: pipeline.process(rgb_from_message(m), settings, outputs),
+                            msg, runs, warmup=3)
         median = statistics.median(times)
         rows.append({"size": f"{width}x{height}", "engine": segmenter.engine.name,
-                     "device": str(segmenter.device), "precision": precision,
+                     "device": str(segmenter.device), "precision": segmenter.precision,
                      "median_ms": 1000 * median, "p95_ms": 1000 * percentile(times, 95),
                      "fps": 1.0 / median})
-        print(f"pipeline {width}x{height} {segmenter.engine.name} {precision}: "
+        print(f"pipeline {width}x{height} {segmenter.engine.name} {segmenter.precision}: "
               f"{rows[-1]['median_ms']:.1f} ms median, {rows[-1]['fps']:.1f} FPS")
     return rows
 
 
 def write_report(out: Path, result: dict) -> None:
+    """Write <out>/benchmark.json and <out>/benchmark.md."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(result, indent=2))
     m = result["machine"]
+    auto = result["auto"]
     lines = ["# LEDNet benchmark", "",
-             f"Machine: {m['cpu']}, {m['cpu_cores']} cores, GPU: {m['gpu'] or 'none'}; "
-             f"torch {m['torch']} ({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}.",
-             "", "## Model forward (one frame)", "",
-             "| size | engine | device | precision | median ms | p95 ms | FPS | x eager fp32 "
-             "| labels equal to eager |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Machine: {m['cpu']}, {m['cpu_cores']} cores (flags: "
+             f"{', '.join(m['cpu_flags']) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}), GPU: "
+             f"{m['gpu'] or 'none'}; torch {m['torch']} ({m['torch_threads']} threads), "
+             f"onnxruntime {m['onnxruntime']}, openvino {m['openvino']}.", "",
+             f"Auto here: engine {auto['engine']}, {auto['precision']} ({auto['reason']}).", "",
+             "## Model forward (one frame: preprocessed input to uint8 labels)", "",
+             f"Labels and confidence compared with eager PyTorch fp32 on {result['frames']}.", "",
+             "| size | engine | precision | device | median ms | p95 ms | FPS | x eager fp32 "
+             "| with confidence ms | labels equal to eager fp32 | confidence max diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["engines"]:
-        lines.append(f"| {r['size']} | {r['engine']} | {r['device']} | {r['precision']} | "
+        lines.append(f"| {r['size']} | {r['engine']} | {r['precision']} | {r['device']} | "
                      f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} | "
-                     f"{r['speedup_vs_eager_fp32']:.2f} | {100 * r['label_agreement']:.3f}% |")
+                     f"{r['speedup_vs_eager_fp32']:.2f} | {r['with_confidence_ms']:.1f} | "
+                     f"{100 * r['label_agreement']:.3f}% | {r['confidence_max_diff']} |")
+    if result.get("skipped"):
+        lines += ["", "Skipped here:", ""]
+        lines += [f"- {r['engine']} {r['precision']}: {r['reason']}" for r in result["skipped"]]
     if result.get("pipeline"):
         lines += ["", "## Node pipeline without DDS (frame buffer -> labels, occupancy, mask)", "",
                   "| size | engine | device | precision | median ms | p95 ms | FPS |",
@@ -192,22 +259,31 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=default_weights_path())
     parser.add_argument("--sizes", nargs="+", type=parse_size,
-                        default=[(512, 256), (1024, 512), (2048, 1024)])
+                        default=[(512, 256), (480, 360), (1024, 512)])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--frames", type=int, default=4,
+                        help="frames the labels and confidence are compared on")
+    parser.add_argument("--camvid", type=Path, default=DEFAULT_CAMVID,
+                        help="CamVid folder (SegNet layout) whose test frames are compared on")
     parser.add_argument("--no-compile", action="store_true",
-                        help="skip the torch.compile engine (it compiles for each size first)")
-    parser.add_argument("--pipeline-precision", default="fp32",
-                        help="precision of the pipeline and node measurements (fp16: CUDA only)")
+                        help=argparse.SUPPRESS)  # accepted for old scripts: no compile engine
+    parser.add_argument("--pipeline-precision", default="auto",
+                        help="precision of the pipeline and node measurements (default auto)")
     parser.add_argument("--node", action="store_true",
                         help="also measure the ROS 2 node end to end over DDS (needs the build)")
     parser.add_argument("--node-frames", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("benchmark_results"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    result = {"machine": describe_machine(),
-              "engines": benchmark_engines(args.weights, args.sizes, args.runs, device,
-                                           compile_engine=not args.no_compile),
+    frames, source = comparison_frames(args.camvid if args.camvid.is_dir() else None,
+                                       max(1, args.frames))
+    engines, skipped = benchmark_engines(args.weights, args.sizes, args.runs, device, frames)
+    auto = choose_engine("auto", "auto", device)
+    result = {"machine": describe_machine(), "frames": source,
+              "auto": {"engine": auto.engine, "precision": auto.precision,
+                       "reason": auto.reason},
+              "engines": engines, "skipped": skipped,
               "pipeline": benchmark_pipeline(args.weights, args.sizes, args.runs, args.device,
                                              args.pipeline_precision)}
     if args.node:
@@ -215,13 +291,13 @@ def main(argv=None) -> None:
 
         params = [f"device:={args.device}", f"precision:={args.pipeline_precision}"]
         result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params)
-        auto = {r["size"]: r for r in result["engines"]
-                if r["engine"] == result["pipeline"][0]["engine"]
-                and r["precision"] == args.pipeline_precision}
+        pipeline = result["pipeline"][0]
+        forward = {r["size"]: r["median_ms"] for r in result["engines"]
+                   if (r["engine"], r["precision"]) == (pipeline["engine"],
+                                                        pipeline["precision"])}
         for row in result["node"]:  # the node's cost beyond the bare forward pass
-            forward = auto[row["size"]]["median_ms"] if row["size"] in auto else float("nan")
-            row["forward_ms"] = forward
-            row["overhead"] = (row["latency_p50_ms"] - forward) / forward
+            row["forward_ms"] = forward.get(row["size"], float("nan"))
+            row["overhead"] = (row["latency_p50_ms"] - row["forward_ms"]) / row["forward_ms"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     write_report(args.out, result)
     print(f"wrote {args.out / 'benchmark.md'} and {args.out / 'benchmark.json'}")
