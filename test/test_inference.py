@@ -23,9 +23,11 @@ import torch
 from lednet_ros.core.checkpoint import load_weights
 from lednet_ros.core.cpu import BF16_FLAGS, cpu_flags, native_bf16
 from lednet_ros.core.datasets import read_rgb
-from lednet_ros.core.engines import (ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS,
-                                     choose_engine, fold_batchnorm, installed_runtimes,
-                                     make_engine, onnx_bytes)
+from lednet_ros.core.engines import (
+    ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, fold_batchnorm,
+    installed_runtimes, make_engine,
+)
+from lednet_ros.core.onnx_engines import onnx_bytes
 from lednet_ros.core.processing import preprocess, resize_labels
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
 

@@ -12,7 +12,7 @@ ROS_MODULES = {"rclpy", "launch", "launch_ros", "ament_index_python", "rosidl_ru
                "tf2_ros", "cv_bridge", "message_filters", "rosgraph_msgs"}
 ROS_SUFFIXES = ("_msgs", "_srvs", "_interfaces")
 MAX_MODULE_LINES = 420
-MAX_NODE_LINES = 230
+MAX_NODE_LINES = 235
 
 
 def imported_modules(path: Path) -> set[str]:

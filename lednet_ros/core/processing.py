@@ -13,8 +13,11 @@ import torch
 def preprocess(
     rgb: np.ndarray, input_size: tuple[int, int], mean, std, device="cpu", dtype=torch.float32
 ) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> 1 x 3 x h x w tensor at ``input_size`` = (w, h), scaled to [0, 1] and
-    normalised by mean/std (the weights' metadata)."""
+    """Turn H x W x 3 uint8 RGB into the 1 x 3 x h x w network input.
+
+    Resized to ``input_size`` = (w, h), scaled to [0, 1] and normalised by mean/std (the
+    weights' metadata).
+    """
     width, height = input_size
     if rgb.shape[1] != width or rgb.shape[0] != height:
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -26,9 +29,12 @@ def preprocess(
 
 @lru_cache(maxsize=16)
 def normalisation(mean: tuple, std: tuple, device: torch.device):
-    """(scale, shift), 1 x 3 x 1 x 1 tensors on ``device`` with (x / 255 - mean) / std equal to
-    x * scale - shift; made once per (mean, std, device), not per frame (on CUDA each is a
-    blocking host-to-device copy). Ordinary tensors even when first asked for in inference mode."""
+    """Return (scale, shift) with (x / 255 - mean) / std equal to x * scale - shift.
+
+    1 x 3 x 1 x 1 tensors on ``device``, made once per (mean, std, device), not per frame (on CUDA
+    each is a blocking host-to-device copy). Ordinary tensors even when first asked for in
+    inference mode.
+    """
     with torch.inference_mode(False):
         scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
         shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, 3, 1, 1)
@@ -39,7 +45,8 @@ def labels_from_logits(logits: torch.Tensor) -> np.ndarray:
     """1 x C x h x w logits -> h x w uint8 class ids (argmax; ties to the lower class id).
 
     On the GPU the argmax runs there and only the labels travel; on the CPU numpy's argmax over
-    the class axis is about 4x faster than torch's here (3 ms instead of 12 at 512x256)."""
+    the class axis is about 4x faster than torch's here (3 ms instead of 12 at 512x256).
+    """
     if logits.device.type != "cpu":
         return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
     scores = logits[0].float().contiguous().numpy()
@@ -65,9 +72,10 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """h x w class ids -> h x w x 3 uint8 colours from a 256 x 3 palette (labels.palette).
+    """H x w class ids -> h x w x 3 uint8 colours from a 256 x 3 palette (labels.palette).
 
-    uint8 labels go through OpenCV's lookup table (9x numpy's fancy indexing here)."""
+    uint8 labels go through OpenCV's lookup table (9x numpy's fancy indexing here).
+    """
     if labels.dtype != np.uint8 or palette.shape != (256, 3):
         return palette[labels]
     return cv2.LUT(cv2.merge([labels, labels, labels]), palette.reshape(256, 1, 3))
@@ -108,7 +116,8 @@ def grid_edges(length: int, cells: int) -> np.ndarray:
     return np.linspace(0, length, cells + 1).round().astype(np.int64)
 
 
-def class_occupancy(labels: np.ndarray, num_classes: int, grid: tuple[int, int] = (1, 1)) -> Occupancy:
+def class_occupancy(labels: np.ndarray, num_classes: int,
+                    grid: tuple[int, int] = (1, 1)) -> Occupancy:
     """Count the pixels of each class, overall and in each cell of a rows x cols grid.
 
     Values outside [0, num_classes) (void) are not counted.

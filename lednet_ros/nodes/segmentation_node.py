@@ -141,9 +141,11 @@ class SegmentationNode(Node):
         topic = self._input.topic
         snap = self.stats.snapshot()
         width, height = self.pipeline.input_size(self.settings)
-        settings = {"device": self.segmenter.device, "precision": self.segmenter.precision,
-                    "engine": self.segmenter.engine.name, "weights": self.weights_path,
-                    "input size": f"{width}x{height}", "image topic": topic}
+        segmenter = self.segmenter
+        settings = {"device": segmenter.device, "precision": segmenter.precision,
+                    "engine": segmenter.engine.name, "why": segmenter.choice_reason,
+                    "weights": self.weights_path, "input size": f"{width}x{height}",
+                    "image topic": topic}
         status = pipeline_status(
             f"{self.get_fully_qualified_name()}: segmentation", str(self.segmenter.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,

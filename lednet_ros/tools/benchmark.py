@@ -266,8 +266,6 @@ def main(argv=None) -> None:
                         help="frames the labels and confidence are compared on")
     parser.add_argument("--camvid", type=Path, default=DEFAULT_CAMVID,
                         help="CamVid folder (SegNet layout) whose test frames are compared on")
-    parser.add_argument("--no-compile", action="store_true",
-                        help=argparse.SUPPRESS)  # accepted for old scripts: no compile engine
     parser.add_argument("--pipeline-precision", default="auto",
                         help="precision of the pipeline and node measurements (default auto)")
     parser.add_argument("--node", action="store_true",

@@ -28,6 +28,7 @@ from lednet_ros.core.bags import (
 from lednet_ros.core.checkpoint import CheckpointError
 from lednet_ros.core.evaluation import Evaluation, write_report
 from lednet_ros.tools.cli import parse_size
+from lednet_ros.core.engines import ENGINES, PRECISIONS
 from lednet_ros.core.pipeline import FrameSettings, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 
@@ -58,8 +59,10 @@ def main(argv=None) -> int:
     parser.add_argument("bag", type=Path, help="a rosbag2 folder (mcap or sqlite3)")
     parser.add_argument("--weights", type=Path, default=None, help="default: packaged weights")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--engine", default="auto")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="as the node's precision parameter")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="as the node's engine parameter")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' training size)")
     parser.add_argument("--output-resolution", choices=["original", "network"],

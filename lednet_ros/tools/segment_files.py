@@ -25,6 +25,7 @@ from lednet_ros.core.images import (
     check_image_size,
     compressed_image_size,
 )
+from lednet_ros.core.engines import ENGINES, PRECISIONS
 from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 from lednet_ros.tools.cli import parse_size
@@ -104,7 +105,11 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", type=Path, help="weights file (default: packaged weights)")
     parser.add_argument("--input-size", type=parse_size, help="network input WIDTHxHEIGHT")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="as the node's precision parameter (auto: the fastest whose labels "
+                             "agree with fp32)")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="as the node's engine parameter")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")
     parser.add_argument("--max-frames", type=int, default=0, help="per video; 0 = all")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -112,7 +117,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         segmenter = Segmenter.from_weights(args.weights, device=args.device,
-                                           precision=args.precision, input_size=args.input_size)
+                                           precision=args.precision, engine=args.engine,
+                                           input_size=args.input_size)
     except (CheckpointError, ValueError) as exc:
         print(f"lednet-segment: {exc}", file=sys.stderr)
         return 2
