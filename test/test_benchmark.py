@@ -42,6 +42,9 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     (pipeline,) = result["pipeline"]
     assert pipeline["size"] == "128x64" and pipeline["fps"] > 0
     assert (pipeline["engine"], pipeline["precision"]) == (auto.engine, auto.precision)
+    (ground,) = result["ground"]
+    assert ground["size"] == "128x64" and ground["median_ms"] > 0
+    assert "## Ground outputs per frame" in (out / "benchmark.md").read_text()
     assert {row["profile"] for row in result["node"]} == {"fastdds_shm.xml", "default"}
     for row in result["node"]:
         assert row["sent"] == 4 and row["received"] + row["dropped"] == 4

@@ -23,8 +23,8 @@ from std_msgs.msg import Header
 
 from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
 from lednet_ros.ros.messages import image_message
-from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare, qos
-from lednet_ros.ros.runner import run_node
+from lednet_ros.ros.parameters import RELIABILITY, Spec, declare, qos
+from lednet_ros.ros.runner import refuse_start, run_node
 
 MAX_SIDE = 16384
 ACK_TIMEOUT_S = 5.0  # at the end, how long reliable subscribers get to acknowledge
@@ -81,9 +81,7 @@ class CameraPublisher(Node):
             values = declare(self, PARAMETERS)
             self.frames = FrameSource(Path(values["source"]), values["loop"])
         except (ParameterException, FrameReadError, ValueError) as exc:
-            self.get_logger().fatal(f"cannot start: {exc}")
-            self.destroy_node()
-            raise ConfigurationError(str(exc)) from None
+            refuse_start(self, exc)
         self.encoding = values["encoding"]
         self.size = (values["width"], values["height"])
         self.max_frames = values["max_frames"]

@@ -26,8 +26,8 @@ from lednet_ros.core.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.evaluation import Evaluation, stamp_nanoseconds, write_report
 from lednet_ros.core.images import ImageFormatError, class_ids_from_message
 from lednet_ros.core.segmenter import default_weights_path
-from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare, qos
-from lednet_ros.ros.runner import run_node
+from lednet_ros.ros.parameters import RELIABILITY, Spec, declare, qos
+from lednet_ros.ros.runner import refuse_start, run_node
 
 WARNING_PERIOD_S = 5.0
 PARAMETERS = {
@@ -55,9 +55,7 @@ class EvaluatorNode(Node):
             weights = values["weights"] or str(default_weights_path())
             metadata = read_metadata(weights)
         except (ParameterException, CheckpointError, ValueError) as exc:
-            self.get_logger().fatal(f"cannot start: {exc}")
-            self.destroy_node()
-            raise ConfigurationError(str(exc)) from None
+            refuse_start(self, exc)
         self.report_dir = Path(values["report_dir"]).expanduser().resolve()
         self.evaluation = Evaluation(list(metadata.class_names), max_pending=values["max_pending"])
         self.rejected = 0

@@ -34,8 +34,8 @@ from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, GroundOutputs
 from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
 )
-from lednet_ros.ros.parameters import LATCHED, ConfigurationError, check_choices, declare, qos
-from lednet_ros.ros.runner import run_node
+from lednet_ros.ros.parameters import LATCHED, check_choices, declare, qos
+from lednet_ros.ros.runner import refuse_start, run_node
 
 NODE_NAME = "lednet_segmentation"
 WARNING_PERIOD_S = 5.0
@@ -58,9 +58,7 @@ class SegmentationNode(Node):
             self.pipeline.check(self.settings)
             self.ground = GroundOutputs(self, self.pipeline.segmenter.metadata)
         except (ParameterException, CheckpointError, ValueError) as exc:
-            self.get_logger().fatal(f"cannot start: {exc}")
-            self.destroy_node()
-            raise ConfigurationError(str(exc)) from None
+            refuse_start(self, exc)
         self.segmenter = self.pipeline.segmenter
         self.get_logger().info(f"{self.segmenter.describe()}; weights {self.weights_path} "
                                f"({metrics_summary(self.segmenter.metadata)})")

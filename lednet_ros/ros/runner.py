@@ -32,6 +32,21 @@ def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
     return "\n".join(lines)
 
 
+def refuse_start(node, error: Exception) -> None:
+    """End a node's constructor after ``error``: ConfigurationError, logged as fatal.
+
+    Where the context went away meanwhile (Ctrl-C during start-up broke a step), raise
+    ExternalShutdownException instead: a shutdown, not a configuration error.
+    """
+    stopped = not node.context.ok()
+    if not stopped:
+        node.get_logger().fatal(f"cannot start: {error}")
+    node.destroy_node()
+    if stopped:
+        raise ExternalShutdownException()
+    raise ConfigurationError(str(error))
+
+
 def wants_help(argv: list[str]) -> bool:
     """-h/--help among the arguments before --ros-args."""
     own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]

@@ -204,6 +204,39 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
     return rows
 
 
+def benchmark_ground(sizes, runs: int) -> list[dict]:
+    """Time the node's ground outputs per frame: per-group grids and costmap, lookup cached.
+
+    CamVid class groups, the 10 m x 20 m grid at 0.1 m, a pinhole camera 1.5 m high pitched down
+    0.15 rad; labels drawn at random (the cost does not depend on them).
+    """
+    from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
+    from lednet_ros.core.class_groups import default_class_groups
+    from lednet_ros.core.classes import CAMVID
+    from lednet_ros.core.frame_sources import pinhole_intrinsics
+    from lednet_ros.core.ground import GridSpec, GroundMapper
+
+    rows, rng = [], np.random.default_rng(0)
+    mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))
+    pose, grid = CameraPose(height=1.5, pitch=0.15), GridSpec()
+    for width, height in sizes:
+        fields = pinhole_intrinsics(width, height)
+        camera = Intrinsics.from_camera_info(fields["k"], fields["d"], fields["p"], "plumb_bob",
+                                             width, height)
+        labels = rng.integers(0, CAMVID.num_classes, (height, width), dtype=np.uint8)
+
+        def frame(labels):
+            maps = mapper.map(labels, camera, pose, grid)
+            maps.group_grids(), maps.costmap()
+
+        times = time_engine(frame, labels, runs, warmup=2)  # the first builds the lookup
+        rows.append({"size": f"{width}x{height}",
+                     "median_ms": 1000 * statistics.median(times),
+                     "p95_ms": 1000 * percentile(times, 95)})
+        print(f"ground grids + costmap {width}x{height}: {rows[-1]['median_ms']:.1f} ms median")
+    return rows
+
+
 def write_report(out: Path, result: dict) -> None:
     """Write <out>/benchmark.json and <out>/benchmark.md."""
     out.mkdir(parents=True, exist_ok=True)
@@ -236,6 +269,11 @@ def write_report(out: Path, result: dict) -> None:
         lines += [f"| {r['size']} | {r['engine']} | {r['device']} | {r['precision']} | "
                   f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |"
                   for r in result["pipeline"]]
+    if result.get("ground"):
+        lines += ["", "## Ground outputs per frame (grids + costmap, lookup cached)", "",
+                  "| label size | median ms | p95 ms |", "|---|---|---|"]
+        lines += [f"| {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} |"
+                  for r in result["ground"]]
     if result.get("node"):
         lines += ["", "## Node end to end over DDS (publish -> labels received)", "",
                   "| size | profile | device | precision | engine | mode | sent | received "
@@ -283,7 +321,8 @@ def main(argv=None) -> None:
                        "reason": auto.reason},
               "engines": engines, "skipped": skipped,
               "pipeline": benchmark_pipeline(args.weights, args.sizes, args.runs, args.device,
-                                             args.pipeline_precision)}
+                                             args.pipeline_precision),
+              "ground": benchmark_ground(args.sizes, args.runs)}
     if args.node:
         from lednet_ros.tools.benchmark_node import benchmark_node
 
