@@ -31,9 +31,11 @@ from sensor_msgs.msg import Image
 
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
+from lednet_ros.core.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.evaluation import stamp_nanoseconds
 from lednet_ros.core.ground import costmap_picture
 from lednet_ros.core.images import rgb_from_message
+from lednet_ros.core.segmenter import default_weights_path
 from lednet_ros.tools.cli import fastdds_profile
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -44,11 +46,20 @@ START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export 
 IDLE_TIMEOUT_S = 15.0  # no new result for this long: stop waiting
 SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
 # vtest.avi is filmed from a first-floor window looking down on a square: roughly 4 m high,
-# pitched down 0.5 rad (an estimate: the video comes without calibration). CamVid has no grass
-# class: its lawn comes out as 'tree', which as an obstacle would hide everything behind the
-# image's bottom row, so the demo maps vegetation in no group.
-DEMO_GROUND = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5,
-               "groups.obstacle": "[car, pedestrian, bicyclist, pole, fence, sign symbol, building]"}
+# pitched down 0.5 rad (an estimate: the video comes without calibration).
+DEMO_POSE = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5}
+# CamVid has no grass class: its lawn comes out as 'tree', which as an obstacle would hide
+# everything behind the image's bottom row, so with CamVid weights the demo maps trees in no group.
+CAMVID_OBSTACLES = "[car, pedestrian, bicyclist, pole, fence, sign symbol, building]"
+
+
+def ground_parameters(weights) -> dict:
+    """Return the demo camera's pose and, for CamVid weights, the obstacle group sans 'tree'."""
+    try:
+        dataset = read_metadata(weights or default_weights_path()).dataset
+    except CheckpointError:  # the node says what is wrong with the file when it starts
+        dataset = ""
+    return {**DEMO_POSE, **({"groups.obstacle": CAMVID_OBSTACLES} if dataset == "camvid" else {})}
 
 
 def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:
@@ -250,7 +261,8 @@ def main(argv=None) -> int:
     recorder = ResultRecorder(args.out, args.save_every)
     try:
         node = start_process("nodes.segmentation_node", {
-            "weights": args.weights or "''", **DEMO_GROUND}, args.out / "node.log")
+            "weights": args.weights or "''", **ground_parameters(args.weights)},
+            args.out / "node.log")
         started = spin_until(recorder, lambda: recorder.class_info or node.poll() is not None,
                              START_TIMEOUT_S)
         if recorder.class_info is None:
