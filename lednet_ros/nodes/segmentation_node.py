@@ -161,7 +161,7 @@ class SegmentationNode(Node):
                              overlay=self._overlay_pub.get_subscription_count() > 0,
                              confidence=self._confidence_pub.get_subscription_count() > 0)
             result = self.pipeline.process(rgb, settings, wanted)
-            self._publish(msg.header, result)
+            self._publish(msg.header, result, wanted)
         except Exception as exc:  # a bad frame is counted and logged; the node keeps running
             if not self.context.ok():
                 return  # shutting down: not a frame error
@@ -177,9 +177,9 @@ class SegmentationNode(Node):
             self.get_logger().warning(f"ground grids: {exc}",
                                       throttle_duration_sec=WARNING_PERIOD_S)
 
-    def _publish(self, header: Header, result) -> None:
+    def _publish(self, header: Header, result, wanted: Outputs) -> None:
         self._labels_pub.publish(image_message(result.labels, "mono8", header))
-        if result.color_mask is not None and self._color_mask_pub.get_subscription_count():
+        if wanted.color_mask:  # also made for the overlay alone; sent only when asked for
             self._color_mask_pub.publish(image_message(result.color_mask, "rgb8", header))
         if result.overlay is not None:
             self._overlay_pub.publish(image_message(result.overlay, "rgb8", header))
