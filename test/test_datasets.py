@@ -19,7 +19,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from training import train  # noqa: E402
-from lednet_ros.core.datasets import CamVid, Cityscapes, DatasetError  # noqa: E402
+from lednet_ros.core.datasets import CamVid, Cityscapes, DatasetError, open_split  # noqa: E402
 from training.presets import train_preset  # noqa: E402
 from training.transforms import (  # noqa: E402
     Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor)
@@ -76,6 +76,25 @@ def test_tiny_tree_labels_match_their_label_ids(tiny_cityscapes):
         raw = cv2.imread(str(label_path.parent / f"{stem}_gtFine_labelIds.png"),
                          cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(dataset.load(index)[1], official_train_ids(raw))
+
+
+def test_a_union_of_splits_holds_both_in_order(tiny_cityscapes):
+    train_set, val_set = Cityscapes(tiny_cityscapes, "train"), Cityscapes(tiny_cityscapes, "val")
+    union = open_split(Cityscapes, tiny_cityscapes, "train+val", transform=ToTensor())
+    assert union.pairs == train_set.pairs + val_set.pairs and len(union) == 10
+    image, label = union[len(union) - 1]  # the last val frame, through the transform
+    expected = val_set.load(len(val_set) - 1)[1]
+    assert image.shape == (3, 32, 64) and torch.equal(label, torch.from_numpy(expected).long())
+
+
+@pytest.mark.parametrize("split, message", [
+    ("train+train", "'train\\+train': expected split names joined by '\\+', each once"),
+    ("train+", "'train\\+': expected split names"),
+    ("train+test", "leftImg8bit/test/<city>/ images"),
+])
+def test_a_bad_union_of_splits_names_the_split(tiny_cityscapes, split, message):
+    with pytest.raises(DatasetError, match=message):
+        open_split(Cityscapes, tiny_cityscapes, split)
 
 
 def test_real_cityscapes_mini_maps_official_label_ids(cityscapes_root):

@@ -110,6 +110,24 @@ def test_best_weights_record_recipe_and_metrics(trained_run):
     assert set(meta.metrics["per_class_iou"]) == set(CITYSCAPES.names)
 
 
+def test_final_weights_are_the_last_epochs(trained_run):
+    final = read_metadata(trained_run / "final.safetensors")
+    last_row = read_log(trained_run)[-1]
+    assert final.metrics["epoch"] == 10 == int(last_row["epoch"])
+    assert final.metrics["mean_iou"] == pytest.approx(float(last_row["val_miou"]), abs=1e-12)
+    state = torch.load(trained_run / "last.pt", weights_only=True)
+    final_model, _ = load_weights(trained_run / "final.safetensors")
+    assert state_dicts_equal(final_model.state_dict(), state["model"])
+
+
+def test_train_plus_val_trains_on_both_splits(tiny_cityscapes, tmp_path):
+    train.main(tiny_args(tiny_cityscapes, tmp_path, "--epochs", "1", "--train-split", "train+val",
+                         "--class-weights", "none"))
+    assert read_metadata(tmp_path / "final.safetensors").recipe["train_split"] == "train+val"
+    # 8 train + 2 val frames in batches of 2: 5 iterations (4 on train alone)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["lr_scheduler"]["last_epoch"] == 5
+
+
 def test_test_only_reproduces_the_recorded_miou(trained_run, tiny_cityscapes, capsys):
     miou = train.main(tiny_args(tiny_cityscapes, trained_run, "--test-only"))
     assert miou == read_metadata(trained_run / "best.safetensors").metrics["mean_iou"]

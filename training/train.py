@@ -5,8 +5,9 @@ Data parallel:    torchrun --nproc_per_node=N training/train.py ...  (NCCL on GP
 Resume:           the same command with --resume (reads <output-dir>/last.pt)
 Evaluate:         python training/train.py ... --test-only [--weights best.safetensors]
 
-Outputs in --output-dir: last.pt (training state, for --resume), best.safetensors (the weights the
-node loads, with their metadata), log.csv and curves.png (loss, lr, mIoU per epoch).
+Outputs in --output-dir: last.pt (training state, for --resume), best.safetensors (the best on
+--val-split: the weights the node loads, with their metadata), final.safetensors (the last epoch's,
+for a fixed schedule on train+val), log.csv and curves.png (loss, lr, mIoU per epoch).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from lednet_ros.core import cpu  # noqa: E402
 from lednet_ros.core.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, save_weights)
 from lednet_ros.core.classes import IGNORE_INDEX  # noqa: E402
-from lednet_ros.core.datasets import DATASETS, DatasetError  # noqa: E402
+from lednet_ros.core.datasets import DATASETS, DatasetError, open_split  # noqa: E402
 from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
 from lednet_ros.tools.cli import parse_size  # noqa: E402
@@ -66,7 +67,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASETS), default="cityscapes")
     p.add_argument("--data-path", required=True, type=Path)
-    p.add_argument("--train-split", default="train")
+    p.add_argument("--train-split", default="train",
+                   help="a split, or splits joined by '+' (train+val)")
     p.add_argument("--val-split", default="val")
     p.add_argument("--output-dir", type=Path, default=Path("runs/lednet"))
     p.add_argument("--decoder", choices=["apn", "apn128"], default="apn")
@@ -149,7 +151,7 @@ def get_transform(args: argparse.Namespace, class_set, train: bool):
 def get_dataset(dataset_cls, root: Path, split: str, transform):
     """Open a split; missing or malformed data stops the run with the path and what was wrong."""
     try:
-        return dataset_cls(root, split, transform)
+        return open_split(dataset_cls, root, split, transform)
     except DatasetError as exc:
         raise SystemExit(f"dataset error: {exc}") from None
 
@@ -569,18 +571,23 @@ def main(argv=None) -> float:
                       f"pixel acc {pixel_acc:.4f} ({seconds:.0f} s)", flush=True)
                 append_log(csv_path, [epoch + 1, loss, lr, miou, pixel_acc, round(seconds, 1)])
                 plot_curves(csv_path, args.output_dir / "curves.png")
+                # The encoder stage is not a model to deploy. final.safetensors: the end of
+                # the fixed schedule (the weights to use when val is part of --train-split).
+                deployable = [name for name, wanted in (
+                    ("best.safetensors", evaluated and miou > best_miou),
+                    ("final.safetensors", epoch + 1 == args.epochs)) if wanted]
                 if evaluated and miou > best_miou:
                     best_miou = miou
-                    if args.stage == "full":  # the encoder stage is not a model to deploy
-                        metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc,
-                                   "epoch": epoch + 1, "split": args.val_split,
-                                   **cm.summary(class_set.names)}
-                        input_size = args.resize or args.eval_size or _native_size(val_set)
-                        save_weights(args.output_dir / "best.safetensors", full_model,
-                                     WeightsMetadata.from_class_set(
-                                         class_set, decoder=args.decoder, mean=list(args.mean),
-                                         std=list(args.std), recipe=recipe, metrics=metrics,
-                                         input_size=list(input_size)))
+                if args.stage == "full" and deployable:
+                    metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc,
+                               "epoch": epoch + 1, "split": args.val_split,
+                               **cm.summary(class_set.names)}
+                    input_size = args.resize or args.eval_size or _native_size(val_set)
+                    meta = WeightsMetadata.from_class_set(
+                        class_set, decoder=args.decoder, mean=list(args.mean), std=list(args.std),
+                        recipe=recipe, metrics=metrics, input_size=list(input_size))
+                    for name in deployable:
+                        save_weights(args.output_dir / name, full_model, meta)
                 save_state(last_path, {"model": model.state_dict(),
                                        "optimizer": optimizer.state_dict(),
                                        "lr_scheduler": lr_scheduler.state_dict(),

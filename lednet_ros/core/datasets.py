@@ -1,5 +1,7 @@
 """Cityscapes (official layout) and CamVid (SegNet 11-class layout) as (RGB image, label) pairs.
 
+``open_split`` opens one split or a union such as ``train+val`` (CamVid's train + val protocol).
+
 A missing or malformed dataset raises DatasetError naming the path and what was expected, before
 any training starts: constructing a dataset checks that every image has its label, and reads every
 PNG header (33 bytes) to check the label format and that image and label sizes agree. Label values
@@ -180,3 +182,15 @@ class Cityscapes(SegmentationDataset):
 
 
 DATASETS = {"camvid": CamVid, "cityscapes": Cityscapes}
+
+
+def open_split(dataset_cls, root, split: str, transform=None) -> SegmentationDataset:
+    """Open ``split``, or the union of splits joined by '+' (``"train+val"``), in that order."""
+    names = split.split("+")
+    if len(set(names)) != len(names) or not all(names):
+        raise DatasetError(f"split {split!r}: expected split names joined by '+', each once")
+    parts = [dataset_cls(root, name) for name in names]
+    union = parts[0]
+    union.pairs = [pair for part in parts for pair in part.pairs]
+    union.transform = transform
+    return union
