@@ -48,7 +48,7 @@ def test_shipped_weights_have_their_metadata():
     assert meta.input_size == [480, 360]
     assert len(meta.mean) == 3 and len(meta.std) == 3
     assert meta.recipe["dataset"] == "camvid" and meta.recipe["epochs"] > 0
-    assert 0.50 <= meta.metrics["test"]["mean_iou"] <= 1.0  # 52.0% reached (README)
+    assert 0.55 <= meta.metrics["test"]["mean_iou"] <= 1.0  # 55.4% reached (README)
     assert set(meta.metrics["test"]["per_class_iou"]) == set(CAMVID.names)
 
 
@@ -60,7 +60,10 @@ def test_shipped_weights_load_into_the_paper_model(segmenter):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_road_scene_is_sky_on_top_road_below_buildings_beside(segmenter, seed):
+def test_road_scene_is_sky_on_top_road_below(segmenter, seed):
+    # The drawing's facades are flat colour blocks that no CamVid frame has (with drawn windows
+    # both the earlier and the current weights call them pole, pedestrian or pavement): whether
+    # buildings are seen is checked on a real frame below.
     labels = segmenter.segment(road_scene(seed=seed))
     names = segmenter.class_names
 
@@ -70,20 +73,21 @@ def test_road_scene_is_sky_on_top_road_below_buildings_beside(segmenter, seed):
 
     sky = majority(slice(0, 100), slice(110, 370))  # open sky between the buildings
     road = majority(slice(230, 360), slice(None))
-    left = majority(slice(60, 190), slice(0, 90))
-    right = majority(slice(70, 190), slice(390, 480))
     assert sky[0] == "sky" and sky[1] > 0.9, sky
     assert road[0] == "road" and road[1] > 0.9, road
-    assert left[0] == right[0] == "building", (left, right)
 
 
 def test_camvid_test_frame_is_mostly_right(segmenter, camvid_root):
-    """A real CamVid test frame: pixel accuracy against its ground truth well above chance."""
+    """A real CamVid test frame: pixel accuracy above chance; sky, building, road, car found."""
     from lednet_ros.core.metrics import ConfusionMatrix
 
     image = cv2.cvtColor(cv2.imread(str(camvid_root / "test" / "0001TP_008550.png")),
                          cv2.COLOR_BGR2RGB)
     truth = cv2.imread(str(camvid_root / "testannot" / "0001TP_008550.png"), cv2.IMREAD_UNCHANGED)
     matrix = ConfusionMatrix(11)
-    matrix.update(truth, segmenter.segment(image))
+    labels = segmenter.segment(image)
+    matrix.update(truth, labels)
     assert matrix.pixel_accuracy() > 0.75
+    for name in ("sky", "building", "road", "car"):  # most of each class's pixels found
+        index = segmenter.class_names.index(name)
+        assert (labels[truth == index] == index).mean() > 0.8, name
