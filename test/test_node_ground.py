@@ -7,6 +7,7 @@ frame, refusals with the reason, and nothing computed while nobody subscribes.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +21,7 @@ from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
 from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
 # context and rig_factory are pytest fixtures: tests taking rig_factory as a parameter redefine
 # the import on purpose (noqa: F811 there).
+from test_default_weights import road_scene  # noqa: E402
 from test_node import context, rig_factory, scene  # noqa: E402,F401
 
 WIDTH, HEIGHT = 160, 96
@@ -34,10 +36,15 @@ def camera_info() -> CameraInfo:
     return info
 
 
-def send(rig, image_pub, info_pub, sec):
+def send(rig, image_pub, info_pub, sec, rgb=None):
     info_pub.publish(camera_info())
     wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(sec, 0)))
+    image_pub.publish(make_image(scene() if rgb is None else rgb, "rgb8", stamp=(sec, 0)))
+
+
+def street() -> np.ndarray:
+    """Return the drawn street of test_default_weights at this rig's size (road below)."""
+    return cv2.resize(road_scene(), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
 
 
 def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):  # noqa: F811
@@ -98,13 +105,13 @@ def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(
 
 
 def test_ground_points_and_confidence_only_for_subscribers(rig_factory):  # noqa: F811
-    # the packaged CamVid weights see road in the scene's grey lower half: points to map
+    # the packaged CamVid weights see road in the drawn street's lower half: points to map
     rig = rig_factory(weights=str(default_weights_path()), **{"ground.camera_pitch": 0.3})
     labels = rig.collect(Image, "labels")
     image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
     wait_for_subscribers(image_pub)
     wait_for_subscribers(info_pub)
-    send(rig, image_pub, info_pub, 1)
+    send(rig, image_pub, info_pub, 1, street())
     labels.wait(1, timeout=60)
     assert rig.node.ground.mapper.builds == 0  # nobody asked for ground outputs
     assert rig.node.pipeline.computed["confidence"] == 0
@@ -115,7 +122,7 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):  # noqa
     wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/confidence") == 1,
                message="confidence subscriber")
     for sec in (2, 3):
-        send(rig, image_pub, info_pub, sec)
+        send(rig, image_pub, info_pub, sec, street())
         labels.wait(1, where=lambda m, s=sec: m.header.stamp.sec == s)
     (cloud,) = points.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert cloud.header.frame_id == "base_link" and cloud.width > 0
