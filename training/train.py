@@ -573,11 +573,11 @@ def main(argv=None) -> float:
                 plot_curves(csv_path, args.output_dir / "curves.png")
                 # The encoder stage is not a model to deploy. final.safetensors: the end of
                 # the fixed schedule (the weights to use when val is part of --train-split).
+                improved = evaluated and miou > best_miou
+                best_miou = miou if improved else best_miou
                 deployable = [name for name, wanted in (
-                    ("best.safetensors", evaluated and miou > best_miou),
+                    ("best.safetensors", improved),
                     ("final.safetensors", epoch + 1 == args.epochs)) if wanted]
-                if evaluated and miou > best_miou:
-                    best_miou = miou
                 if args.stage == "full" and deployable:
                     metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc,
                                "epoch": epoch + 1, "split": args.val_split,
