@@ -1,4 +1,7 @@
-"""Shared fixtures: paths of ../shared data (skipping where absent), ROS isolation, small weights.
+"""Shared fixtures: ../shared data (skipping where absent), ROS isolation, weights, node rigs.
+
+A ROS context per module (``context``) and segmentation-node rigs (``rig_factory``, see
+test/node_rig.py) are here too; rclpy is imported only by the tests that ask for them.
 
 ROS isolation is set for the whole session before anything imports rclpy: a unique ROS_DOMAIN_ID,
 discovery limited to this machine, logs under a temporary directory. Processes started by tests
@@ -116,3 +119,34 @@ def tiny_cityscapes(tmp_path_factory) -> Path:
     Shared by tests: copy it (shutil.copytree) before changing anything in it.
     """
     return write_tiny_cityscapes(tmp_path_factory.mktemp("tiny_cityscapes"))
+
+
+@pytest.fixture(scope="module")
+def context():
+    """One ROS context for the test module (rclpy is imported only by tests that ask for it)."""
+    from ros_helpers import ros_context
+
+    with ros_context() as ctx:
+        yield ctx
+
+
+@pytest.fixture
+def rig_factory(context, random_weights):
+    """Build a segmentation node and probe (``node_rig.Rig``) with the given node parameters.
+
+    Each rig gets its own namespace, spins for the rest of the test, and uses the random
+    weights unless ``weights=`` is given.
+    """
+    import contextlib
+
+    from node_rig import Rig, next_namespace
+    from ros_helpers import spinning
+
+    with contextlib.ExitStack() as stack:
+        def build(**parameters):
+            weights = parameters.pop("weights", random_weights)
+            rig = Rig(context, weights, next_namespace(), **parameters)
+            stack.enter_context(spinning(context, rig.node, rig.probe))
+            return rig
+
+        yield build

@@ -82,6 +82,7 @@ def test_a_union_of_splits_holds_both_in_order(tiny_cityscapes):
     train_set, val_set = Cityscapes(tiny_cityscapes, "train"), Cityscapes(tiny_cityscapes, "val")
     union = open_split(Cityscapes, tiny_cityscapes, "train+val", transform=ToTensor())
     assert union.pairs == train_set.pairs + val_set.pairs and len(union) == 10
+    assert isinstance(union, Cityscapes) and union.class_set is train_set.class_set
     image, label = union[len(union) - 1]  # the last val frame, through the transform
     expected = val_set.load(len(val_set) - 1)[1]
     assert image.shape == (3, 32, 64) and torch.equal(label, torch.from_numpy(expected).long())

@@ -13,30 +13,12 @@ from lednet_ros.core.checkpoint import load_weights, read_metadata
 from lednet_ros.core.classes import CAMVID
 from lednet_ros.core.model import count_parameters
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
+from drawn_scenes import road_scene
 
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
     return Segmenter.from_weights(engine="torch")
-
-
-def road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray:
-    """Draw a street as a car sees it.
-
-    Bright overcast sky, buildings on both sides rising into it and a band of facades ahead, an
-    asphalt road with a lane line; a little sensor noise.
-    """
-    rng = np.random.default_rng(seed)
-    image = np.zeros((height, width, 3), np.float64)
-    horizon = int(0.55 * height)
-    image[:int(0.3 * height)] = (235, 238, 242)
-    image[int(0.3 * height):horizon] = (120, 100, 90)
-    image[int(0.10 * height):horizon, :width // 5] = (120, 100, 90)
-    image[int(0.15 * height):horizon, 4 * width // 5:] = (110, 95, 85)
-    image[horizon:] = (85, 83, 90)
-    image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
-    cv2.line(image, (width // 2, height - 1), (width // 2, int(0.58 * height)), (230, 230, 230), 4)
-    return image
 
 
 def test_shipped_weights_have_their_metadata():

@@ -55,12 +55,6 @@ def segmenter() -> Segmenter:
     return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
 
 
-@pytest.fixture(scope="module")
-def context():
-    with ros_context() as ctx:
-        yield ctx
-
-
 def namespaced_topics() -> BagTopics:
     namespace = next(_namespaces)
     return BagTopics(f"{namespace}/image", f"{namespace}/camera_info",

@@ -7,8 +7,6 @@ Every test puts its node in its own namespace so that topics never mix between t
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
 import time
 
@@ -28,9 +26,8 @@ import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (  # noqa: E402
-    DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
+    QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
 )
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
@@ -38,70 +35,15 @@ from std_msgs.msg import Float32  # noqa: E402
 
 from lednet_ros.core.checkpoint import read_metadata  # noqa: E402
 from lednet_ros.core.classes import palette  # noqa: E402
-from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
 from lednet_ros.core.processing import grid_edges, overlay  # noqa: E402
 from lednet_ros.core.segmenter import Segmenter  # noqa: E402
 from ros_helpers import (  # noqa: E402
-    Collector, NodeProcess, make_image, node_command, ros_context, run_process, set_parameters,
+    Collector, NodeProcess, make_image, node_command, run_process, set_parameters,
     spinning, wait_for_subscribers, wait_until,
 )
-
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_namespaces = (f"/node_test_{i}" for i in itertools.count())
-
-
-def scene(height=96, width=160, seed=0) -> np.ndarray:
-    """Make an RGB frame: sky-blue top, grey road bottom, a red box, noise."""
-    rng = np.random.default_rng(seed)
-    rgb = np.zeros((height, width, 3), np.uint8)
-    rgb[: height // 2] = (90, 140, 200)
-    rgb[height // 2:] = (110, 110, 110)
-    rgb[height // 3: 2 * height // 3, width // 4: width // 2] = (200, 30, 30)
-    noise = rng.integers(-20, 21, rgb.shape)
-    return np.clip(rgb.astype(int) + noise, 0, 255).astype(np.uint8)
-
-
-class Rig:
-    """A segmentation node in its own namespace and a probe node that talks to it."""
-
-    def __init__(self, context, weights, namespace, **parameters):
-        parameters = {"weights": str(weights), "engine": "torch", **parameters}  # may override
-        self.node = SegmentationNode(
-            context=context, namespace=namespace,
-            parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
-        self.probe = rclpy.create_node("probe", namespace=namespace, context=context)
-        self.name = f"{namespace}/{NODE_NAME}"  # fully qualified; the prefix of its topics
-
-    def collect(self, msg_type, topic, qos=RELIABLE) -> Collector:
-        return Collector(self.probe, msg_type, f"{self.name}/{topic}", qos)
-
-    def diagnostics(self) -> Collector:
-        return Collector(self.probe, DiagnosticArray, "/diagnostics", RELIABLE)
-
-    def publisher(self, msg_type=Image, topic="image", qos=RELIABLE):
-        return self.probe.create_publisher(msg_type, topic, qos)
-
-
-@pytest.fixture(scope="module")
-def context():
-    with ros_context() as ctx:
-        yield ctx
-
-
-@pytest.fixture
-def rig_factory(context, random_weights):
-    """Build a Rig with the given node parameters and spin it for the rest of the test."""
-    with contextlib.ExitStack() as stack:
-        def build(**parameters):
-            weights = parameters.pop("weights", random_weights)
-            rig = Rig(context, weights, next(_namespaces), **parameters)
-            stack.enter_context(spinning(context, rig.node, rig.probe))
-            return rig
-
-        yield build
-
+from drawn_scenes import sky_road_card  # noqa: E402
+from node_rig import LATCHED, RELIABLE, next_namespace  # noqa: E402
 
 def status_of(rig, array: DiagnosticArray):
     for status in array.status:
@@ -153,7 +95,7 @@ def test_every_output_for_a_made_frame(rig_factory, random_weights):
     info.p = [100.0, 0.0, 80.0, 0.0, 0.0, 100.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     info_pub.publish(info)
     wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
-    rgb = scene()
+    rgb = sky_road_card()
     image_pub.publish(make_image(rgb[..., ::-1], "bgr8", stamp=(12, 345), frame_id="cam",
                                  row_padding=5))
 
@@ -218,13 +160,13 @@ def test_masks_are_computed_only_for_subscribers(rig_factory):
     labels = rig.collect(Image, "labels")
     image_pub = rig.publisher()
     wait_for_subscribers(image_pub)
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0), row_padding=7))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0), row_padding=7))
     assert (labels.wait(1)[0].width, labels.wait(1)[0].height) == (160, 96)
     assert rig.node.pipeline.computed == {}  # no mask, overlay or confidence was made
 
     masks = rig.collect(Image, "color_mask")
     wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/color_mask") == 1, message="sub")
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(2, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(2, 0)))
     masks.wait(1)
     assert rig.node.pipeline.computed == {"color_mask": 1}  # the mask alone, once
 
@@ -239,7 +181,7 @@ def test_a_grid_that_cannot_fit_network_labels_is_refused(rig_factory):
     labels = rig.collect(Image, "labels")
     image_pub = rig.publisher()
     wait_for_subscribers(image_pub)
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0)))
     assert (labels.wait(1)[0].width, labels.wait(1)[0].height) == (64, 128)
 
 
@@ -268,7 +210,7 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
     info_pub.publish(info)
     wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
 
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0)))
     (first,) = labels.wait(1)
     assert (first.width, first.height) == (256, 128)
     (first_overlay,) = overlays.wait(1)
@@ -279,7 +221,7 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
 
     results = set_parameters(rig.probe, rig.name, {"input_width": 128, "input_height": 64})
     assert all(r.successful for r in results), [r.reason for r in results]
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(2, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(2, 0)))
     (second,) = labels.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert (second.width, second.height) == (128, 64)
     infos = class_info.wait(1, where=lambda m: m.input_width == 128)
@@ -287,7 +229,7 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
 
     results = set_parameters(rig.probe, rig.name, {"output_resolution": "original"})
     assert results[0].successful
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(3, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(3, 0)))
     (third,) = labels.wait(1, where=lambda m: m.header.stamp.sec == 3)
     assert (third.width, third.height) == (160, 96)
 
@@ -320,7 +262,7 @@ def test_bad_frames_are_counted_and_the_next_good_frame_is_processed(rig_factory
     diagnostics = rig.diagnostics()
     image_pub = rig.publisher()
     wait_for_subscribers(image_pub)
-    good = scene()
+    good = sky_road_card()
     short = make_image(good, "rgb8")
     short.data = bytes(100)
     narrow_step = make_image(good, "rgb8")
@@ -329,7 +271,7 @@ def test_bad_frames_are_counted_and_the_next_good_frame_is_processed(rig_factory
         "unsupported encoding '32FC1'": make_image(good[..., 0].astype(np.float32), "32FC1"),
         "data holds 100 bytes": short,
         "zero-sized image: 0x0": Image(encoding="rgb8"),
-        "exceeds the maximum of 15360 pixels": make_image(scene(100, 200), "rgb8"),
+        "exceeds the maximum of 15360 pixels": make_image(sky_road_card(100, 200), "rgb8"),
         "yuv422 needs an even width, got 5": make_image(np.zeros((4, 5, 2), np.uint8), "yuv422"),
         "step 100 is less than": narrow_step,
     }
@@ -361,7 +303,7 @@ def test_compressed_input_and_undecodable_data(rig_factory):
     publisher.publish(stamped(CompressedImage(format="jpeg", data=b"not a jpeg"), 1))
     wait_until(lambda: rig.node.stats.snapshot().rejected == 1, message="undecodable rejected")
     assert "cannot decode 10 bytes" in rig.node.stats.snapshot().last_error
-    rgb = scene()
+    rgb = sky_road_card()
     ok, png = cv2.imencode(".png", rgb[..., ::-1])
     publisher.publish(stamped(CompressedImage(format="png", data=png.tobytes()), 2))
     (msg,) = labels.wait(1)
@@ -382,7 +324,7 @@ def test_per_class_topics(rig_factory, random_weights):
         assert rig.probe.count_publishers(f"{rig.name}/occupancy/{name}") == 1
     assert len(meta.class_names) == 19
     wait_until(lambda: rig.node._class_pubs[0].get_subscription_count() == 1, message="sub")
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0)))
     (occ,) = occupancy.wait(1)
     assert road.wait(1)[0].data == pytest.approx(occ.fractions[0])
     assert traffic_light.wait(1)[0].data == pytest.approx(occ.fractions[6])
@@ -399,7 +341,7 @@ def test_newest_frame_wins_and_counters_add_up(rig_factory):
     assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
     frames = 30
     for index in range(frames):
-        image_pub.publish(make_image(scene(seed=index), "rgb8", stamp=(1000 + index, 0)))
+        image_pub.publish(make_image(sky_road_card(seed=index), "rgb8", stamp=(1000 + index, 0)))
     labels.wait(1, where=lambda m: m.header.stamp.sec == 1000 + frames - 1)  # the newest wins
 
     def settled():
@@ -444,7 +386,7 @@ def test_incompatible_qos_warns_once(rig_factory):
     image_pub = rig.publisher(qos=qos_profile_sensor_data)  # best effort: cannot serve reliable
     wait_until(lambda: rosout_warnings(rosout, rig, "incompatible QoS"), message="QoS warning")
     for index in range(15):
-        image_pub.publish(make_image(scene(), "rgb8", stamp=(index + 1, 0)))
+        image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(index + 1, 0)))
     status = wait_for_status(rig, diagnostics, lambda s: s.level == DiagnosticStatus.WARN)
     assert "incompatible QoS" in status.message and "RELIABILITY" in status.message
     time.sleep(2.0)  # twice no_frames_timeout: the no-frames check must not warn a second time
@@ -463,7 +405,7 @@ def test_silent_publisher_warns_once_and_flowing_frames_stay_silent(rig_factory)
     wait_for_subscribers(image_pub)
 
     timer = rig.probe.create_timer(
-        0.1, lambda: image_pub.publish(make_image(scene(), "rgb8", stamp=(1, 0))))
+        0.1, lambda: image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0))))
     labels.wait(3)
     ok = wait_for_status(rig, diagnostics, lambda s: int(values_of(s)["frames processed"]) >= 3)
     labels.wait(15)  # 1.5 s of flowing frames: longer than the timeout
@@ -491,7 +433,7 @@ def test_sim_time_stamps_and_latency(rig_factory):
     clock_pub.publish(Clock(clock=Time(sec=5000, nanosec=500_000_000)))
     wait_until(lambda: rig.node.get_clock().now().nanoseconds == 5000_500_000_000,
                message="the node's clock at the published sim time")
-    image_pub.publish(make_image(scene(), "rgb8", stamp=(5000, 0)))
+    image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(5000, 0)))
     (msg,) = labels.wait(1)
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (5000, 0)
     status = wait_for_status(rig, diagnostics, lambda s: values_of(s)["frames processed"] == "1")
@@ -542,7 +484,7 @@ def test_cuda_without_cuda_stops_start_up(tmp_path, random_weights):
 
 
 def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, context):
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     command = node_command("lednet_ros.nodes.segmentation_node",
                            {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={namespace}"])
@@ -553,7 +495,7 @@ def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, cont
         class_info.wait(1, timeout=60)
         image_pub = probe.create_publisher(Image, "image", RELIABLE)
         wait_for_subscribers(image_pub)
-        image_pub.publish(make_image(scene(), "rgb8", stamp=(3, 0)))
+        image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(3, 0)))
         assert labels.wait(1)[0].header.stamp.sec == 3
     assert process.returncode == 0, process.output()
     assert "Traceback" not in process.output()
@@ -561,14 +503,14 @@ def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, cont
 
 def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
     """The worker stops before the context goes: no frame error, no rosout failure."""
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     command = node_command("lednet_ros.nodes.segmentation_node",
                            {"weights": str(random_weights), "engine": "torch"},
                            ros_args=["-r", f"__ns:={namespace}"])
     probe = rclpy.create_node("flow_probe", namespace=namespace, context=context)
     labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
     image_pub = probe.create_publisher(Image, "image", RELIABLE)
-    frame = make_image(scene(), "rgb8", stamp=(5, 0))
+    frame = make_image(sky_road_card(), "rgb8", stamp=(5, 0))
     probe.create_timer(0.01, lambda: image_pub.publish(frame))  # faster than the node segments
     with spinning(context, probe), NodeProcess(command, tmp_path) as process:
         labels.wait(3, timeout=60)
@@ -580,7 +522,7 @@ def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
 
 def test_ctrl_c_during_start_up_is_quiet(tmp_path, random_weights, context):
     """Interrupted while loading weights (the node already in the graph): exit 0, no traceback."""
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     command = node_command("lednet_ros.nodes.segmentation_node",
                            {"weights": str(random_weights), "engine": "onnxruntime"},
                            ros_args=["-r", f"__ns:={namespace}"])

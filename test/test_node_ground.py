@@ -19,10 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
 from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
-# context and rig_factory are pytest fixtures: tests taking rig_factory as a parameter redefine
-# the import on purpose (noqa: F811 there).
-from test_default_weights import road_scene  # noqa: E402
-from test_node import context, rig_factory, scene  # noqa: E402,F401
+from drawn_scenes import road_scene, sky_road_card  # noqa: E402
 
 WIDTH, HEIGHT = 160, 96
 
@@ -39,7 +36,7 @@ def camera_info() -> CameraInfo:
 def send(rig, image_pub, info_pub, sec, rgb=None):
     info_pub.publish(camera_info())
     wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
-    image_pub.publish(make_image(scene() if rgb is None else rgb, "rgb8", stamp=(sec, 0)))
+    image_pub.publish(make_image(sky_road_card() if rgb is None else rgb, "rgb8", stamp=(sec, 0)))
 
 
 def street() -> np.ndarray:
@@ -47,7 +44,7 @@ def street() -> np.ndarray:
     return cv2.resize(road_scene(), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
 
 
-def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):  # noqa: F811
+def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
                          "ground.camera_height": 1.5, "ground.camera_pitch": 0.3})
     groups = list(rig.node.ground.groups.names)
@@ -84,7 +81,7 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     ({"ground.range": 1000.0, "ground.width": 1000.0, "ground.resolution": 0.01},
      "grid of"),
 ])
-def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reason):  # noqa: F811
+def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reason):
     rig = rig_factory()
     results = set_parameters(rig.probe, rig.name, values, atomically=True)
     assert not results[0].successful
@@ -92,7 +89,7 @@ def test_bad_ground_values_are_refused_with_the_reason(rig_factory, values, reas
 
 
 def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(
-        rig_factory):  # noqa: F811
+        rig_factory):
     rig = rig_factory(**{"ground.camera_pitch": 0.3})
     costmaps = rig.collect(OccupancyGrid, "costmap")
     image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
@@ -104,7 +101,7 @@ def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(
     assert not result.successful and "sees no ground" in result.reason
 
 
-def test_ground_points_and_confidence_only_for_subscribers(rig_factory):  # noqa: F811
+def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     # the packaged CamVid weights see road in the drawn street's lower half: points to map
     rig = rig_factory(weights=str(default_weights_path()), **{"ground.camera_pitch": 0.3})
     labels = rig.collect(Image, "labels")

@@ -78,6 +78,13 @@ class SegmentationDataset:
         self.pairs = pairs
         self.transform = transform
 
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[Path, Path]], transform=None):
+        """Make a dataset of this kind (its classes and label decoding) over the given pairs."""
+        dataset = cls.__new__(cls)
+        SegmentationDataset.__init__(dataset, pairs, transform)
+        return dataset
+
     def __len__(self) -> int:
         return len(self.pairs)
 
@@ -189,8 +196,7 @@ def open_split(dataset_cls, root, split: str, transform=None) -> SegmentationDat
     names = split.split("+")
     if len(set(names)) != len(names) or not all(names):
         raise DatasetError(f"split {split!r}: expected split names joined by '+', each once")
-    parts = [dataset_cls(root, name) for name in names]
-    union = parts[0]
-    union.pairs = [pair for part in parts for pair in part.pairs]
-    union.transform = transform
-    return union
+    if len(names) == 1:
+        return dataset_cls(root, split, transform)
+    pairs = [pair for name in names for pair in dataset_cls(root, name).pairs]
+    return dataset_cls.from_pairs(pairs, transform)
