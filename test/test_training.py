@@ -22,11 +22,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from conftest import write_tiny_cityscapes  # noqa: E402
-from training import export, train, transforms  # noqa: E402
+from training import export, losses, train, transforms  # noqa: E402
 
 from lednet_ros.core import cpu  # noqa: E402
 from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
@@ -369,6 +370,67 @@ def test_every_augmentation_option_reaches_the_presets():
     assert steps[-1].void_id == class_set.ignore_index == 11
     assert [type(step) for step in train.get_transform(camvid, class_set, train=False).transforms
             ] == [transforms.ToTensor]
+
+
+def test_lovasz_softmax_of_one_hot_outputs_is_the_mean_of_one_minus_iou():
+    """On hard predictions the loss is 1 - IoU per class in the labels (core.metrics), averaged."""
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(rng.integers(0, 4, (2, 12, 16)))
+    labels[0, :3] = 255  # ignored rows
+    labels[labels == 3] = 2  # class 3 absent from the labels: left out of the mean
+    prediction = torch.where(torch.from_numpy(rng.random((2, 12, 16)) < 0.7), labels,
+                             torch.from_numpy(rng.integers(0, 5, (2, 12, 16))))
+    prediction[labels == 255] = 4
+    logits = 50.0 * F.one_hot(prediction, 5).permute(0, 3, 1, 2).double()
+    cm = ConfusionMatrix(5)
+    cm.update(labels, prediction)
+    expected = np.mean([1.0 - cm.iou()[c] for c in (0, 1, 2)])
+    assert losses.lovasz_softmax(logits, labels, 255).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_softmax_ignores_ignored_pixels_and_has_a_gradient():
+    rng = np.random.default_rng(1)
+    labels = torch.from_numpy(rng.integers(0, 3, (1, 8, 8)))
+    labels[0, 4:] = 11
+    logits = torch.from_numpy(rng.normal(size=(1, 3, 8, 8))).requires_grad_()
+    loss = losses.lovasz_softmax(logits, labels, 11)
+    loss.backward()
+    assert 0.0 < loss.item() < 1.0
+    assert logits.grad[..., :4, :].abs().sum() > 0 and logits.grad[..., 4:, :].abs().sum() == 0
+    changed = logits.detach().clone()
+    changed[..., 4:, :] = torch.from_numpy(rng.normal(size=(1, 3, 4, 8)))
+    assert losses.lovasz_softmax(changed, labels, 11).item() == pytest.approx(loss.item())
+    everything_ignored = torch.full_like(labels, 11)
+    assert losses.lovasz_softmax(logits, everything_ignored, 11).item() == 0.0
+
+
+def test_segmentation_loss_adds_the_weighted_lovasz_term():
+    rng = np.random.default_rng(2)
+    labels = torch.from_numpy(rng.integers(0, 3, (2, 6, 6)))
+    logits = torch.from_numpy(rng.normal(size=(2, 3, 6, 6)))
+    cross_entropy = F.cross_entropy(logits, labels, ignore_index=255)
+    assert losses.SegmentationLoss(255)(logits, labels).item() == pytest.approx(
+        cross_entropy.item())
+    lovasz = losses.lovasz_softmax(logits, labels, 255)
+    assert losses.SegmentationLoss(255, lovasz_weight=0.5, lovasz_stride=1)(
+        logits, labels).item() == pytest.approx(cross_entropy.item() + 0.5 * lovasz.item())
+    every_second = losses.lovasz_softmax(logits[..., ::2, ::2], labels[..., ::2, ::2], 255)
+    assert losses.SegmentationLoss(255, lovasz_weight=0.5)(logits, labels).item() == (
+        pytest.approx(cross_entropy.item() + 0.5 * every_second.item()))
+
+
+def test_lovasz_weight_reaches_the_training_loss_and_the_recipe(tiny_cityscapes, tmp_path):
+    """One batch before any update: the same cross-entropy, plus the Lovász term where asked."""
+    first_losses = {}
+    for weight in ("0", "0.5"):
+        run = tmp_path / f"lovasz_{weight}"
+        train.main(["--data-path", str(tiny_cityscapes), "--output-dir", str(run), "--epochs", "1",
+                    "--batch-size", "4", "--resize", "64x32", "--max-iters-per-epoch", "1",
+                    "--lovasz-weight", weight, "--class-weights", "none"])
+        with open(run / "log.csv") as f:
+            first_losses[weight] = float(next(csv.DictReader(f))["loss"])
+        assert read_metadata(run / "final.safetensors").recipe["lovasz_weight"] == float(weight)
+    assert first_losses["0.5"] > first_losses["0"] + 0.05  # half a Lovász loss, near 1 untrained
 
 
 def test_confusion_matrix_reduction_is_a_no_op_in_one_process():

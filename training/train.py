@@ -40,6 +40,7 @@ from lednet_ros.core.datasets import DATASETS, DatasetError, open_split  # noqa:
 from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
 from lednet_ros.tools.cli import parse_size  # noqa: E402
+from training.losses import SegmentationLoss  # noqa: E402
 from training.presets import eval_preset, train_preset  # noqa: E402
 
 # ENet-style weights used by the official code for Cityscapes stage 2 (LEDNET_SPEC).
@@ -88,6 +89,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--class-weights", choices=["paper", "enet", "none"], default="enet",
                    help="'paper': the official Cityscapes weights; 'enet': 1/ln(1.02 + p) from "
                         "the training labels")
+    p.add_argument("--lovasz-weight", type=float, default=0.0,
+                   help="add this times the Lovász-softmax loss (a surrogate of 1 - IoU) to the "
+                        "cross-entropy; 0: cross-entropy alone, as the paper")
     p.add_argument("--resize", type=parse_size, default=None,
                    help="resize training images first (the paper: 1024x512)")
     p.add_argument("--scale-jitter", type=float, nargs=2, metavar=("LOW", "HIGH"))
@@ -511,9 +515,9 @@ def main(argv=None) -> float:
 
         class_weights = get_class_weights(args.class_weights, args.dataset, train_set,
                                           num_classes)
-        criterion = nn.CrossEntropyLoss(
-            weight=class_weights.to(device) if class_weights is not None else None,
-            ignore_index=IGNORE_INDEX)
+        criterion = SegmentationLoss(
+            IGNORE_INDEX, class_weights.to(device) if class_weights is not None else None,
+            lovasz_weight=args.lovasz_weight)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999),
                                      weight_decay=args.weight_decay)
         scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
