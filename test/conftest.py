@@ -70,6 +70,19 @@ def random_weights(tmp_path_factory) -> Path:
     return save_weights(path, LEDNet(19), meta)
 
 
+@pytest.fixture(scope="session")
+def small_shipped_segmenter():
+    """Load the shipped CamVid weights at the made frames' small input size (torch engine).
+
+    Their outputs follow the input (a random model labels every pixel alike, so it could not
+    tell frames apart).
+    """
+    from drawn_scenes import MADE_SIZE
+    from lednet_ros.core.segmenter import Segmenter
+
+    return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
+
+
 # Cityscapes labelIds of the tiny tree's classes and their colours: road, vegetation, sky, car;
 # 0 is void (unlabeled). Each 8x8 block of an image is one class, coloured with noise: a learnable
 # signal.

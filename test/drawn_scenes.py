@@ -1,4 +1,4 @@
-"""Drawn camera frames for tests: made here, so they may be committed and need no dataset."""
+"""Drawn camera frames and bags of them for tests: made here, so they may be committed."""
 
 from __future__ import annotations
 
@@ -34,3 +34,31 @@ def road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray
     image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
     cv2.line(image, (width // 2, height - 1), (width // 2, int(0.58 * height)), (230, 230, 230), 4)
     return image
+
+
+MADE_SIZE = (256, 128)  # width, height of made frames and of the network input used on them
+
+
+def made_frames(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
+    """Make distinct RGB frames: random coloured rectangles on a sky/road split, with noise."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    frames = []
+    for _ in range(count):
+        rgb = np.zeros((height, width, 3), np.uint8)
+        rgb[: height // 2] = rng.integers(0, 256, 3)
+        rgb[height // 2:] = rng.integers(0, 256, 3)
+        for _ in range(4):
+            x, y = rng.integers(0, width - width // 4), rng.integers(0, height - height // 4)
+            rgb[y:y + rng.integers(10, 40), x:x + rng.integers(10, 60)] = rng.integers(0, 256, 3)
+        frames.append(np.clip(rgb + rng.integers(-15, 16, rgb.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+def perfect_bag(path, segmenter, frames, storage="mcap", topics=None) -> list[np.ndarray]:
+    """Write a bag whose ground truth is the model's own output: a perfectly scoring model."""
+    from lednet_ros.core.bags import write_bag
+
+    truth = [segmenter.segment(rgb) for rgb in frames]
+    write_bag(path, zip(frames, truth), storage=storage, rate_hz=10, topics=topics)
+    return truth

@@ -18,34 +18,7 @@ from lednet_ros.core.evaluation import REPORT_FILES, Evaluation, StampMatcher, w
 from lednet_ros.core.metrics import ConfusionMatrix
 from lednet_ros.core.segmenter import Segmenter
 
-MADE_SIZE = (256, 128)  # width, height of made frames and of the network input used on them
-
-
-def made_frames(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
-    """Distinct RGB frames: random coloured rectangles on a sky/road split, with noise."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    frames = []
-    for _ in range(count):
-        rgb = np.zeros((height, width, 3), np.uint8)
-        rgb[: height // 2] = rng.integers(0, 256, 3)
-        rgb[height // 2:] = rng.integers(0, 256, 3)
-        for _ in range(4):
-            x, y = rng.integers(0, width - width // 4), rng.integers(0, height - height // 4)
-            rgb[y:y + rng.integers(10, 40), x:x + rng.integers(10, 60)] = rng.integers(0, 256, 3)
-        frames.append(np.clip(rgb + rng.integers(-15, 16, rgb.shape), 0, 255).astype(np.uint8))
-    return frames
-
-
-@pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    """Load the shipped CamVid weights at a small input size.
-
-    Their outputs follow the input (a random model labels every pixel alike, so it could not
-    tell frames apart).
-    """
-    return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
-
+from drawn_scenes import made_frames, perfect_bag
 
 # ---- the scoring core ------------------------------------------------------------------------
 
@@ -142,28 +115,22 @@ def test_bag_writer_command_line(tmp_path):
 
 # ---- offline evaluation ----------------------------------------------------------------------
 
-def perfect_bag(path, segmenter, frames, storage="mcap", topics=None):
-    """Write a bag whose ground truth is the model's own output: a perfectly scoring model."""
-    truth = [segmenter.segment(rgb) for rgb in frames]
-    write_bag(path, zip(frames, truth), storage=storage, rate_hz=10, topics=topics)
-    return truth
-
-
-def test_offline_evaluation_of_a_perfect_model_and_of_shifted_truth(tmp_path, segmenter):
+def test_offline_evaluation_of_a_perfect_model_and_of_shifted_truth(tmp_path,
+                                                                    small_shipped_segmenter):
     frames = made_frames(4)
-    truth = perfect_bag(tmp_path / "bag", segmenter, frames)
-    summary = evaluate_bag(tmp_path / "bag", segmenter).summary()
+    truth = perfect_bag(tmp_path / "bag", small_shipped_segmenter, frames)
+    summary = evaluate_bag(tmp_path / "bag", small_shipped_segmenter).summary()
     assert summary["mean_iou"] == 1.0 and summary["pixel_accuracy"] == 1.0
     assert summary["frames"]["matched"] == 4
     # The same frames with each frame's truth moved to the next frame: no longer perfect.
     write_bag(tmp_path / "shifted", zip(frames, truth[1:] + truth[:1]))
-    assert evaluate_bag(tmp_path / "shifted", segmenter).summary()["mean_iou"] < 0.9
+    assert evaluate_bag(tmp_path / "shifted", small_shipped_segmenter).summary()["mean_iou"] < 0.9
 
 
-def test_offline_command_line_writes_the_report(tmp_path, random_weights, segmenter):
+def test_offline_command_line_writes_the_report(tmp_path, random_weights, small_shipped_segmenter):
     from lednet_ros.tools.evaluate_bag import main
 
-    perfect_bag(tmp_path / "bag", segmenter, made_frames(2), storage="sqlite3")
+    perfect_bag(tmp_path / "bag", small_shipped_segmenter, made_frames(2), storage="sqlite3")
     assert main([str(tmp_path / "bag"), "--engine", "torch", "--input-size", "256x128",
                  "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())

@@ -7,7 +7,6 @@ tests rely only on ROS behaviour (topics, stamps, /clock), not on the player.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shlex
@@ -39,24 +38,14 @@ from ros_helpers import (  # noqa: E402
     NodeProcess, make_image, node_command, ros_context, run_process, spinning,
     wait_for_subscribers, wait_until,
 )
-from test_evaluation import MADE_SIZE, made_frames, perfect_bag  # noqa: E402
+from drawn_scenes import MADE_SIZE, made_frames, perfect_bag  # noqa: E402
+from node_rig import next_namespace  # noqa: E402
 
-_namespaces = (f"/eval_test_{i}" for i in itertools.count())
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-@pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    """Load the shipped CamVid weights at a small input size.
-
-    Their outputs follow the input (a random model labels every pixel alike, so it could not
-    tell frames apart).
-    """
-    return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
-
-
 def namespaced_topics() -> BagTopics:
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     return BagTopics(f"{namespace}/image", f"{namespace}/camera_info",
                      f"{namespace}/ground_truth")
 
@@ -108,7 +97,9 @@ def evaluate_live(context, tmp_path, bag, weights, topics: BagTopics, rate: floa
     return json.loads((tmp_path / "live" / "report.json").read_text()), total
 
 
-def test_live_replay_of_a_perfect_model_agrees_with_offline(tmp_path, context, segmenter):
+def test_live_replay_of_a_perfect_model_agrees_with_offline(tmp_path, context,
+                                                            small_shipped_segmenter):
+    segmenter = small_shipped_segmenter
     topics = namespaced_topics()
     perfect_bag(tmp_path / "bag", segmenter, made_frames(6), topics=topics)
     report, total = evaluate_live(context, tmp_path, tmp_path / "bag", default_weights_path(),
@@ -143,7 +134,7 @@ def test_live_camvid_replay_agrees_with_offline(tmp_path, context, camvid_root):
 
 def test_dropped_and_reordered_frames_are_counted_not_mispaired(tmp_path, context,
                                                                random_weights):
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     evaluator = EvaluatorNode(
         context=context, namespace=namespace,
         parameter_overrides=[Parameter("weights", value=str(random_weights)),
@@ -183,7 +174,7 @@ def test_dropped_and_reordered_frames_are_counted_not_mispaired(tmp_path, contex
 
 
 def test_evaluator_process_writes_its_report_at_shutdown(tmp_path, random_weights):
-    namespace = next(_namespaces)
+    namespace = next_namespace()
     command = node_command("lednet_ros.nodes.evaluator_node",
                            {"weights": random_weights, "report_dir": tmp_path / "report"},
                            ros_args=["-r", f"__ns:={namespace}"])

@@ -24,10 +24,10 @@ except ImportError as exc:
                 "install/setup.bash", allow_module_level=True)
 
 import rclpy  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
+from node_rig import LATCHED, RELIABLE  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, process_environment, ros_context, spinning, wait_until,
 )
@@ -36,9 +36,6 @@ PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
 NAMESPACE = "/transport_test"
 WIDTH, HEIGHT = 2048, 1024
 FRAMES = 10
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @pytest.fixture(scope="module")
