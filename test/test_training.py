@@ -115,6 +115,7 @@ def test_final_weights_are_the_last_epochs(trained_run):
     final = read_metadata(trained_run / "final.safetensors")
     last_row = read_log(trained_run)[-1]
     assert final.metrics["epoch"] == 10 == int(last_row["epoch"])
+    assert final.metrics["held_out"] is True
     assert final.metrics["mean_iou"] == pytest.approx(float(last_row["val_miou"]), abs=1e-12)
     state = torch.load(trained_run / "last.pt", weights_only=True)
     final_model, _ = load_weights(trained_run / "final.safetensors")
@@ -124,7 +125,16 @@ def test_final_weights_are_the_last_epochs(trained_run):
 def test_train_plus_val_trains_on_both_splits(tiny_cityscapes, tmp_path):
     train.main(tiny_args(tiny_cityscapes, tmp_path, "--epochs", "1", "--train-split", "train+val",
                          "--class-weights", "none"))
-    assert read_metadata(tmp_path / "final.safetensors").recipe["train_split"] == "train+val"
+    final = read_metadata(tmp_path / "final.safetensors")
+    assert final.recipe["train_split"] == "train+val"
+    # Its val score is on frames it trained on: recorded so, never quoted as the weights' mIoU.
+    assert final.metrics["held_out"] is False and final.reported_mean_iou is None
+    # It exports, and its test score (here on the tiny val split again) is the one quoted.
+    export.main([str(tmp_path / "final.safetensors"), "--output",
+                 str(tmp_path / "out.safetensors"), "--test-data-path", str(tiny_cityscapes),
+                 "--test-split", "val"])
+    exported = read_metadata(tmp_path / "out.safetensors")
+    assert exported.reported_mean_iou == exported.metrics["test"]["mean_iou"]
     # 8 train + 2 val frames in batches of 2: 5 iterations (4 on train alone)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["lr_scheduler"]["last_epoch"] == 5
 

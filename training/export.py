@@ -13,6 +13,7 @@ export fails when the labels disagree on more than --max-label-disagreement of t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,12 @@ def source_weights(source: Path) -> Path:
 
 def check_trained(path: Path, meta: WeightsMetadata) -> None:
     """Check that the weights record how they were trained and what they reached."""
-    if not meta.recipe or meta.reported_mean_iou is None:
+    miou = meta.metrics.get("mean_iou")
+    if not meta.recipe or not isinstance(miou, (int, float)) or not math.isfinite(miou):
         raise ExportError(f"{path}: metadata lacks the training recipe or a finite mean_iou "
                           f"(recipe {sorted(meta.recipe)}, metrics {sorted(meta.metrics)}); "
-                          "export the best.safetensors that training/train.py writes")
+                          "export the best.safetensors (or final.safetensors) that "
+                          "training/train.py writes")
 
 
 def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split: str) -> dict:

@@ -503,6 +503,11 @@ def main(argv=None) -> float:
             raise SystemExit(f"{args.data_path} has {len(train_set)} {args.train_split} images: "
                              f"fewer than one batch of {args.batch_size} for each of {world} "
                              "processes")
+        val_held_out = args.val_split not in args.train_split.split("+")
+        if is_main and not val_held_out:
+            print(f"--val-split {args.val_split} is part of --train-split {args.train_split}: "
+                  "its scores are on training frames (use final.safetensors, the schedule's "
+                  "end, not best.safetensors)", flush=True)
 
         torch.manual_seed(args.seed)
         full_model = LEDNet(num_classes, decoder=args.decoder)
@@ -585,6 +590,7 @@ def main(argv=None) -> float:
                 if args.stage == "full" and deployable:
                     metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc,
                                "epoch": epoch + 1, "split": args.val_split,
+                               "held_out": val_held_out,
                                **cm.summary(class_set.names)}
                     input_size = args.resize or args.eval_size or _native_size(val_set)
                     meta = WeightsMetadata.from_class_set(

@@ -49,9 +49,11 @@ class WeightsMetadata:
         """The mIoU to quote: test, else validation; None where the metadata has neither.
 
         The test split's mIoU where recorded (metrics["test"]), else the model-selection
-        (validation) mIoU of training.
+        (validation) mIoU of training, unless training also trained on that split
+        (metrics["held_out"] false: a score on training frames is not one to quote).
         """
-        for metrics in (self.metrics.get("test"), self.metrics.get("val"), self.metrics):
+        own = self.metrics if self.metrics.get("held_out", True) else None
+        for metrics in (self.metrics.get("test"), self.metrics.get("val"), own):
             miou = metrics.get("mean_iou") if isinstance(metrics, dict) else None
             if isinstance(miou, (int, float)) and math.isfinite(miou):
                 return float(miou)
