@@ -36,7 +36,7 @@ from lednet_ros.core import cpu  # noqa: E402
 from lednet_ros.core.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, save_weights)
 from lednet_ros.core.classes import IGNORE_INDEX  # noqa: E402
-from lednet_ros.core.datasets import DATASETS, DatasetError, open_split  # noqa: E402
+from lednet_ros.core.datasets import DATASETS, DatasetError, open_split, split_names  # noqa: E402
 from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
 from lednet_ros.tools.cli import parse_size  # noqa: E402
@@ -503,7 +503,7 @@ def main(argv=None) -> float:
             raise SystemExit(f"{args.data_path} has {len(train_set)} {args.train_split} images: "
                              f"fewer than one batch of {args.batch_size} for each of {world} "
                              "processes")
-        val_held_out = args.val_split not in args.train_split.split("+")
+        val_held_out = not set(split_names(args.val_split)) & set(split_names(args.train_split))
         if is_main and not val_held_out:
             print(f"--val-split {args.val_split} is part of --train-split {args.train_split}: "
                   "its scores are on training frames (use final.safetensors, the schedule's "

@@ -191,11 +191,17 @@ class Cityscapes(SegmentationDataset):
 DATASETS = {"camvid": CamVid, "cityscapes": Cityscapes}
 
 
-def open_split(dataset_cls, root, split: str, transform=None) -> SegmentationDataset:
-    """Open ``split``, or the union of splits joined by '+' (``"train+val"``), in that order."""
+def split_names(split: str) -> list[str]:
+    """Return the split names of ``split``: one name, or names joined by '+' (``"train+val"``)."""
     names = split.split("+")
     if len(set(names)) != len(names) or not all(names):
         raise DatasetError(f"split {split!r}: expected split names joined by '+', each once")
+    return names
+
+
+def open_split(dataset_cls, root, split: str, transform=None) -> SegmentationDataset:
+    """Open ``split``, or the union of splits joined by '+' (``"train+val"``), in that order."""
+    names = split_names(split)
     if len(names) == 1:
         return dataset_cls(root, split, transform)
     pairs = [pair for name in names for pair in dataset_cls(root, name).pairs]
