@@ -1,18 +1,25 @@
-"""The pinned install: the lock .ci/requirements.txt against .ci/requirements.in and the venv.
+"""The pinned install: the lock, the venv, and .ci/install_lock on a fresh venv.
 
 The lock (made by .ci/lock) must cover every direct requirement within its bounds, pin every
 package with == and sha256 hashes, and be what the running venv holds, version for version: this
 fails where .ci/setup did not install from the lock, or the lock was not refreshed after an edit
-of requirements.in. Needs no ROS.
+of requirements.in. And .ci/install_lock, run on a venv made as a fresh machine makes it,
+installs a lock exactly even after a newer release. Needs no ROS.
 """
 
 from __future__ import annotations
 
 import operator
+import os
 import re
+import shutil
+import subprocess
+import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DIRECT = REPO / ".ci" / "requirements.in"
@@ -124,3 +131,104 @@ def test_the_checks_catch_what_they_are_for():
     assert version_problems(pins, {"typing-extensions": "4.2.0"}) == [
         "torch: the lock says 2.13.0+cpu, the venv has nothing",
         "typing-extensions: the lock says 4.1.0, the venv has 4.2.0"]
+
+
+# --- The install itself: a venv made as a fresh machine makes it (python3.11 -m venv, with the
+# pip that the interpreter bundles) installs a lock exactly, even when a newer release of a
+# package that another package requires with an extra (pytest-cov: coverage[toml]>=7.10.6)
+# appeared after the lock was made. Made packages in a local folder play the release.
+
+INSTALL_LOCK = REPO / ".ci" / "install_lock"
+PROBE = "lednet-lockprobe"
+
+
+def make_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = (),
+               extras: tuple[str, ...] = ()) -> Path:
+    """Write a minimal pure-Python wheel (one module) and return its path."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}.py": f"VERSION = {version!r}\n",
+        f"{dist_info}/METADATA": "".join(
+            [f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"]
+            + [f"Provides-Extra: {extra}\n" for extra in extras]
+            + [f"Requires-Dist: {requirement}\n" for requirement in requires]),
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{dist_info}/RECORD"] = "\n".join(record + [f"{dist_info}/RECORD,,"]) + "\n"
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def probe_release(tmp_path_factory):
+    """Make a lock of two made packages and a folder that also holds a newer release.
+
+    plugin 1.0 needs core[extra]>=1.0; the lock pins core 1.0; core 2.0 is 'released after'.
+    """
+    import hashlib
+
+    folder = tmp_path_factory.mktemp("wheels")
+    core, plugin = f"{PROBE}-core", f"{PROBE}-plugin"
+    locked = [make_wheel(folder, core, "1.0", extras=("extra",)),
+              make_wheel(folder, plugin, "1.0", requires=(f"{core}[extra]>=1.0",))]
+    make_wheel(folder, core, "2.0", extras=("extra",))
+    lock = folder.parent / "probe-lock.txt"
+    lock.write_text("".join(
+        f"{name}==1.0 \\\n    --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n"
+        for name, wheel in zip((core, plugin), locked)))
+    return folder, lock
+
+
+def fresh_venv(path: Path) -> Path:
+    """Make a venv as .ci/setup does on a fresh machine; return its python."""
+    base = shutil.which("python3.11") or sys._base_executable
+    subprocess.run([base, "-m", "venv", str(path)], check=True, timeout=120)
+    return path / "bin" / "python"
+
+
+def local_only(folder: Path) -> dict:
+    """Return pip settings that add ``folder`` to where packages are found (the index stays)."""
+    return {**os.environ, "PIP_FIND_LINKS": str(folder), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def test_a_fresh_venv_installs_the_lock_exactly_after_a_newer_release(probe_release, tmp_path):
+    folder, lock = probe_release
+    python = fresh_venv(tmp_path / "venv")
+    result = subprocess.run(["bash", str(INSTALL_LOCK), str(python), str(lock),
+                             str(tmp_path / "pip.log")], env=local_only(folder),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + (tmp_path / "pip.log").read_text()[-3000:]
+    versions = subprocess.run(
+        [str(python), "-c", "from importlib import metadata as m; print(m.version('pip'), "
+         f"m.version('{PROBE}-core'), m.version('{PROBE}-plugin'))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    installer = re.search(r"^pip==(\S+)", (REPO / ".ci" / "installer.txt").read_text(), re.M)[1]
+    assert versions == [installer, "1.0", "1.0"]
+
+
+def test_the_bundled_pip_alone_would_take_the_newer_release(probe_release, tmp_path):
+    """What the check above guards against, shown where the interpreter bundles such a pip."""
+    folder, lock = probe_release
+    python = fresh_venv(tmp_path / "venv")
+    bundled = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True,
+                             text=True, check=True).stdout.split()[1]
+    if release(bundled) >= (23, 3):
+        pytest.skip(f"the bundled pip {bundled} keeps extras to their pins (fixed in 23.3)")
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--require-hashes",
+                             "-r", str(lock)], env=local_only(folder), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode != 0
+    assert f"{PROBE}-core[extra]>=1.0" in result.stderr
