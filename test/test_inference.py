@@ -1,18 +1,25 @@
 """Inference engines (lednet_ros/core/engines.py) and the choice of engine and precision.
 
 Stated tolerances, against eager PyTorch fp32 on real CamVid test frames (../shared; a made
-street frame where that is absent), at the weights' input size and at a second size:
-- labels: fp32 CPU engines (onnxruntime, openvino f32) equal on >= 99.999% of pixels (measured
+street frame where that is absent), at the weights' input size and at a second size, per frame,
+for each engine and precision (TOLERANCES, each with the CPU it was measured on):
+- fp32 CPU engines (onnxruntime, openvino f32): labels equal on >= 99.999% of pixels (measured
   over the whole CamVid test split, 40.3M pixels: ONNX Runtime 5 and OpenVINO 7 pixels differ,
-  argmax near-ties; 100% on the frames here); reduced precisions (bf16 on the CPU, fp16 on
-  CUDA) and CUDA fp32 (TF32 convolutions) on >= 99.5%;
-- confidence (softmax maximum x 255, uint8): fp32 engines within 1 level at every pixel; reduced
-  precisions within 2 levels on >= 99.5% of pixels.
+  argmax near-ties), confidence (softmax maximum x 255, uint8) within 1 level at every pixel;
+- bf16 on the CPU (torch, openvino): labels >= 99.0%, confidence within 8 levels on >= 98.5%;
+  measured on an AMD EPYC (Zen 4, avx512_bf16, no AMX), 30 CamVid test frames at 480x360 and 5
+  at 320x240: labels worst frame 99.41% (torch) / 99.55% (openvino), within 8 levels worst
+  98.95% / 99.19% (within 2 levels only 83% / 87%: bf16 keeps 8 mantissa bits);
+- CUDA fp32 (TF32 convolutions) and fp16: labels >= 99.5%, confidence within 2 levels on
+  >= 99.5% (measured on an H100 in an earlier session).
 Engines or CPU features absent here skip with the reason. Speed is the benchmark's business
 (python -m lednet_ros.tools.benchmark), never asserted here.
 """
 
 from __future__ import annotations
+
+import copy
+import re
 
 import cv2
 import numpy as np
@@ -21,13 +28,13 @@ import pytest
 import torch
 
 from lednet_ros.core.checkpoint import load_weights
-from lednet_ros.core.cpu import BF16_FLAGS, cpu_flags, native_bf16
+from lednet_ros.core.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.datasets import read_rgb
 from lednet_ros.core.engines import (
     ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, fold_batchnorm,
-    installed_runtimes, make_engine,
+    TorchEngine, installed_runtimes, make_engine,
 )
-from lednet_ros.core.onnx_engines import onnx_bytes
+from lednet_ros.core.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine, onnx_bytes
 from lednet_ros.core.processing import preprocess, resize_labels
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
 
@@ -122,11 +129,23 @@ def predictions(model, inputs):
     return get
 
 
-def thresholds(precision: str, device: torch.device) -> tuple[float, int, float]:
-    """(label share, confidence levels, share within them) stated in the module docstring."""
-    if precision == "fp32" and device.type == "cpu":
-        return 0.99999, 1, 1.0
-    return 0.995, 2, 0.995
+# (engine, precision, device type) -> (label share, confidence levels, share within them); the
+# measurements behind each are in the module docstring.
+TOLERANCES = {
+    ("torch", "fp32", "cpu"): (0.99999, 1, 1.0),
+    ("onnxruntime", "fp32", "cpu"): (0.99999, 1, 1.0),
+    ("openvino", "fp32", "cpu"): (0.99999, 1, 1.0),
+    ("torch", "bf16", "cpu"): (0.990, 8, 0.985),
+    ("openvino", "bf16", "cpu"): (0.990, 8, 0.985),
+}
+CUDA_TOLERANCE = (0.995, 2, 0.995)
+
+
+def thresholds(name: str, precision: str, device: torch.device) -> tuple[float, int, float]:
+    """(label share, confidence levels, share within them) for an engine and precision."""
+    if device.type == "cuda":
+        return CUDA_TOLERANCE
+    return TOLERANCES[(name, precision, device.type)]
 
 
 def check_engine(results, reference, share, levels, within):
@@ -145,13 +164,41 @@ def check_engine(results, reference, share, levels, within):
 def test_cpu_engines_give_eager_fp32_labels_and_confidence(predictions, reference, name,
                                                            precision):
     _, results = predictions(name, precision)
-    check_engine(results, reference, *thresholds(precision, CPU))
+    check_engine(results, reference, *thresholds(name, precision, CPU))
+
+
+ENGINE_CLASSES = {"torch": TorchEngine, "onnxruntime": OnnxRuntimeEngine,
+                  "openvino": OpenVinoEngine}
+
+
+@pytest.mark.parametrize("name,precision", CPU_VARIANTS)
+def test_building_an_engine_leaves_the_given_model_as_it_was(model, inputs, name, precision):
+    """No engine converts, moves or switches the mode of the model it is given.
+
+    Built directly (not through choose_engine), so torch bf16 runs on every CPU, emulated where
+    bf16 is not native: a conversion in place shows as changed dtypes on any CPU.
+    """
+    if name != "torch" and name not in installed_runtimes():
+        pytest.skip(f"{name} is not installed")
+    given = copy.deepcopy(model).train()
+    before = {key: value.clone() for key, value in given.state_dict().items()}
+    args = (CPU, precision) if name == "torch" else (precision,)
+    ENGINE_CLASSES[name](given, *args)
+    assert all(module.training for module in given.modules()), "the model was put in eval mode"
+    after = given.state_dict()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert (after[key].dtype, after[key].device) == (value.dtype, value.device), key
+        assert torch.equal(after[key], value), f"{key} changed"
+    with torch.inference_mode():
+        torch.testing.assert_close(given.eval()(inputs[-1]), model.eval()(inputs[-1]))
 
 
 @pytest.mark.parametrize("name,precision", [v for v in CPU_VARIANTS if v != ("torch", "fp32")])
 def test_confidence_only_when_asked(predictions, inputs, name, precision):
     engine, results = predictions(name, precision)
-    labels, confidence = engine.predict(inputs[0])
+    x = inputs[0].to(engine.input_device, engine.input_dtype)
+    labels, confidence = engine.predict(x)
     assert confidence is None
     np.testing.assert_array_equal(labels, results[0][0])
 
@@ -228,6 +275,11 @@ def test_auto_follows_the_measured_rule(flags, installed, device, expected):
     assert f"; precision {expected[1]}: auto" in choice.reason
     explicit = choose_engine("auto", "fp32", device, flags=flags, installed=installed)
     assert explicit.precision == "fp32" and "requested (exact fp32)" in explicit.reason
+    # The reason states the rule and the CPU it ran on, never figures measured elsewhere.
+    assert not re.search(r"\d\s*(?:%|ms\b|x faster)|H100|Xeon", choice.reason.replace(
+        cpu_model(), "")), choice.reason
+    if device.type == "cpu" and expected[0] != "torch":
+        assert f"this CPU ({cpu_model()})" in choice.reason
 
 
 def test_auto_picks_what_the_rule_says_for_this_cpu(model):
@@ -322,7 +374,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 def test_cuda_engines_give_eager_fp32_labels_and_confidence(predictions, reference, inputs,
                                                             name, precision):
     engine, results = predictions(name, precision, CUDA)
-    check_engine(results, reference, *thresholds(precision, CUDA))
+    check_engine(results, reference, *thresholds(name, precision, CUDA))
     if name == "cuda_graph":  # one graph per input size, replayed
         assert len(engine.graphs) == 2
         labels, _ = engine.predict(inputs[0].to(CUDA, engine.input_dtype))

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from lednet_ros.core.cpu import cpu_flags, missing_bf16_reason, native_bf16
+from lednet_ros.core.cpu import cpu_flags, cpu_model, missing_bf16_reason, native_bf16
 from lednet_ros.core.model import ConvBNReLU, LEDNet, SSBranch
 from lednet_ros.core.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine, tensorrt_providers
 from lednet_ros.core.processing import confidence_from_logits, labels_from_logits
@@ -82,8 +82,10 @@ class EngineChoice:
     reason: str
 
 
-def _bf16_flags(flags: frozenset[str]) -> str:
-    return "/".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags)
+def _this_cpu(flags: frozenset[str], wanted) -> str:
+    """Name this CPU and which of ``wanted`` it has, for a choice's reason."""
+    present = [f for f in wanted if f in flags]
+    return f"this CPU ({cpu_model()})" + (f" with {'/'.join(present)}" if present else "")
 
 
 def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
@@ -91,14 +93,15 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
                   installed: frozenset[str] | None = None) -> EngineChoice:
     """Resolve 'auto' engine and precision for ``device``, or check an explicit pair.
 
-    The rule (numbers in docs/benchmarks.md):
+    The rule (measured on each CPU kind in docs/benchmarks.md; the reason names the rule and this
+    CPU, never figures from another machine):
 
     - CUDA: engine cuda_graph; precision fp32 (fp16 is faster but opt-in).
     - CPU engine: openvino where the CPU has AVX-512 (OpenVINO fp32 measured faster there) or
       native bf16 (OpenVINO bf16, the fastest measured); else onnxruntime (faster on AVX2-only);
       each only where installed, else the other, else torch.
-    - CPU precision: bf16 where the CPU computes it natively and the engine runs it (labels
-      99.65% equal to fp32, mIoU unchanged), else fp32.
+    - CPU precision: bf16 where the CPU computes it natively and the engine is OpenVINO (labels
+      within the tested agreement of fp32, CamVid mIoU unchanged), else fp32.
 
     Args:
         engine: 'auto' or one of ENGINES.
@@ -143,13 +146,12 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
     if precision == "auto":
         if kind == "cpu" and native_bf16(flags) and "bf16" in supported and engine == "openvino":
             precision = "bf16"
-            precision_reason = (f"auto on a CPU with native bf16 ({_bf16_flags(flags)}): labels "
-                                "99.65% equal to fp32, CamVid mIoU 51.97 vs 51.96, OpenVINO "
-                                "2.2x faster than in f32 (measured on an Intel Xeon with AMX)")
+            precision_reason = (f"auto on {_this_cpu(flags, ('avx512_bf16', 'amx_bf16'))}: "
+                                "the rule runs OpenVINO in bf16 where the CPU computes bf16 "
+                                "natively (measured: docs/benchmarks.md)")
         elif kind == "cuda":
             precision = "fp32"
-            precision_reason = ("auto on CUDA keeps fp32 (fp16 is faster, 2.2 against 3.3 ms "
-                                "at 1024x512 on an H100, but opt-in)")
+            precision_reason = "auto on CUDA keeps fp32 (fp16 is faster but opt-in)"
         else:
             precision = "fp32"
             precision_reason = ("auto: " + (missing_bf16_reason(flags) if not native_bf16(flags)
@@ -168,23 +170,25 @@ def _auto_engine(kind: str, precision: str, flags: frozenset[str],
                  installed: frozenset[str]) -> tuple[str, str]:
     """(engine, why) for engine 'auto' on a device type (the rule of choose_engine)."""
     if kind == "cuda":
-        return "cuda_graph", ("auto on CUDA (1024x512 on an H100: 3.3 ms fp32 against 13.2 ms "
-                              "eager)")
+        return "cuda_graph", ("auto on CUDA: one CUDA graph replay per frame, BatchNorm folded "
+                              "(faster than eager; docs/benchmarks.md)")
     if precision == "bf16" or (precision == "auto" and native_bf16(flags)):
-        why = f"auto on a CPU with native bf16 ({_bf16_flags(flags)})"
+        why = f"auto on {_this_cpu(flags, ('avx512_bf16', 'amx_bf16'))}"
         if "openvino" in installed:
-            return "openvino", why + ": OpenVINO bf16 is the fastest measured"
+            return "openvino", why + ": the rule takes OpenVINO where bf16 is native"
         if precision == "bf16":
             return "torch", why + ", openvino not installed: eager PyTorch runs bf16"
     wide = [f for f in OPENVINO_CPU_FLAGS if f in flags]
     if wide and "openvino" in installed:
-        return "openvino", (f"auto on a CPU with {'/'.join(wide)}: OpenVINO fp32 measured "
-                            "faster than ONNX Runtime there")
+        return "openvino", (f"auto on {_this_cpu(flags, OPENVINO_CPU_FLAGS)}: the rule takes "
+                            "OpenVINO where the CPU has AVX-512")
     if "onnxruntime" in installed:
         if wide:
-            return "onnxruntime", f"auto on a CPU with {'/'.join(wide)}, openvino not installed"
-        return "onnxruntime", (f"auto on a CPU without {'/'.join(OPENVINO_CPU_FLAGS)} or native "
-                               "bf16: ONNX Runtime measured as fast as OpenVINO or faster there")
+            return "onnxruntime", (f"auto on {_this_cpu(flags, OPENVINO_CPU_FLAGS)}, "
+                                   "openvino not installed")
+        return "onnxruntime", (f"auto on {_this_cpu(flags, ())}, without "
+                               f"{'/'.join(OPENVINO_CPU_FLAGS)} or native bf16: the rule takes "
+                               "ONNX Runtime there")
     if "openvino" in installed:
         return "openvino", "auto on the CPU: onnxruntime not installed"
     return "torch", "auto on the CPU: neither onnxruntime nor openvino installed"
@@ -239,7 +243,9 @@ class TorchEngine:
     def __init__(self, model: LEDNet, device: torch.device, precision: str = "fp32"):
         self.precision = precision
         self.input_device, self.input_dtype = device, DTYPES[precision]  # the Segmenter's input
-        self.model = model.eval().to(device, self.input_dtype)
+        # A copy: .eval() and .to() act in place, and the caller's model (other engines, training)
+        # must keep its mode, device and dtype.
+        self.model = copy.deepcopy(model).eval().to(device, self.input_dtype)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

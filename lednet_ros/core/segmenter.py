@@ -94,7 +94,7 @@ class Segmenter:
         self.metadata = metadata
         self.palette = palette(metadata.class_colors)
         self.input_size = check_input_size(input_size or metadata.input_size)
-        self.engine = make_engine(engine, model.eval(), self.device, precision)
+        self.engine = make_engine(engine, model, self.device, precision)
         self.precision = self.engine.precision
         self.choice_reason = self.engine.reason
 
