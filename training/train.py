@@ -7,7 +7,8 @@ Evaluate:         python training/train.py ... --test-only [--weights best.safet
 
 Outputs in --output-dir: last.pt (training state, for --resume), best.safetensors (the best on
 --val-split: the weights the node loads, with their metadata), final.safetensors (the last epoch's,
-for a fixed schedule on train+val), log.csv and curves.png (loss, lr, mIoU per epoch).
+for a fixed schedule on train+val), with --save-evaluated epoch_NNN.safetensors (each evaluated
+epoch's), log.csv and curves.png (loss, lr, mIoU per epoch); the log starts with every setting.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import csv
 import itertools
+import json
 import math
 import os
 import pickle
@@ -99,6 +101,24 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--translate", type=int, default=2, help="random translation in pixels")
     p.add_argument("--color-jitter", type=float, default=0.0,
                    help="brightness, contrast and saturation factors drawn from [1-s, 1+s]")
+    # Camera robustness (issue 29); 0 leaves the pipeline as without the option.
+    p.add_argument("--hue", type=float, default=0.0, help="largest hue rotation in degrees")
+    p.add_argument("--gamma", type=float, default=0.0, help="gamma drawn from [1-s, 1+s]")
+    p.add_argument("--white-balance", type=float, default=0.0,
+                   help="per-channel (R, G, B) gains drawn from [1-s, 1+s]")
+    p.add_argument("--blur", type=float, default=0.0,
+                   help="Gaussian blur, sigma drawn from [0, BLUR] pixels (half the samples)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="Gaussian noise, std drawn from [0, NOISE] grey levels of 255 (half the "
+                        "samples)")
+    p.add_argument("--jpeg-quality", type=int, default=0,
+                   help="JPEG re-encoding at a quality drawn from [Q, 95] (half the samples)")
+    p.add_argument("--aspect-jitter", type=float, default=0.0,
+                   help="width/height ratio times or divided by up to 1+s, area kept (half the "
+                        "samples)")
+    p.add_argument("--pitch-warp", type=float, default=0.0,
+                   help="camera-pitch warp moving the horizon by up to this fraction of the "
+                        "height (half the samples)")
     p.add_argument("--eval-size", type=parse_size, default=None,
                    help="evaluate images and labels (nearest) at this size (default: --resize, "
                         "as the paper evaluates Cityscapes at 1024x512; with --test-only the "
@@ -107,6 +127,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument("--std", type=float, nargs=3, default=[1.0, 1.0, 1.0])
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--max-iters-per-epoch", type=int, default=0, help="0: the whole dataset")
+    p.add_argument("--save-evaluated", action="store_true",
+                   help="also keep each evaluated epoch's weights as epoch_NNN.safetensors (to "
+                        "choose an epoch on data outside --val-split)")
     p.add_argument("--stop-after-epochs", type=int, default=0,
                    help="end this run after N epochs, as if interrupted (for time-limited jobs; "
                         "continue with --resume; the lr schedule still spans --epochs)")
@@ -123,6 +146,14 @@ def get_args(argv=None) -> argparse.Namespace:
                    help="weights to evaluate with --test-only "
                         "(default: <output-dir>/best.safetensors)")
     args = p.parse_args(argv)
+    upper_bounds = {"hue": math.inf, "gamma": 1, "white_balance": 1, "blur": math.inf,
+                    "noise": math.inf, "aspect_jitter": math.inf, "pitch_warp": 1}
+    for name, upper in upper_bounds.items():
+        value = getattr(args, name)
+        if not 0 <= value < upper:
+            p.error(f"--{name.replace('_', '-')} {value}: expected a value in [0, {upper})")
+    if not (args.jpeg_quality == 0 or 1 <= args.jpeg_quality <= 95):
+        p.error(f"--jpeg-quality {args.jpeg_quality}: expected 0 (off) or 1 to 95")
     if args.resize is None and args.dataset == "cityscapes":
         args.resize = (1024, 512)
     if args.eval_size is None and not args.test_only:
@@ -147,6 +178,9 @@ def get_transform(args: argparse.Namespace, class_set, train: bool):
     if train:
         return train_preset(resize=args.resize, scale_jitter=args.scale_jitter, crop=args.crop,
                             translate=args.translate, color_jitter=args.color_jitter,
+                            hue=args.hue, gamma=args.gamma, white_balance=args.white_balance,
+                            blur=args.blur, noise=args.noise, jpeg_quality=args.jpeg_quality,
+                            aspect_jitter=args.aspect_jitter, pitch_warp=args.pitch_warp,
                             mean=args.mean, std=args.std, void_id=class_set.ignore_index)
     return eval_preset(size=args.eval_size, mean=args.mean, std=args.std,
                        void_id=class_set.ignore_index)
@@ -556,6 +590,8 @@ def main(argv=None) -> float:
             else None
         if init_recipe is not None:
             recipe["init_weights_recipe"] = init_recipe
+        if is_main:  # every setting, defaults included, at the head of the run's log
+            print("settings: " + json.dumps({k: recipe[k] for k in vars(args)}), flush=True)
         stop_epoch = args.epochs
         if args.stop_after_epochs:
             stop_epoch = min(args.epochs, start_epoch + args.stop_after_epochs)
@@ -586,7 +622,9 @@ def main(argv=None) -> float:
                 best_miou = miou if improved else best_miou
                 deployable = [name for name, wanted in (
                     ("best.safetensors", improved),
-                    ("final.safetensors", epoch + 1 == args.epochs)) if wanted]
+                    ("final.safetensors", epoch + 1 == args.epochs),
+                    (f"epoch_{epoch + 1:03d}.safetensors", evaluated and args.save_evaluated))
+                    if wanted]
                 if args.stage == "full" and deployable:
                     metrics = {"mean_iou": miou, "pixel_accuracy": pixel_acc,
                                "epoch": epoch + 1, "split": args.val_split,
