@@ -48,6 +48,8 @@ EXECUTABLES = {
     "write_bag": "core.bags",
     "bag_player": "tools.bag_player",
     "evaluate_bag": "tools.evaluate_bag",
+    "evaluate_cityscapes": "tools.evaluate_cityscapes",
+    "adapt": "tools.adapt",
 }
 OCCUPANCY_FIELDS = {
     "header": "std_msgs/Header",

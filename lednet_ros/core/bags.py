@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,6 +30,7 @@ from lednet_ros.core.images import (
     DEFAULT_MAX_PIXELS,
     ImageFormatError,
     class_ids_from_message,
+    rgb_from_compressed,
     rgb_from_message,
 )
 
@@ -138,49 +140,86 @@ class BagFrame:
     array: np.ndarray  # H x W x 3 RGB for images, H x W class ids for ground truth
 
 
-def read_frames(path, topics: BagTopics | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[BagFrame]:
-    """Yield the bag's image and ground-truth messages in recorded order, decoded and checked.
+IMAGE_TYPES = {"sensor_msgs/msg/Image": rgb_from_message,
+               "sensor_msgs/msg/CompressedImage": rgb_from_compressed}
 
-    ``topics`` defaults to ``BagTopics()``.
 
-    Raises:
-        BagError: the bag cannot be opened, lacks the image topic, or a message is malformed.
-    """
+def _connections(reader, path: Path, topics: BagTopics) -> list:
+    """Return the image and ground-truth connections, checked: BagError naming what is wrong."""
+    wanted = (topics.image, topics.ground_truth)
+    connections = [c for c in reader.connections if c.topic in wanted]
+    if not any(c.topic == topics.image for c in connections):
+        found = ", ".join(sorted({c.topic for c in reader.connections})) or "none"
+        raise BagError(f"{path}: no {topics.image} topic (topics: {found})")
+    for connection in connections:
+        allowed = IMAGE_TYPES if connection.topic == topics.image else ("sensor_msgs/msg/Image",)
+        if connection.msgtype not in allowed:
+            raise BagError(f"{path}: {connection.topic} is {connection.msgtype}, "
+                           f"expected {' or '.join(allowed)}")
+    return connections
+
+
+@contextmanager
+def _reader(path: Path):
+    """Open a rosbags reader; any failure to read the bag becomes a BagError naming it."""
     from rosbags.highlevel import AnyReader
 
-    topics = BagTopics() if topics is None else topics
-
-    path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     try:
         with AnyReader([path], default_typestore=typestore()) as reader:
-            wanted = {topics.image: "image", topics.ground_truth: "ground_truth"}
-            connections = [c for c in reader.connections if c.topic in wanted]
-            if not any(c.topic == topics.image for c in connections):
-                found = ", ".join(sorted({c.topic for c in reader.connections})) or "none"
-                raise BagError(f"{path}: no {topics.image} topic (topics: {found})")
-            for connection in connections:
-                if connection.msgtype != "sensor_msgs/msg/Image":
-                    raise BagError(f"{path}: {connection.topic} is {connection.msgtype}, "
-                                   f"expected sensor_msgs/msg/Image")
-            for index, (connection, _, raw) in enumerate(reader.messages(connections)):
-                kind = wanted[connection.topic]
-                decode = rgb_from_message if kind == "image" else class_ids_from_message
-                try:
-                    msg = reader.deserialize(raw, connection.msgtype)
-                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                    frame = BagFrame(kind, stamp, decode(msg, max_pixels))
-                except (ImageFormatError, ValueError, KeyError, AssertionError,
-                        IndexError) as error:
-                    raise BagError(f"{path}: message {index} on {connection.topic}: "
-                                   f"{error}") from error
-                yield frame
+            yield reader
     except BagError:
         raise
     except Exception as error:  # rosbags raises its own types for unreadable or truncated bags
         raise BagError(f"{path}: cannot read the bag: {type(error).__name__}: {error}") from error
+
+
+def count_images(path, topics: BagTopics | None = None) -> int:
+    """Return the number of messages on the bag's image topic (from its index, none decoded).
+
+    Raises:
+        BagError: as read_frames.
+    """
+    topics = BagTopics() if topics is None else topics
+    path = Path(path)
+    with _reader(path) as reader:
+        return sum(c.msgcount for c in _connections(reader, path, topics)
+                   if c.topic == topics.image)
+
+
+def read_frames(path, topics: BagTopics | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                image_indices=None) -> Iterator[BagFrame]:
+    """Yield the bag's image and ground-truth messages in recorded order, decoded and checked.
+
+    ``topics`` defaults to ``BagTopics()``. Images may be sensor_msgs/Image or CompressedImage
+    (PNG, JPEG); ground truth is a mono8 Image. With ``image_indices`` (a set of positions among
+    the image messages, counting from 0) only those images are decoded and yielded.
+
+    Raises:
+        BagError: the bag cannot be opened, lacks the image topic, or a message is malformed.
+    """
+    topics = BagTopics() if topics is None else topics
+    path = Path(path)
+    with _reader(path) as reader:
+        connections = _connections(reader, path, topics)
+        image_count = 0
+        for index, (connection, _, raw) in enumerate(reader.messages(connections)):
+            kind = "image" if connection.topic == topics.image else "ground_truth"
+            if kind == "image":
+                image_count += 1
+                if image_indices is not None and image_count - 1 not in image_indices:
+                    continue
+            decode = IMAGE_TYPES[connection.msgtype] if kind == "image" \
+                else class_ids_from_message
+            try:
+                msg = reader.deserialize(raw, connection.msgtype)
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                frame = BagFrame(kind, stamp, decode(msg, max_pixels))
+            except (ImageFormatError, ValueError, KeyError, AssertionError, IndexError) as error:
+                raise BagError(f"{path}: message {index} on {connection.topic}: "
+                               f"{error}") from error
+            yield frame
 
 
 # ---- frame sources for the writer -----------------------------------------------------------

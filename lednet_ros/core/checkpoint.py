@@ -8,6 +8,7 @@ reached.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -156,6 +157,15 @@ def save_weights(path, model: LEDNet, metadata: WeightsMetadata) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def file_sha256(path) -> str:
+    """Return the hex SHA-256 of a file (a weights file's identity in the metadata of another)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_metadata(path) -> WeightsMetadata:

@@ -68,13 +68,28 @@ CAMVID = ClassSet(
 
 CLASS_SETS = {c.name: c for c in (CITYSCAPES, CAMVID)}
 
+# Cityscapes labelId -> CamVid class name, to score CamVid weights on Cityscapes frames (out of
+# domain). Every other id (terrain, void, ...) is ignored.
+CITYSCAPES_LABEL_TO_CAMVID_NAME = {
+    7: "road", 8: "pavement", 11: "building", 12: "building", 13: "fence", 17: "pole",
+    18: "pole", 19: "sign symbol", 20: "sign symbol", 21: "tree", 23: "sky", 24: "pedestrian",
+    25: "bicyclist", 32: "bicyclist", 33: "bicyclist", 26: "car", 27: "car", 28: "car", 31: "car",
+}
+CITYSCAPES_LABEL_TO_CAMVID = {label_id: CAMVID.names.index(name)
+                              for label_id, name in CITYSCAPES_LABEL_TO_CAMVID_NAME.items()}
+
+
+def lookup_table(mapping: dict[int, int]) -> np.ndarray:
+    """Return a 256-entry uint8 lookup table of ``mapping``; every other value maps to 255."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for source, target in mapping.items():
+        lut[source] = target
+    return lut
+
 
 def cityscapes_label_id_lut() -> np.ndarray:
     """Return a 256-entry lookup table mapping Cityscapes labelIds to trainIds (255 for void)."""
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    for label_id, train_id in CITYSCAPES_LABEL_TO_TRAIN_ID.items():
-        lut[label_id] = train_id
-    return lut
+    return lookup_table(CITYSCAPES_LABEL_TO_TRAIN_ID)
 
 
 def palette(colors) -> np.ndarray:

@@ -15,7 +15,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.core.classes import CAMVID, CITYSCAPES, ClassSet, cityscapes_label_id_lut
+from lednet_ros.core.classes import (
+    CAMVID,
+    CITYSCAPES,
+    CITYSCAPES_LABEL_TO_CAMVID,
+    CITYSCAPES_TRAIN_TO_LABEL_ID,
+    ClassSet,
+    cityscapes_label_id_lut,
+    lookup_table,
+)
 
 
 class DatasetError(ValueError):
@@ -186,6 +194,35 @@ class Cityscapes(SegmentationDataset):
     def decode_target(self, path: Path) -> np.ndarray:
         label = read_label(path)
         return label if path.name.endswith("_labelTrainIds.png") else self._lut[label]
+
+
+class CityscapesAsCamVid(Cityscapes):
+    """Cityscapes frames labelled with CamVid's 11 classes (classes.CITYSCAPES_LABEL_TO_CAMVID).
+
+    For scoring CamVid weights out of domain. labelTrainIds files go through their labelIds, so
+    polegroup (labelId 18, no trainId) counts as pole only where labelIds are read.
+    """
+
+    class_set = CAMVID
+    _lut = lookup_table(CITYSCAPES_LABEL_TO_CAMVID)
+    _train_id_lut = lookup_table(CITYSCAPES_TRAIN_TO_LABEL_ID)
+
+    def decode_target(self, path: Path) -> np.ndarray:
+        label = read_label(path)
+        if path.name.endswith("_labelTrainIds.png"):
+            label = self._train_id_lut[label]
+        return self._lut[label]
+
+
+# Cityscapes frames show the ego car's bonnet below row 800 of 1024: the fraction of rows to keep.
+CITYSCAPES_KEEP_TOP = 800 / 1024
+
+
+def keep_top(image: np.ndarray, fraction: float) -> np.ndarray:
+    """Return the top ``fraction`` of an image's rows (rounded), a view; ValueError naming it."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction of rows to keep {fraction}: expected a value in (0, 1]")
+    return image[:max(1, round(image.shape[0] * fraction))]
 
 
 DATASETS = {"camvid": CamVid, "cityscapes": Cityscapes}

@@ -1,8 +1,9 @@
-"""Scoring predicted label images against ground truth: pairing by stamp, reports. No ROS import.
+"""Scoring predicted label images against ground truth: pairing by stamp, datasets, reports.
 
-Used by the live evaluator node (labels from the running segmentation node) and by the offline
-evaluation of a bag (evaluate_bag.py), so both give the same numbers for the same frames. The
-confusion matrix is the package's one implementation (metrics.ConfusionMatrix).
+No ROS import. Used by the live evaluator node (labels from the running segmentation node), by
+the offline evaluation of a bag (evaluate_bag.py), so both give the same numbers for the same
+frames, and by the out-of-domain evaluation of a dataset (evaluate_cityscapes.py). The confusion
+matrix is the package's one implementation (metrics.ConfusionMatrix).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lednet_ros.core.datasets import keep_top
 from lednet_ros.core.metrics import ConfusionMatrix
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png")
@@ -64,6 +66,27 @@ class StampMatcher:
     def unmatched(self, side: str) -> int:
         """Items of ``side`` that found no partner: dropped when too old, or waiting now."""
         return self.evicted[side] + len(self._waiting[side])
+
+
+def score_dataset(segmenter, dataset, keep_top_fraction: float = 1.0,
+                  progress=None) -> ConfusionMatrix:
+    """Segment every frame of ``dataset`` and count it against its labels.
+
+    Args:
+        segmenter: a Segmenter whose classes are the dataset's.
+        dataset: (RGB image, class ids) pairs (datasets.SegmentationDataset).
+        keep_top_fraction: the fraction of rows kept from the top of image and labels before
+            segmenting (the rest, a car's bonnet, is cut).
+        progress: called with (frames done, frames in all) after each frame.
+    """
+    confusion = ConfusionMatrix(segmenter.num_classes)
+    for index in range(len(dataset)):
+        image, labels = dataset.load(index)
+        image = keep_top(image, keep_top_fraction)
+        confusion.update(keep_top(labels, keep_top_fraction), segmenter.segment(image))
+        if progress is not None:
+            progress(index + 1, len(dataset))
+    return confusion
 
 
 def stamp_nanoseconds(sec: int, nanosec: int) -> int:

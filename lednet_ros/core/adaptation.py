@@ -1,0 +1,392 @@
+"""Adapting weights to a new camera from unlabelled frames. No ROS import.
+
+Two methods, neither sees a label:
+
+- ``bn``: recompute the BatchNorm running statistics on the camera's frames (every other weight
+  kept): the cheapest fix for a new camera's colours, exposure and scene layout.
+- ``self-training``: ``bn``, then pseudo-labels from the adapted model's confident pixels (a
+  threshold per class, so rare classes keep some pixels), a short fine-tune on them with
+  augmentation, and ``bn`` again.
+
+Frames come from videos, image folders or rosbag2 topics (frame_sampling.gather_frames). Every
+function returns a new model and leaves the one it is given untouched, so a node
+can adapt in the background while it keeps segmenting with the old weights. The result is an
+ordinary weights file whose metadata says how it was made (adapted_metadata) and quotes no mIoU:
+the base weights' score was measured on another camera.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lednet_ros.core.checkpoint import WeightsMetadata
+from lednet_ros.core.classes import IGNORE_INDEX
+from lednet_ros.core.model import LEDNet
+from lednet_ros.core.processing import normalisation, preprocess
+
+METHODS = ("bn", "self-training")
+# The decoder's global branch normalises one pooled value per frame: a batch needs two frames.
+MIN_FRAMES = 2
+BN_BATCH_SIZE = 16
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+class AdaptationError(ValueError):
+    """Adaptation that cannot run: the message names the bad source, value or setting."""
+
+
+# ---- BatchNorm statistics --------------------------------------------------------------------
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _inputs(frames, indices, input_size, mean, std, device) -> torch.Tensor:
+    return torch.cat([preprocess(frames[i], input_size, mean, std, device) for i in indices])
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
+                            *, batch_size: int = BN_BATCH_SIZE, seed: int = 0,
+                            progress: Progress | None = None) -> LEDNet:
+    """Return a copy of ``model`` whose BatchNorm running statistics are those of ``frames``.
+
+    The cumulative average (momentum None) over batches of frames at ``input_size``, in a
+    shuffled order (consecutive frames of one video would make each batch's statistics its
+    own); only the BatchNorms run in training mode (dropout stays off), and no weight changes.
+
+    Args:
+        model: the weights to adapt; not modified.
+        frames: H x W x 3 uint8 RGB arrays, at least MIN_FRAMES.
+        input_size: network input (width, height).
+        mean, std: the weights' input normalisation (metadata).
+        batch_size: frames per batch (at least 2; larger gives statistics closer to the whole
+            set's; the last batches take the frames left over).
+        seed: the shuffle's seed.
+        progress: called with (batches done, batches in all).
+    """
+    if len(frames) < MIN_FRAMES:
+        raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
+                              f"{MIN_FRAMES}")
+    if batch_size < 2:
+        raise AdaptationError(f"batch size {batch_size}: BatchNorm statistics need at least 2")
+    adapted = copy.deepcopy(model).eval()
+    norms = _batch_norms(adapted)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    order = np.random.default_rng(seed).permutation(len(frames))
+    batches = np.array_split(order, max(1, len(frames) // batch_size))
+    device = _device(adapted)
+    for done, batch in enumerate(batches, 1):
+        adapted(_inputs(frames, batch, input_size, mean, std, device))
+        if progress is not None:
+            progress(done, len(batches))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return adapted.eval()
+
+
+# ---- self-training ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SelfTrainingSettings:
+    """How self-training runs (recorded in the adapted weights' metadata).
+
+    Attributes:
+        epochs: passes over the frames.
+        batch_size: frames per step.
+        lr: Adam's learning rate.
+        threshold: a pixel's softmax maximum must reach this to be a pseudo-label...
+        class_quantile: ...or, when lower, this quantile of the confidences of the pixels
+            predicted as its class (0: the global threshold alone), so rare and hard classes
+            keep some pixels.
+        flip_labels: pseudo-labels from the mean of each frame's and its mirror's predictions.
+        refresh_labels: pseudo-labels made again by the current model before every epoch.
+        freeze_bn: BatchNorm statistics fixed while fine-tuning (the affine weights learn).
+        class_balanced: cross-entropy weighted by 1 / ln(1.02 + class frequency) of the
+            pseudo-labels (ENet's weighting).
+        scale: range of the random rescale before a crop at the input size.
+        color_jitter: brightness, contrast and saturation factors drawn from [1-s, 1+s].
+        bn_batch_size: batch of the BatchNorm recomputations before and after.
+        seed: shuffles and augmentation.
+    """
+
+    epochs: int = 4
+    batch_size: int = 8
+    lr: float = 1e-4
+    threshold: float = 0.9
+    class_quantile: float = 0.0
+    flip_labels: bool = False
+    refresh_labels: bool = False
+    freeze_bn: bool = True
+    class_balanced: bool = False
+    scale: tuple[float, float] = (0.75, 1.5)
+    color_jitter: float = 0.2
+    bn_batch_size: int = BN_BATCH_SIZE
+    seed: int = 0
+
+    def check(self) -> None:
+        """AdaptationError naming the first setting out of range."""
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
+            "lr": self.lr > 0, "threshold": 0.0 < self.threshold <= 1.0,
+            "class_quantile": 0.0 <= self.class_quantile < 1.0,
+            "scale": 0.0 < self.scale[0] <= self.scale[1],
+            "color_jitter": 0.0 <= self.color_jitter < 1.0,
+            "bn_batch_size": self.bn_batch_size >= 2,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise AdaptationError(f"self-training setting {name} = {getattr(self, name)!r} "
+                                      "is out of range")
+
+
+@torch.no_grad()
+def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std, *,
+                  threshold: float = 0.9, class_quantile: float = 0.0, flip: bool = False,
+                  batch_size: int = 8) -> torch.Tensor:
+    """Return N x h x w uint8 pseudo-labels at ``input_size``: confident pixels' classes, else 255.
+
+    A pixel is kept when its softmax maximum reaches its predicted class's threshold: the lower
+    of ``threshold`` and the ``class_quantile`` quantile of that class's confidences over all
+    frames (to 1/1000). With ``flip`` the probabilities are the mean of the frame's and its
+    mirror image's.
+    """
+    model = copy.deepcopy(model).eval()
+    device = _device(model)
+    labels, confidences = [], []
+    for start in range(0, len(frames), batch_size):
+        indices = range(start, min(start + batch_size, len(frames)))
+        x = _inputs(frames, indices, input_size, mean, std, device)
+        probabilities = model(x).softmax(1)
+        if flip:
+            probabilities = (probabilities + model(x.flip(-1)).softmax(1).flip(-1)) / 2
+        confidence, label = probabilities.max(1)
+        labels.append(label.to(torch.uint8).cpu())
+        confidences.append(confidence.float().cpu())
+    labels, confidences = torch.cat(labels), torch.cat(confidences)
+    thresholds = torch.full((256,), float(threshold))
+    if class_quantile > 0:
+        bins = 1000
+        binned = (confidences * (bins - 1)).round().long().clamp(0, bins - 1)
+        histogram = torch.bincount(labels.long().flatten() * bins + binned.flatten(),
+                                   minlength=model.num_classes * bins)
+        cumulative = histogram.view(model.num_classes, bins).cumsum(1).double()
+        for cls in range(model.num_classes):
+            if cumulative[cls, -1] > 0:
+                position = torch.searchsorted(cumulative[cls],
+                                              class_quantile * cumulative[cls, -1])
+                thresholds[cls] = min(threshold, int(position) / (bins - 1))
+    unconfident = confidences < thresholds[labels.long()]
+    labels[unconfident] = IGNORE_INDEX
+    return labels
+
+
+def class_balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Return ENet's class weights 1 / ln(1.02 + frequency) from labels (255 ignored)."""
+    counts = torch.bincount(labels[labels != IGNORE_INDEX].long().flatten(),
+                            minlength=num_classes)[:num_classes].double()
+    frequency = counts / counts.sum().clamp(min=1)
+    return (1.0 / torch.log(1.02 + frequency)).float()
+
+
+def augment(images: torch.Tensor, labels: torch.Tensor, settings: SelfTrainingSettings,
+            generator: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Randomly rescale, crop (or pad) back to the size, flip and colour-jitter a batch.
+
+    ``images``: N x 3 x h x w float in [0, 1]; ``labels``: N x h x w int64 (255 ignored, and
+    the padding).
+    """
+    height, width = images.shape[-2:]
+    out_images, out_labels = torch.zeros_like(images), torch.full_like(labels, IGNORE_INDEX)
+    for i in range(images.shape[0]):
+        s = generator.uniform(*settings.scale)
+        size = (max(1, round(height * s)), max(1, round(width * s)))
+        image = F.interpolate(images[i:i + 1], size=size, mode="bilinear", align_corners=False)
+        label = F.interpolate(labels[i:i + 1, None].float(), size=size, mode="nearest")[:, 0]
+        top = int(generator.integers(0, max(0, size[0] - height) + 1))
+        left = int(generator.integers(0, max(0, size[1] - width) + 1))
+        image = image[..., top:top + height, left:left + width]
+        label = label[..., top:top + height, left:left + width].long()
+        if generator.random() < 0.5:
+            image, label = image.flip(-1), label.flip(-1)
+        h, w = image.shape[-2:]
+        out_images[i, :, :h, :w], out_labels[i, :h, :w] = image[0], label[0]
+    if settings.color_jitter:
+        low, high = 1.0 - settings.color_jitter, 1.0 + settings.color_jitter
+        factors = torch.from_numpy(generator.uniform(low, high, (images.shape[0], 3, 1, 1, 1)))
+        brightness, contrast, saturation = factors.float().unbind(1)
+        x = out_images * brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * contrast + mean
+        grey = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        out_images = ((x - grey) * saturation + grey).clamp(0.0, 1.0)
+    return out_images, out_labels
+
+
+def _to_unit_tensor(frames, input_size) -> torch.Tensor:
+    """N x 3 x h x w uint8 frames at ``input_size`` (held small; scaled to [0, 1] per batch)."""
+    width, height = input_size
+    resized = [rgb if rgb.shape[1::-1] == (width, height)
+               else cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+               for rgb in frames]
+    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).contiguous()
+
+
+def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
+               settings: SelfTrainingSettings = SelfTrainingSettings(),
+               progress: Progress | None = None) -> LEDNet:
+    """Return a copy of ``model`` adapted by self-training on ``frames`` (see the module doc).
+
+    Args:
+        model: the weights to adapt; not modified.
+        frames: H x W x 3 uint8 RGB arrays, at least MIN_FRAMES.
+        input_size: network input (width, height); pseudo-labels and training at this size.
+        mean, std: the weights' input normalisation.
+        settings: epochs, thresholds, augmentation...
+        progress: called with (steps done, steps in all).
+    """
+    settings.check()
+    steps = _StepCounter(progress, total=self_training_steps(len(frames), settings))
+    bn = dict(batch_size=settings.bn_batch_size, seed=settings.seed)
+    adapted = recompute_bn_statistics(model, frames, input_size, mean, std, **bn,
+                                      progress=steps.stage())
+    images = _to_unit_tensor(frames, input_size)
+    generator = np.random.default_rng(settings.seed)
+    device = _device(adapted)
+    scale, shift = normalisation(tuple(mean), tuple(std), device)
+    optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad],
+                                 lr=settings.lr)
+    labels = None
+    for epoch in range(settings.epochs):
+        if labels is None or settings.refresh_labels:
+            labels = pseudo_labels(adapted, frames, input_size, mean, std,
+                                   threshold=settings.threshold,
+                                   class_quantile=settings.class_quantile,
+                                   flip=settings.flip_labels)
+            weights = (class_balanced_weights(labels, adapted.num_classes).to(device)
+                       if settings.class_balanced else None)
+            steps.add(1)
+        adapted.train()
+        if settings.freeze_bn:
+            for norm in _batch_norms(adapted):
+                norm.eval()
+        order = generator.permutation(len(frames))
+        for batch in np.array_split(order, max(1, len(frames) // settings.batch_size)):
+            batch = torch.from_numpy(batch)
+            x, y = augment(images[batch].float() / 255.0, labels[batch].long(), settings,
+                           generator)
+            x, y = (x * 255.0 * scale - shift).to(device), y.to(device)
+            loss = F.cross_entropy(adapted(x), y, weight=weights, ignore_index=IGNORE_INDEX)
+            if torch.isfinite(loss):  # a batch without one confident pixel has no loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            steps.add(1)
+    return recompute_bn_statistics(adapted.eval(), frames, input_size, mean, std, **bn,
+                                   progress=steps.stage())
+
+
+def self_training_steps(frames: int, settings: SelfTrainingSettings) -> int:
+    """Progress steps of self_train: BN batches, pseudo-labellings and training batches."""
+    bn_batches = max(1, frames // settings.bn_batch_size)
+    labellings = settings.epochs if settings.refresh_labels else 1
+    return 2 * bn_batches + labellings + settings.epochs * max(1, frames // settings.batch_size)
+
+
+class _StepCounter:
+    """Reports steps of several stages as one count to a Progress callback."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, steps: int) -> None:
+        self.done += steps
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def stage(self) -> Progress:
+        start = self.done
+
+        def report(done: int, _total: int) -> None:
+            self.done = start + done
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+        return report
+
+
+# ---- the whole adaptation --------------------------------------------------------------------
+
+def adapt(model: LEDNet, metadata: WeightsMetadata, frames: Sequence[np.ndarray], *,
+          method: str = "bn", input_size=None, settings: SelfTrainingSettings | None = None,
+          progress: Progress | None = None) -> LEDNet:
+    """Return a copy of ``model`` adapted to ``frames`` by ``method`` (one of METHODS).
+
+    ``input_size`` defaults to the weights' own; ``settings`` (self-training only) to
+    SelfTrainingSettings().
+    """
+    input_size = tuple(input_size or metadata.input_size)
+    if method == "bn":
+        return recompute_bn_statistics(model, frames, input_size, metadata.mean, metadata.std,
+                                       progress=progress)
+    if method == "self-training":
+        return self_train(model, frames, input_size, metadata.mean, metadata.std,
+                          settings or SelfTrainingSettings(), progress)
+    raise AdaptationError(f"adaptation method {method!r}: expected one of {', '.join(METHODS)}")
+
+
+def adapted_metadata(base: WeightsMetadata, *, method: str, sources: list[dict],
+                     base_sha256: str, input_size, settings: dict | None = None,
+                     base_path: str = "") -> WeightsMetadata:
+    """Return the adapted weights' metadata: the base's classes, how they were adapted, no mIoU.
+
+    The recipe records the method, each source with its frame count, the input size, the
+    settings, and the base weights (SHA-256, file, recipe). The metrics are empty: the base's
+    scores were measured on another camera and are not the adapted weights' own, so
+    reported_mean_iou is None.
+    """
+    width, height = (int(v) for v in input_size)
+    recipe = {
+        "adaptation": {
+            "method": method,
+            "sources": sources,
+            "frames": sum(int(s.get("frames", 0)) for s in sources),
+            "input_size": [width, height],
+            "settings": settings or {},
+            "labels_used": False,
+        },
+        "base_weights": {"sha256": base_sha256, "path": str(base_path), "dataset": base.dataset,
+                         "recipe": base.recipe},
+    }
+    return WeightsMetadata(
+        num_classes=base.num_classes, class_names=list(base.class_names),
+        class_colors=[list(c) for c in base.class_colors], decoder=base.decoder,
+        dataset=base.dataset, ignore_index=base.ignore_index, mean=list(base.mean),
+        std=list(base.std), input_size=[width, height], recipe=recipe, metrics={})
+
+
+def settings_record(method: str, settings: SelfTrainingSettings | None) -> dict:
+    """Return the settings of ``method`` as JSON data for adapted_metadata."""
+    if method == "bn":
+        return {"batch_size": BN_BATCH_SIZE, "seed": 0, "momentum": None}
+    record = asdict(settings or SelfTrainingSettings())
+    record["scale"] = list(record["scale"])
+    return record
+
