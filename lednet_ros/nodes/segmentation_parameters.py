@@ -43,6 +43,13 @@ PARAMETERS = {
     "no_frames_timeout": Spec(5.0, "Seconds without a frame while the image topic has "
                               "publishers before warning once (0 disables).",
                               floats=(0.0, 3600.0)),
+    "adapt.frames": Spec(60, "Frames the ~/adapt service gathers from the stream before it "
+                         "recomputes the BatchNorm statistics for this camera.",
+                         integers=(2, 10000)),
+    "adapt.timeout": Spec(60.0, "Seconds ~/adapt waits for its frames before it gives up.",
+                          floats=(1.0, 3600.0)),
+    "adapt.output": Spec("", "Where ~/adapt writes the adapted weights (.safetensors) for the "
+                         "next start ('' = not written)."),
 }
 # Parameters whose runtime changes go into the FrameSettings of the next frame.
 FRAME_PARAMETERS = ("input_width", "input_height", "output_resolution", "overlay_alpha",

@@ -1,0 +1,98 @@
+"""The segmentation node's ~/adapt service over real DDS: refusals, gathering, the swap, the file.
+
+The node (random weights, engine torch) adapts its BatchNorm statistics to made street frames
+while they stream; the test checks the answers of std_srvs/Trigger, /diagnostics, the weights
+file written for the next start, and that the labels after the swap are those of that file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed")
+pytest.importorskip("std_srvs.srv", reason="std_srvs is not installed")
+
+from sensor_msgs.msg import Image  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from drawn_scenes import sky_road_card  # noqa: E402
+from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.core.segmenter import Segmenter  # noqa: E402
+from ros_helpers import make_image, wait_for_subscribers, wait_until  # noqa: E402
+
+
+def call(client) -> Trigger.Response:
+    """Call a Trigger service (the probe spins in its executor thread) and return the answer."""
+    assert client.wait_for_service(timeout_sec=10), "the ~/adapt service did not appear"
+    future = client.call_async(Trigger.Request())
+    wait_until(future.done, 10, "the ~/adapt answer")
+    return future.result()
+
+
+def status_values(rig, diagnostics) -> dict:
+    for array in reversed(diagnostics.messages):
+        for status in array.status:
+            if status.name == f"{rig.name}: segmentation":
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def street(seed: int) -> np.ndarray:
+    """Return a made street frame, darker or lighter by seed (a camera of its own)."""
+    rgb = sky_road_card(seed=seed).astype(np.float32) * (0.55 + 0.1 * (seed % 4))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp_path):
+    output = tmp_path / "adapted" / "camera.safetensors"
+    rig = rig_factory(**{"adapt.frames": 3, "adapt.output": str(output)})
+    client = rig.probe.create_client(Trigger, f"{rig.name}/adapt")
+    labels = rig.collect(Image, "labels")
+    diagnostics = rig.diagnostics()
+
+    refused = call(client)
+    assert not refused.success
+    namespace = rig.name.rsplit("/", 1)[0]
+    assert refused.message.startswith(f"refused: no frames arriving on {namespace}/image")
+
+    publisher = rig.publisher()
+    wait_for_subscribers(publisher)
+    sent = 0
+
+    def send(rgb):
+        nonlocal sent
+        publisher.publish(make_image(rgb, "rgb8", stamp=(10 + sent, 0)))
+        sent += 1
+        labels.wait(sent, timeout=20)
+
+    send(street(0))
+    answer = call(client)
+    assert answer.success, answer.message
+    assert answer.message == "gathering the next 3 frames, then adapting in the background"
+    again = call(client)
+    assert not again.success and "already adapting: gathering frames (0/3)" in again.message
+    original = rig.node.segmenter
+    for seed in (1, 2, 3):
+        send(street(seed))
+    wait_until(output.exists, 30, "the adapted weights file")
+    wait_until(lambda: rig.node._adaptation.adaptations == 1, 30, "the adaptation to finish")
+
+    meta = read_metadata(output)
+    adaptation = meta.recipe["adaptation"]
+    assert adaptation["method"] == "bn" and adaptation["frames"] == 3
+    assert adaptation["sources"][0]["kind"] == "live topic"
+    assert meta.reported_mean_iou is None and meta.metrics == {}
+
+    last = street(5)
+    send(last)  # the worker swaps the adapted segmenter in before this frame
+    assert rig.node.segmenter is not original
+    expected = Segmenter(*load_weights(output), device="cpu", engine="torch").segment(last)
+    got = np.frombuffer(labels.messages[-1].data, np.uint8).reshape(expected.shape)
+    np.testing.assert_array_equal(got, expected)
+    def reported():
+        values = status_values(rig, diagnostics)
+        return (values.get("adaptation", "").startswith("adapted from 3 frames")
+                and values["frames processed"] == str(sent))
+
+    wait_until(reported, 15, "diagnostics naming the adaptation, all frames processed")
