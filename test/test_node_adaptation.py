@@ -76,7 +76,7 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
     for seed in (1, 2, 3):
         send(street(seed))
     wait_until(output.exists, 30, "the adapted weights file")
-    wait_until(lambda: rig.node._adaptation.adaptations == 1, 30, "the adaptation to finish")
+    wait_until(lambda: rig.node._adapt.live.adaptations == 1, 30, "the adaptation to finish")
 
     meta = read_metadata(output)
     adaptation = meta.recipe["adaptation"]

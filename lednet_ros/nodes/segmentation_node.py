@@ -1,16 +1,13 @@
 """The LEDNet segmentation node: camera images in; labels, masks and occupancy out.
 
 Wiring only: core.images reads frames, core.pipeline segments them, ros.messages builds the
-outputs. The image callback keeps only the newest frame; a worker thread processes it, so
-parameter services answer while a frame is in the network. The ~/adapt service
-(core.live_adaptation) gathers the next frames and adapts the weights to this camera beside the
-stream; the worker swaps the adapted segmenter in between two frames.
+outputs, ros.adapt_service adapts the weights to this camera. The image callback keeps only the
+newest frame; a worker thread processes it, so services answer while a frame is in the network.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -21,16 +18,9 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
-from std_srvs.srv import Trigger
 
-from lednet_ros.core.adaptation import (
-    adapted_metadata, recompute_bn_statistics, settings_record,
-)
-from lednet_ros.core.checkpoint import (
-    CheckpointError, file_sha256, load_weights, metrics_summary, save_weights,
-)
+from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.images import rgb_from_compressed, rgb_from_message
-from lednet_ros.core.live_adaptation import AdaptationRefused, LiveAdaptation
 from lednet_ros.core.pipeline import Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
 from lednet_ros.core.stats import PipelineStats
@@ -39,6 +29,7 @@ from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.nodes.segmentation_parameters import (
     FRAME_PARAMETERS, PARAMETERS, frame_settings,
 )
+from lednet_ros.ros.adapt_service import AdaptService
 from lednet_ros.ros.diagnostics import InputWatch, diagnostic_array, pipeline_status
 from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, GroundOutputs
 from lednet_ros.ros.messages import (
@@ -79,10 +70,7 @@ class SegmentationNode(Node):
         self._create_subscriptions()
         self._publish_class_info()
         self._rejected_reported = 0
-        self._last_frame_at = None  # time.monotonic() of the last frame received
-        self._adaptation = LiveAdaptation(self._adapt, self._adapted)
-        self._adapted_segmenter = None  # set by the adaptation thread, swapped in by the worker
-        self.create_service(Trigger, "~/adapt", self._on_adapt)
+        self._adapt = AdaptService(self, self._input)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
         self.create_timer(1.0, self._on_diagnostics_timer, clock=steady)
         self._worker = NewestItemWorker(self._process, name="lednet_worker")
@@ -142,7 +130,6 @@ class SegmentationNode(Node):
     # ---- callbacks -------------------------------------------------------------------------
 
     def _on_image(self, msg) -> None:
-        self._last_frame_at = time.monotonic()
         self._input.frame_arrived()
         self.stats.count_received(replaced_unprocessed=self._worker.put(msg))
 
@@ -151,10 +138,7 @@ class SegmentationNode(Node):
 
     def _on_diagnostics_timer(self) -> None:
         self._input.check(self.values["no_frames_timeout"])
-        abandoned = self._adaptation.check_deadline()
-        if abandoned:
-            self.stats.note_error(abandoned)
-            self.get_logger().warning(abandoned)
+        self._adapt.check_deadline()
         topic = self._input.topic
         snap = self.stats.snapshot()
         width, height = self.pipeline.input_size(self.settings)
@@ -162,7 +146,7 @@ class SegmentationNode(Node):
         settings = {"device": segmenter.device, "precision": segmenter.precision,
                     "engine": segmenter.engine.name, "why": segmenter.choice_reason,
                     "weights": self.weights_path, "input size": f"{width}x{height}",
-                    "image topic": topic, "adaptation": self._adaptation.status}
+                    "image topic": topic, "adaptation": self._adapt.live.status}
         status = pipeline_status(
             f"{self.get_fully_qualified_name()}: segmentation", str(self.segmenter.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
@@ -173,11 +157,11 @@ class SegmentationNode(Node):
     # ---- the worker ------------------------------------------------------------------------
 
     def _process(self, msg) -> None:
-        self._swap_in_adapted()
+        self._adapt.swap_in()  # adapted weights waiting: this frame runs them
         settings = self.settings
         try:
             rgb = self._read_frame(msg, settings.max_image_pixels)
-            self._adaptation.offer(rgb)
+            self._adapt.live.offer(rgb)
             wanted = Outputs(color_mask=self._color_mask_pub.get_subscription_count() > 0,
                              overlay=self._overlay_pub.get_subscription_count() > 0,
                              confidence=self._confidence_pub.get_subscription_count() > 0)
@@ -197,64 +181,6 @@ class SegmentationNode(Node):
             self.stats.note_error(f"ground grids: {exc}")
             self.get_logger().warning(f"ground grids: {exc}",
                                       throttle_duration_sec=WARNING_PERIOD_S)
-
-    # ---- adaptation to this camera (~/adapt) -----------------------------------------------
-
-    def _on_adapt(self, request, response):
-        """Start gathering frames for an adaptation; refuse with the reason when it cannot."""
-        quiet_s = self.values["no_frames_timeout"] or 5.0
-        arrived = self._last_frame_at
-        if arrived is None or time.monotonic() - arrived > quiet_s:
-            response.success = False
-            response.message = (f"refused: no frames arriving on {self._input.topic} (none in "
-                                f"the last {quiet_s:.1f} s)")
-        else:
-            try:
-                response.message = self._adaptation.start(self.values["adapt.frames"],
-                                                          self.values["adapt.timeout"])
-                response.success = True
-            except AdaptationRefused as exc:
-                response.success, response.message = False, f"refused: {exc}"
-        if response.success:  # rclpy: one severity per logging call site
-            self.get_logger().info(f"~/adapt: {response.message}")
-        else:
-            self.get_logger().warning(f"~/adapt: {response.message}")
-        return response
-
-    def _adapt(self, frames):
-        """Adapted segmenter from gathered frames (the adaptation thread); weights written too.
-
-        Starts from the weights file the node loaded, so a second adaptation replaces the first.
-        """
-        model, metadata = load_weights(self.weights_path)
-        size = self.pipeline.input_size(self.settings)
-        adapted = recompute_bn_statistics(model, frames, size, metadata.mean, metadata.std)
-        adapted_meta = adapted_metadata(
-            metadata, method="bn", sources=[{"path": self._input.topic, "kind": "live topic",
-                                             "frames": len(frames)}],
-            base_sha256=file_sha256(self.weights_path), input_size=size,
-            settings=settings_record("bn", None), base_path=self.weights_path)
-        segmenter = self.segmenter
-        output = self.values["adapt.output"]
-        if output:
-            save_weights(output, adapted, adapted_meta)
-        return Segmenter(adapted, adapted_meta, device=str(segmenter.device),
-                         precision=segmenter.precision, engine=segmenter.engine.name)
-
-    def _adapted(self, segmenter: Segmenter) -> None:
-        self._adapted_segmenter = segmenter
-
-    def _swap_in_adapted(self) -> None:
-        """Put an adapted segmenter in place, between two frames (the worker thread)."""
-        segmenter, self._adapted_segmenter = self._adapted_segmenter, None
-        if segmenter is None:
-            return
-        self.pipeline = Pipeline(segmenter)
-        self.segmenter = segmenter
-        written = self.values["adapt.output"]
-        self.get_logger().info(
-            f"~/adapt: now segmenting with weights adapted to this camera "
-            f"({self._adaptation.status})" + (f"; written to {written}" if written else ""))
 
     def _publish(self, header: Header, result, wanted: Outputs) -> None:
         self._labels_pub.publish(image_message(result.labels, "mono8", header))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import qos_policy_name_from_kind
@@ -29,9 +31,11 @@ class InputWatch:
         self.node, self.stats, self.reliability = node, stats, reliability
         self.topic = ""  # set once the subscription exists
         self.problem = ""
+        self.last_arrival = None  # time.monotonic() of the last frame
         self._silence = SilenceWatch()
 
     def frame_arrived(self) -> None:
+        self.last_arrival = time.monotonic()
         self._silence.frame_arrived()
         if self.problem:
             self.node.get_logger().info(f"frames arrive on {self.topic} now")

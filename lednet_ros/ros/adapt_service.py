@@ -1,0 +1,94 @@
+"""The segmentation node's ``~/adapt`` service (std_srvs/Trigger): adapt to this camera live.
+
+The service starts a core.live_adaptation.LiveAdaptation: the node's worker offers each frame it
+processes, the BatchNorm statistics are recomputed from the next ``adapt.frames`` frames in a
+thread of their own (from the weights file the node loaded, so a second adaptation replaces the
+first), the adapted Segmenter waits in ``ready`` until the worker swaps it in between two
+frames (swap_in), and ``adapt.output`` receives the weights when set.
+"""
+
+from __future__ import annotations
+
+import time
+
+from std_srvs.srv import Trigger
+
+from lednet_ros.core.adaptation import (
+    adapted_metadata, recompute_bn_statistics, settings_record,
+)
+from lednet_ros.core.checkpoint import file_sha256, load_weights, save_weights
+from lednet_ros.core.live_adaptation import AdaptationRefused, LiveAdaptation
+from lednet_ros.core.pipeline import Pipeline
+from lednet_ros.core.segmenter import Segmenter
+
+
+class AdaptService:
+    """``~/adapt`` on ``node`` (a SegmentationNode: values, pipeline, settings, segmenter).
+
+    ``input_watch`` (ros.diagnostics.InputWatch) tells when the last frame arrived.
+    """
+
+    def __init__(self, node, input_watch):
+        self.node, self.input_watch = node, input_watch
+        self.live = LiveAdaptation(self._adapt, self._adapted)
+        self.ready = None  # an adapted Segmenter not yet swapped in
+        node.create_service(Trigger, "~/adapt", self._on_call)
+
+    def swap_in(self) -> None:
+        """Put a waiting adapted Segmenter in the node's place (the worker, between frames)."""
+        segmenter, self.ready = self.ready, None
+        if segmenter is None:
+            return
+        self.node.pipeline, self.node.segmenter = Pipeline(segmenter), segmenter
+        written = self.node.values["adapt.output"]
+        self.node.get_logger().info(
+            f"~/adapt: now segmenting with weights adapted to this camera "
+            f"({self.live.status})" + (f"; written to {written}" if written else ""))
+
+    def check_deadline(self) -> None:
+        """Give up gathering past ``adapt.timeout``, saying so (the diagnostics timer)."""
+        abandoned = self.live.check_deadline()
+        if abandoned:
+            self.node.stats.note_error(abandoned)
+            self.node.get_logger().warning(abandoned)
+
+    def _on_call(self, request, response):
+        """Start gathering frames for an adaptation; refuse with the reason when it cannot."""
+        values, topic = self.node.values, self.input_watch.topic
+        quiet_s = values["no_frames_timeout"] or 5.0
+        arrived = self.input_watch.last_arrival
+        if arrived is None or time.monotonic() - arrived > quiet_s:
+            response.success = False
+            response.message = (f"refused: no frames arriving on {topic} (none in the last "
+                                f"{quiet_s:.1f} s)")
+        else:
+            try:
+                response.message = self.live.start(values["adapt.frames"], values["adapt.timeout"])
+                response.success = True
+            except AdaptationRefused as exc:
+                response.success, response.message = False, f"refused: {exc}"
+        if response.success:  # rclpy: one severity per logging call site
+            self.node.get_logger().info(f"~/adapt: {response.message}")
+        else:
+            self.node.get_logger().warning(f"~/adapt: {response.message}")
+        return response
+
+    def _adapt(self, frames):
+        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the file."""
+        node = self.node
+        model, metadata = load_weights(node.weights_path)
+        size = node.pipeline.input_size(node.settings)
+        adapted = recompute_bn_statistics(model, frames, size, metadata.mean, metadata.std)
+        adapted_meta = adapted_metadata(
+            metadata, method="bn", sources=[{"path": self.input_watch.topic, "kind": "live topic",
+                                             "frames": len(frames)}],
+            base_sha256=file_sha256(node.weights_path), input_size=size,
+            settings=settings_record("bn", None), base_path=node.weights_path)
+        if node.values["adapt.output"]:
+            save_weights(node.values["adapt.output"], adapted, adapted_meta)
+        current = node.segmenter
+        return Segmenter(adapted, adapted_meta, device=str(current.device),
+                         precision=current.precision, engine=current.engine.name)
+
+    def _adapted(self, segmenter: Segmenter) -> None:
+        self.ready = segmenter
