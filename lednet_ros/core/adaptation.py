@@ -131,10 +131,10 @@ class SelfTrainingSettings:
     batch_size: int = 8
     lr: float = 1e-4
     threshold: float = 0.9
-    class_quantile: float = 0.0
+    class_quantile: float = 0.5
     flip_labels: bool = False
-    refresh_labels: bool = False
-    freeze_bn: bool = True
+    refresh_labels: bool = True
+    freeze_bn: bool = False
     class_balanced: bool = False
     scale: tuple[float, float] = (0.75, 1.5)
     color_jitter: float = 0.2
@@ -339,16 +339,18 @@ def adapt(model: LEDNet, metadata: WeightsMetadata, frames: Sequence[np.ndarray]
           progress: Progress | None = None) -> LEDNet:
     """Return a copy of ``model`` adapted to ``frames`` by ``method`` (one of METHODS).
 
-    ``input_size`` defaults to the weights' own; ``settings`` (self-training only) to
-    SelfTrainingSettings().
+    ``input_size`` defaults to the weights' own; ``settings`` to SelfTrainingSettings() (bn
+    takes only its bn_batch_size and seed).
     """
     input_size = tuple(input_size or metadata.input_size)
+    settings = settings or SelfTrainingSettings()
     if method == "bn":
         return recompute_bn_statistics(model, frames, input_size, metadata.mean, metadata.std,
+                                       batch_size=settings.bn_batch_size, seed=settings.seed,
                                        progress=progress)
     if method == "self-training":
-        return self_train(model, frames, input_size, metadata.mean, metadata.std,
-                          settings or SelfTrainingSettings(), progress)
+        return self_train(model, frames, input_size, metadata.mean, metadata.std, settings,
+                          progress)
     raise AdaptationError(f"adaptation method {method!r}: expected one of {', '.join(METHODS)}")
 
 
@@ -383,10 +385,10 @@ def adapted_metadata(base: WeightsMetadata, *, method: str, sources: list[dict],
 
 
 def settings_record(method: str, settings: SelfTrainingSettings | None) -> dict:
-    """Return the settings of ``method`` as JSON data for adapted_metadata."""
+    """Return the settings ``method`` used, as JSON data for adapted_metadata."""
+    settings = settings or SelfTrainingSettings()
     if method == "bn":
-        return {"batch_size": BN_BATCH_SIZE, "seed": 0, "momentum": None}
-    record = asdict(settings or SelfTrainingSettings())
+        return {"batch_size": settings.bn_batch_size, "seed": settings.seed, "momentum": None}
+    record = asdict(settings)
     record["scale"] = list(record["scale"])
     return record
-

@@ -51,6 +51,29 @@ def progress_bar(description: str):
     return bar, update
 
 
+SELF_TRAINING_HELP = {
+    "epochs": "passes over the frames",
+    "lr": "Adam's learning rate",
+    "threshold": "confidence (softmax maximum) a pseudo-labelled pixel reaches",
+    "class_quantile": "or, when lower, this quantile of its class's confidences (0: off)",
+    "refresh_labels": "pseudo-labels made again before every epoch",
+    "freeze_bn": "BatchNorm statistics fixed while fine-tuning",
+    "class_balanced": "cross-entropy weighted by 1 / ln(1.02 + class frequency)",
+    "flip_labels": "pseudo-labels from each frame and its mirror image",
+}
+
+
+def add_self_training_arguments(group) -> None:
+    """Add an option per SelfTrainingSettings field of SELF_TRAINING_HELP, with its default."""
+    defaults = SelfTrainingSettings()
+    for name, help_text in SELF_TRAINING_HELP.items():
+        default = getattr(defaults, name)
+        kind = argparse.BooleanOptionalAction if isinstance(default, bool) else None
+        group.add_argument(f"--{name.replace('_', '-')}", default=default,
+                           **({"action": kind} if kind else {"type": type(default)}),
+                           help=f"{help_text} (default {default})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,10 +88,9 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=90, help="frames in all (default 90)")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
-    defaults = SelfTrainingSettings()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help=f"self-training epochs (default {defaults.epochs})")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    add_self_training_arguments(parser.add_argument_group(
+        "self-training (defaults: the recipe measured best in docs/weights.md)"))
+    parser.add_argument("--seed", type=int, default=0, help="shuffles and augmentation")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -85,7 +107,8 @@ def main(argv=None) -> int:
     try:
         model, metadata = load_weights(weights)
         input_size = check_input_size(args.input_size or metadata.input_size)
-        settings = SelfTrainingSettings(epochs=args.epochs, seed=args.seed)
+        settings = SelfTrainingSettings(
+            **{name: getattr(args, name) for name in SELF_TRAINING_HELP}, seed=args.seed)
         settings.check()
         sources = [Source(path, args.topic) for path in args.source]
         bar, update = progress_bar("reading frames")
