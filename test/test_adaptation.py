@@ -1,5 +1,7 @@
 """Adaptation to a new camera and out-of-domain scoring, without labels and without ROS.
 
+Also the ground outputs' out-of-domain score (tools/evaluate_ground).
+
 lednet_ros/core/{frame_sampling,adaptation}.py and the tools adapt and evaluate_cityscapes on
 videos, image folders and bags made here at small sizes; the Cityscapes -> CamVid table; and,
 where ../shared/data holds cityscapes_mini, the packaged weights' out-of-domain score.
@@ -7,6 +9,7 @@ where ../shared/data holds cityscapes_mini, the packaged weights' out-of-domain 
 
 from __future__ import annotations
 
+import json
 import re
 
 import cv2
@@ -47,7 +50,7 @@ from lednet_ros.core.frame_sampling import (
 from lednet_ros.core.model import LEDNet
 from lednet_ros.core.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
-from lednet_ros.tools import evaluate_cityscapes
+from lednet_ros.tools import evaluate_cityscapes, evaluate_ground
 
 SIZE = (64, 48)  # width, height of made frames
 INPUT = (64, 48)  # network input in these tests: small, so every test is fast
@@ -396,3 +399,44 @@ def test_adapt_writes_nothing_when_a_frame_cannot_be_decoded(sources, tmp_path, 
                             "--output", str(output)]) == 1
     assert "f2.png: not a readable image" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+# ---- ground outputs scored against the labels' own (evaluate_ground) ---------------------------
+
+def cityscapes_camera(path, image_size=(64, 32)):
+    """Write a Cityscapes camera file for ``image_size`` frames; return its path."""
+    scale = image_size[0] / 2048
+    path.write_text(json.dumps({
+        "image_size": list(image_size),
+        "intrinsic": {"fx": 2262.5 * scale, "fy": 2265.3 * scale, "u0": 1097.0 * scale,
+                      "v0": 513.1 * scale},
+        "extrinsic": {"x": 1.7, "y": 0.1, "z": 1.22, "roll": 0.0, "pitch": 0.2, "yaw": 0.0}}))
+    return path
+
+
+def test_evaluate_ground_prints_every_score_and_refuses_a_bad_camera(tiny_cityscapes, tmp_path,
+                                                                    capsys):
+    camera = cityscapes_camera(tmp_path / "camera.json")
+    args = ["--data-path", str(tiny_cityscapes), "--engine", "torch", "--input-size", "64x32",
+            "--labels-size", "64x32", "--range", "10", "--width", "10"]
+    assert evaluate_ground.main(args + ["--camera", str(camera)]) == 0
+    out = capsys.readouterr().out
+    assert "10 frames (all)" in out and "footprint run 0.03 of the height (1 px)" in out
+    for score in ("cells known", "free IoU", "blocked IoU", "obstacle points precision",
+                  "obstacle points recall", "free points on blocked cells"):
+        assert re.search(rf"\| {score} \| (n/a|\d+\.\d) \|", out), score
+    camera.write_text('{"intrinsic": {"fx": 1}}')
+    assert evaluate_ground.main(args + ["--camera", str(camera)]) == 1
+    assert re.search(r"camera file .*camera.json: KeyError\('extrinsic'\); expected a "
+                     "Cityscapes camera file", capsys.readouterr().err)
+
+
+def test_footprint_runs_let_the_costmap_know_more_of_real_cityscapes(cityscapes_root, capsys):
+    """Packaged weights, seven frames (docs/nav2.md): cells known 34.6% -> 43.2% at 0.03."""
+    known = []
+    for run in ("0", "0.03"):
+        assert evaluate_ground.main(["--data-path", str(cityscapes_root), "--engine", "torch",
+                                     "--footprint-run", run]) == 0
+        known.append(float(re.search(r"\| cells known \| ([\d.]+) \|",
+                                     capsys.readouterr().out).group(1)))
+    assert known[1] > known[0] + 4.0, known

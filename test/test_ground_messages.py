@@ -11,7 +11,7 @@ pytest.importorskip("nav_msgs.msg", reason="nav_msgs is not installed")
 from sensor_msgs.msg import PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from lednet_ros.core.ground import POINT_DTYPE  # noqa: E402
+from lednet_ros.core.ground import POINT_DTYPE, XYZ_DTYPE  # noqa: E402
 from lednet_ros.ros.ground_messages import (  # noqa: E402
     occupancy_grid_message, point_cloud_message,
 )
@@ -97,9 +97,21 @@ def test_point_cloud_of_other_fields_and_not_dense():
     np.testing.assert_array_equal(points_from_message(msg)["label"], points["label"])
 
 
+def test_organized_point_cloud_keeps_the_image_layout_and_its_nans():
+    points = np.zeros((3, 4), dtype=XYZ_DTYPE)
+    points["x"] = np.arange(12, dtype=np.float32).reshape(3, 4)
+    points["y"][1, 2] = np.nan
+    msg = point_cloud_message(points, header("base_link"))
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (3, 4, 12, 48)
+    assert not msg.is_dense and msg.header.frame_id == "base_link"
+    back = points_from_message(msg).reshape(3, 4)
+    np.testing.assert_array_equal(back["x"], points["x"])
+    assert np.isnan(back["y"][1, 2]) and np.isfinite(np.delete(back["y"].ravel(), 6)).all()
+
+
 @pytest.mark.parametrize("points, message", [
-    (np.zeros(3, dtype=np.float32), r"expected a 1-D structured array"),
-    (np.zeros((2, 2), dtype=POINT_DTYPE), r"shape \(2, 2\)"),
+    (np.zeros(3, dtype=np.float32), r"expected a 1-D or 2-D structured array"),
+    (np.zeros((2, 2, 2), dtype=POINT_DTYPE), r"shape \(2, 2, 2\)"),
     (np.zeros(2, dtype=[("x", np.complex64)]), r"field 'x' has type <c8"),
     (np.zeros(2, dtype=[("x", ">f4")]), r"field 'x' has type >f4.*native byte order"),
     (np.zeros(2, dtype=[("x", np.float32, (3,))]), r"field 'x' has type"),

@@ -127,3 +127,44 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     (conf,) = confidence.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert (conf.encoding, conf.width, conf.height) == ("mono8", WIDTH, HEIGHT)
     assert rig.node.ground.mapper.builds == 1  # built once, reused for the second frame
+
+
+def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
+    rig = rig_factory(weights=str(default_weights_path()),
+                      **{"ground.camera_pitch": 0.3, "ground.obstacle_points_height": 0.5,
+                         "ground.free_points_height": 0.02})
+    labels = rig.collect(Image, "labels")
+    clouds = {name: rig.collect(PointCloud2, name)
+              for name in ("obstacle_points", "free_points", "aligned_points")}
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    wait_until(lambda: all(rig.probe.count_subscribers(f"{rig.name}/{name}") == 1
+                           for name in clouds), message="cloud subscribers")
+    send(rig, image_pub, info_pub, 4, street())
+    (label_msg,) = labels.wait(1, where=lambda m: m.header.stamp.sec == 4, timeout=60)
+    got = {name: points_of(collector.wait(1, where=lambda m: m.header.stamp.sec == 4)[0])
+           for name, collector in clouds.items()}
+    for name, (msg, _) in got.items():
+        assert msg.header.frame_id == "base_link", name
+        assert msg.header.stamp == label_msg.header.stamp, name
+        assert [f.name for f in msg.fields] == ["x", "y", "z"], name
+    obstacle, free, aligned = (got[n][1] for n in clouds)
+    assert len(obstacle) > 0 and (obstacle["z"] == np.float32(0.5)).all()
+    assert len(free) > 0 and (free["z"] == np.float32(0.02)).all()
+    aligned_msg = got["aligned_points"][0]
+    assert (aligned_msg.height, aligned_msg.width) == (label_msg.height, label_msg.width)
+    assert not aligned_msg.is_dense
+    ids = np.frombuffer(bytes(label_msg.data), np.uint8).reshape(label_msg.height, -1)
+    finite = np.isfinite(aligned["x"]).reshape(ids.shape)
+    sky = rig.node.pipeline.segmenter.class_names.index("sky")
+    assert finite.any() and (ids == sky).any() and not finite[ids == sky].any()
+    assert (aligned["z"][finite.ravel()] == 0).all()
+
+
+def points_of(msg: PointCloud2):
+    """(msg, structured array of its x, y, z floats) read from the fields and data."""
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [np.float32] * len(msg.fields),
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    return msg, np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)

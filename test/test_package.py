@@ -49,6 +49,7 @@ EXECUTABLES = {
     "bag_player": "tools.bag_player",
     "evaluate_bag": "tools.evaluate_bag",
     "evaluate_cityscapes": "tools.evaluate_cityscapes",
+    "evaluate_ground": "tools.evaluate_ground",
     "adapt": "tools.adapt",
 }
 OCCUPANCY_FIELDS = {

@@ -112,6 +112,13 @@ class ClassGroups:
             lut[list(ids)] = index
         return lut
 
+    def class_table(self, per_group) -> np.ndarray:
+        """Return a 256-entry bool table: class id -> ``per_group[its group]``, False for none.
+
+        E.g. ``class_table(groups.is_obstacle)`` marks the classes of obstacle groups.
+        """
+        return np.array(tuple(per_group) + (False,))[self.group_lut()]
+
 
 def default_class_groups(class_set_name: str, class_names: Sequence[str]) -> ClassGroups:
     """Return the DEFAULT_GROUPS of a class set, resolved against the weights' ``class_names``.

@@ -45,10 +45,14 @@ from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.class_groups import NO_GROUP, ClassGroups
 
 MAX_CELLS_PER_SIDE = 4096
+# a footprint's shortest run of obstacle pixels, as a fraction of the image height: 3% is a
+# 0.3 m object 10 m away from a camera with a 55-degree vertical field of view (docs/nav2.md)
+DEFAULT_FOOTPRINT_RUN = 0.03
 UNKNOWN = -1
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"],
                         "formats": [np.float32, np.float32, np.float32, np.float32, np.uint8],
                         "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
+XYZ_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.float32)])
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class GroundLookup:
     rows: np.ndarray  # (n,) int32 image row of each pair's pixel
     cols: np.ndarray  # (n,) int32 image column of each pair's pixel
     ground_xy: np.ndarray  # (forward, 2) float32 ground points of the leading pixel -> cell pairs
+    pixel_xy: np.ndarray  # (h, w, 2) float32 each pixel's ground point, NaN where not on the grid
 
     @property
     def forward(self) -> int:
@@ -144,9 +149,12 @@ def build_lookup(intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[in
     seen = (seen_by >= 0) & down[np.maximum(seen_by, 0)]
     pixels = np.concatenate([forward, seen_by[seen]]).astype(np.int32)
     ground_xy = np.stack([x[forward], y[forward]], axis=1).astype(np.float32)
+    pixel_xy = np.full((height * width, 2), np.nan, dtype=np.float32)
+    pixel_xy[forward] = ground_xy
     return GroundLookup((height, width), (rows, cols), origin, grid.resolution, pixels,
                         np.concatenate([cells, missed_cells[seen]]).astype(np.int32),
-                        pixels // width, pixels % width, ground_xy)
+                        pixels // width, pixels % width, ground_xy,
+                        pixel_xy.reshape(height, width, 2))
 
 
 def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid: GridSpec,
@@ -175,10 +183,30 @@ def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid
     return np.where(valid, v * camera.width + u, -1).astype(np.int64)
 
 
-def footprint_rows(obstacle: np.ndarray) -> np.ndarray:
-    """Per column of an h x w bool mask: the row of its lowest True pixel, -1 where none."""
-    lowest = obstacle.shape[0] - 1 - np.argmax(obstacle[::-1], axis=0)
-    return np.where(obstacle.any(axis=0), lowest, -1)
+def footprint_rows(obstacle: np.ndarray, min_run: int = 1) -> np.ndarray:
+    """Per column of an h x w bool mask: the row of its footprint, -1 where none.
+
+    The footprint is the bottom row of the column's lowest run of at least ``min_run``
+    consecutive True pixels: shorter runs below it (misread pixels) neither make a footprint nor
+    hide what lies above them. ``min_run`` 1: the lowest True pixel.
+    """
+    if min_run < 1:
+        raise ValueError(f"footprint run of {min_run} pixels; expected an integer >= 1")
+    qualifies = obstacle
+    if min_run > 1:
+        counts = np.cumsum(obstacle, axis=0, dtype=np.int32)
+        window = counts.copy()
+        window[min_run:] -= counts[:-min_run]  # True pixels in rows r - min_run + 1 .. r
+        qualifies = window >= min_run
+    lowest = obstacle.shape[0] - 1 - np.argmax(qualifies[::-1], axis=0)
+    return np.where(qualifies.any(axis=0), lowest, -1)
+
+
+def footprint_run(fraction: float, label_height: int) -> int:
+    """Pixels in a footprint run: ``fraction`` of the label image's height, at least 1."""
+    if not 0.0 <= fraction <= 0.5:
+        raise ValueError(f"footprint run {fraction} of the image height; expected 0 to 0.5")
+    return max(1, math.ceil(fraction * label_height - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -191,6 +219,7 @@ class GroundMaps:
     resolution: float
     lookup: GroundLookup
     kept: np.ndarray  # (pairs,) bool: the lookup's (pixel, cell) pairs that were counted
+    footprint: np.ndarray  # (w,) int64 each column's footprint row, -1 where none
 
     @property
     def observed(self) -> np.ndarray:
@@ -232,7 +261,7 @@ class GroundMapper:
     def __init__(self, groups: ClassGroups):
         self.groups = groups
         self._group_lut = groups.group_lut()
-        self._obstacle_lut = np.array(groups.is_obstacle + (False,))[self._group_lut]
+        self._obstacle_lut = groups.class_table(groups.is_obstacle)
         self._key = None
         self._lookup = None
         self.builds = 0
@@ -248,8 +277,11 @@ class GroundMapper:
         return self._lookup
 
     def map(self, labels: np.ndarray, intrinsics: Intrinsics, pose: CameraPose,
-            grid: GridSpec = GridSpec()) -> GroundMaps:
+            grid: GridSpec = GridSpec(), min_run: int = 1) -> GroundMaps:
         """Per-group pixel counts on the grid for an h x w uint8 label image.
+
+        ``min_run``: obstacle pixels a footprint needs in a vertical run (footprint_rows);
+        obstacle pixels below a column's footprint are left out (counted as nothing).
 
         Raises:
             ValueError: labels that are not a 2-D uint8 array, or a lookup that cannot be built.
@@ -258,15 +290,83 @@ class GroundMapper:
             raise ValueError(f"labels of shape {labels.shape} and dtype {labels.dtype}; "
                              "expected an h x w uint8 array of class ids")
         lookup = self.lookup(intrinsics, pose, labels.shape, grid)
-        footprint = footprint_rows(np.take(self._obstacle_lut, labels))
+        obstacle = np.take(self._obstacle_lut, labels)
+        footprint = footprint_rows(obstacle, min_run)
         group = np.take(self._group_lut, np.take(labels, lookup.pixels))
-        # below or at its column's footprint: ground in front of the obstacle, or the footprint
-        kept = (group != NO_GROUP) & (lookup.rows >= footprint[lookup.cols])
+        row_footprint = footprint[lookup.cols]
+        # ground in front of its column's footprint, and the footprint itself
+        kept = ((group != NO_GROUP) & (lookup.rows >= row_footprint)
+                & (~np.take(obstacle, lookup.pixels) | (lookup.rows == row_footprint)))
         rows, cols = lookup.grid_shape
         counts = np.bincount(group[kept].astype(np.int64) * (rows * cols) + lookup.cells[kept],
                              minlength=len(self.groups.names) * rows * cols)
         return GroundMaps(self.groups, counts.reshape(-1, rows, cols), lookup.origin,
-                          lookup.resolution, lookup, kept)
+                          lookup.resolution, lookup, kept, footprint)
+
+
+def mapped_pixels(maps: GroundMaps, labels: np.ndarray) -> np.ndarray:
+    """Return h x w bool: the mapped pixels of ``labels`` (the frame ``maps`` came from).
+
+    Mapped: the pixel's own ray lands on the grid, and it is ground in front of its column's
+    footprint or the footprint itself. Sky, classes in no group, obstacle pixels other than the
+    footprint and everything above the footprint are not.
+    """
+    lookup = maps.lookup
+    if labels.shape != lookup.label_shape:
+        raise ValueError(f"labels of shape {labels.shape}; expected the mapped frame's "
+                         f"{lookup.label_shape}")
+    group_lut = maps.groups.group_lut()
+    obstacle = np.take(maps.groups.class_table(maps.groups.is_obstacle), labels)
+    rows = np.arange(labels.shape[0])[:, None]
+    footprint = maps.footprint[None, :]
+    return ((np.take(group_lut, labels) != NO_GROUP) & (rows >= footprint)
+            & (~obstacle | (rows == footprint)) & ~np.isnan(lookup.pixel_xy[..., 0]))
+
+
+def aligned_points(maps: GroundMaps, labels: np.ndarray) -> np.ndarray:
+    """H x w XYZ_DTYPE: each label pixel's ground point (z 0), NaN where it is not mapped.
+
+    One point per pixel of ``labels``, row-major, for an organized PointCloud2 aligned with the
+    label image (what a semantic costmap layer pairs pixel by pixel).
+    """
+    mask = mapped_pixels(maps, labels)
+    points = np.full(labels.shape, np.nan, dtype=XYZ_DTYPE)
+    xy = maps.lookup.pixel_xy
+    points["x"] = np.where(mask, xy[..., 0], np.nan)
+    points["y"] = np.where(mask, xy[..., 1], np.nan)
+    points["z"] = np.where(mask, 0.0, np.nan)
+    return points
+
+
+def obstacle_points(maps: GroundMaps, height: float) -> np.ndarray:
+    """XYZ_DTYPE: one point per column with a footprint on the grid, ``height`` m above it."""
+    columns = np.flatnonzero(maps.footprint >= 0)
+    xy = maps.lookup.pixel_xy[maps.footprint[columns], columns]
+    xy = xy[~np.isnan(xy[:, 0])]
+    points = np.zeros(len(xy), dtype=XYZ_DTYPE)
+    points["x"], points["y"], points["z"] = xy[:, 0], xy[:, 1], height
+    return points
+
+
+def free_points(maps: GroundMaps, labels: np.ndarray, step: int = 4,
+                height: float = 0.0) -> np.ndarray:
+    """XYZ_DTYPE: ground points of drivable pixels in front of their column's footprint.
+
+    Every ``step``-th pixel along rows and columns, ``height`` m above the ground: clearing
+    points (a ray from the camera to each crosses only ground seen free).
+    """
+    if step < 1:
+        raise ValueError(f"point step {step}; expected an integer >= 1")
+    drivable = maps.groups.class_table(maps.groups.is_drivable)
+    rows = np.arange(labels.shape[0])[:, None]
+    mask = (mapped_pixels(maps, labels) & np.take(drivable, labels)
+            & (rows > maps.footprint[None, :]))
+    mask[np.arange(labels.shape[0]) % step != 0] = False
+    mask[:, np.arange(labels.shape[1]) % step != 0] = False
+    xy = maps.lookup.pixel_xy[mask]
+    points = np.zeros(len(xy), dtype=XYZ_DTYPE)
+    points["x"], points["y"], points["z"] = xy[:, 0], xy[:, 1], height
+    return points
 
 
 def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[Sequence[int]],

@@ -49,14 +49,17 @@ def occupancy_grid_message(grid: np.ndarray, resolution: float, origin_xy, heade
 
 
 def point_cloud_message(points: np.ndarray, header: Header) -> PointCloud2:
-    """Return an unordered (height 1) PointCloud2 of a structured array, a PointField per field.
+    """Return a PointCloud2 of a structured array, a PointField per field.
+
+    A 1-D array makes an unordered cloud (height 1); an h x w array an organized one (height h,
+    width w: one point per pixel of an h x w image, row by row).
 
     Raises:
-        ValueError: an array that is not 1-D structured, or a field type PointCloud2 lacks.
+        ValueError: an array that is not 1-D or 2-D structured, or a field type PointCloud2 lacks.
     """
-    if points.dtype.names is None or points.ndim != 1:
+    if points.dtype.names is None or points.ndim not in (1, 2):
         raise ValueError(f"points of shape {points.shape} and dtype {points.dtype}; expected a "
-                         "1-D structured array (lednet_ros.core.ground.POINT_DTYPE)")
+                         "1-D or 2-D structured array (lednet_ros.core.ground.POINT_DTYPE)")
     fields = []
     for name in points.dtype.names:
         dtype, offset = points.dtype.fields[name][:2]
@@ -68,9 +71,10 @@ def point_cloud_message(points: np.ndarray, header: Header) -> PointCloud2:
     # dense: no NaN or inf coordinate (a packed "rgb" float is no coordinate)
     dense = all(np.isfinite(points[name]).all() for name in ("x", "y", "z")
                 if name in points.dtype.names)
+    height, width = points.shape if points.ndim == 2 else (1, len(points))
     return PointCloud2(
-        header=header, height=1, width=len(points), fields=fields,
+        header=header, height=height, width=width, fields=fields,
         is_bigendian=sys.byteorder == "big", point_step=points.dtype.itemsize,
-        row_step=points.dtype.itemsize * len(points), is_dense=bool(dense),
+        row_step=points.dtype.itemsize * width, is_dense=bool(dense),
         data=np.ascontiguousarray(points).tobytes(),
     )

@@ -1,4 +1,4 @@
-"""The segmentation node's ground outputs: per-group grids, costmap, ground points, label info.
+"""The segmentation node's ground outputs: grids, costmap, point clouds for Nav2, label info.
 
 Wiring only (the geometry is core.ground): parameters `groups.*`, `ground.*`, `costmap.*`
 declared on the node, publishers, and :meth:`GroundOutputs.publish` called by the worker with
@@ -19,7 +19,10 @@ from std_msgs.msg import Header
 from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.checkpoint import WeightsMetadata
 from lednet_ros.core.class_groups import DEFAULT_GROUPS, ClassGroups
-from lednet_ros.core.ground import GridSpec, GroundMapper, build_lookup, ground_points
+from lednet_ros.core.ground import (
+    DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, aligned_points, build_lookup, footprint_run,
+    free_points, ground_points, obstacle_points,
+)
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
 from lednet_ros.ros.parameters import LATCHED, Spec, declare
 
@@ -47,7 +50,18 @@ GROUND_PARAMETERS = {
     "ground.width": Spec(10.0, "Grid width across, centred on the camera (m).",
                          floats=(0.1, 1000.0)),
     "ground.points_step": Spec(4, "Every Nth pixel (in both directions) goes into "
-                               "~/ground_points.", integers=(1, 64)),
+                               "~/ground_points and ~/free_points.", integers=(1, 64)),
+    "ground.footprint_run": Spec(DEFAULT_FOOTPRINT_RUN, "Shortest vertical run of obstacle "
+                                 "pixels that makes a footprint, as a fraction of the label "
+                                 "image's height (0: a single pixel); shorter runs below it "
+                                 "count as nothing.",
+                                 floats=(0.0, 0.5)),
+    "ground.obstacle_points_height": Spec(0.3, "Height (m) of ~/obstacle_points above the "
+                                          "ground: inside the marking source's "
+                                          "min/max_obstacle_height.", floats=(-10.0, 10.0)),
+    "ground.free_points_height": Spec(0.0, "Height (m) of ~/free_points above the ground: "
+                                      "inside the clearing source's min/max_obstacle_height.",
+                                      floats=(-10.0, 10.0)),
 }
 POSE_PARAMETERS = ("x", "y", "height", "roll", "pitch", "yaw")
 
@@ -88,6 +102,8 @@ class GroundOutputs:
                           for name in self.groups.names}
         self.costmap_pub = node.create_publisher(OccupancyGrid, "~/costmap", 10)
         self.points_pub = node.create_publisher(PointCloud2, "~/ground_points", 10)
+        self.clouds = {name: node.create_publisher(PointCloud2, f"~/{name}", 10)
+                       for name in ("obstacle_points", "free_points", "aligned_points")}
         self._publish_label_info()
 
     def _declare_list(self, name: str, default: list, description: str) -> list[str]:
@@ -123,7 +139,8 @@ class GroundOutputs:
     # ---- per frame -------------------------------------------------------------------------
 
     def wanted(self) -> bool:
-        publishers = [*self.grid_pubs.values(), self.costmap_pub, self.points_pub]
+        publishers = [*self.grid_pubs.values(), self.costmap_pub, self.points_pub,
+                      *self.clouds.values()]
         return any(p.get_subscription_count() for p in publishers)
 
     def publish(self, header: Header, labels, info: CameraInfo | None) -> None:
@@ -142,7 +159,8 @@ class GroundOutputs:
             info.k, info.d, info.p, info.distortion_model, info.width or labels.shape[1],
             info.height or labels.shape[0], rectified=values["ground.rectified"])
         camera = camera.scaled(labels.shape[1], labels.shape[0])
-        maps = self.mapper.map(labels, camera, pose, self.grid(values))
+        maps = self.mapper.map(labels, camera, pose, self.grid(values),
+                               footprint_run(values["ground.footprint_run"], labels.shape[0]))
         self.last_camera = (camera, labels.shape)
         out = Header(stamp=header.stamp, frame_id=values["ground.base_frame"])
         for name, grid in maps.group_grids().items():
@@ -156,6 +174,15 @@ class GroundOutputs:
             points = ground_points(maps, labels, self.metadata.class_colors,
                                    step=values["ground.points_step"])
             self.points_pub.publish(point_cloud_message(points, out))
+        clouds = {
+            "obstacle_points": lambda: obstacle_points(
+                maps, values["ground.obstacle_points_height"]),
+            "free_points": lambda: free_points(maps, labels, values["ground.points_step"],
+                                               values["ground.free_points_height"]),
+            "aligned_points": lambda: aligned_points(maps, labels)}
+        for name, points in clouds.items():
+            if self.clouds[name].get_subscription_count():
+                self.clouds[name].publish(point_cloud_message(points(), out))
 
     def _publish_label_info(self) -> None:
         """vision_msgs/LabelInfo (transient local) where vision_msgs is installed."""

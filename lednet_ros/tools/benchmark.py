@@ -205,16 +205,23 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
 
 
 def benchmark_ground(sizes, runs: int) -> list[dict]:
-    """Time the node's ground outputs per frame: per-group grids and costmap, lookup cached.
+    """Time the node's ground outputs per frame, lookup cached.
+
+    Per-group grids and costmap, and each Nav2 cloud (obstacle, free every 4th pixel, aligned)
+    with its PointCloud2 bytes.
 
     CamVid class groups, the 10 m x 20 m grid at 0.1 m, a pinhole camera 1.5 m high pitched down
-    0.15 rad; labels drawn at random (the cost does not depend on them).
+    0.15 rad, footprints of the default run; labels drawn at random (the cost barely depends on
+    them).
     """
     from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
     from lednet_ros.core.class_groups import default_class_groups
     from lednet_ros.core.classes import CAMVID
     from lednet_ros.core.frame_sources import pinhole_intrinsics
-    from lednet_ros.core.ground import GridSpec, GroundMapper
+    from lednet_ros.core.ground import (
+        DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, aligned_points, footprint_run,
+        free_points, obstacle_points,
+    )
 
     rows, rng = [], np.random.default_rng(0)
     mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))
@@ -224,17 +231,29 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
         camera = Intrinsics.from_camera_info(fields["k"], fields["d"], fields["p"], "plumb_bob",
                                              width, height)
         labels = rng.integers(0, CAMVID.num_classes, (height, width), dtype=np.uint8)
-
-        def frame(labels):
-            maps = mapper.map(labels, camera, pose, grid)
-            maps.group_grids(), maps.costmap()
-
-        times = time_engine(frame, labels, runs, warmup=2)  # the first builds the lookup
-        rows.append({"size": f"{width}x{height}",
-                     "median_ms": 1000 * statistics.median(times),
-                     "p95_ms": 1000 * percentile(times, 95)})
-        print(f"ground grids + costmap {width}x{height}: {rows[-1]['median_ms']:.1f} ms median")
+        run = footprint_run(DEFAULT_FOOTPRINT_RUN, height)
+        maps = mapper.map(labels, camera, pose, grid, run)
+        parts = {
+            "median_ms": lambda labels: _grids(mapper.map(labels, camera, pose, grid, run)),
+            "obstacle_ms": lambda labels: obstacle_points(maps, 0.3).tobytes(),
+            "free_ms": lambda labels: free_points(maps, labels, 4).tobytes(),
+            "aligned_ms": lambda labels: aligned_points(maps, labels).tobytes(),
+        }
+        row = {"size": f"{width}x{height}"}
+        for name, work in parts.items():
+            times = time_engine(work, labels, runs, warmup=2)  # the first builds the lookup
+            row[name] = 1000 * statistics.median(times)
+            if name == "median_ms":
+                row["p95_ms"] = 1000 * percentile(times, 95)
+        rows.append(row)
+        print(f"ground {width}x{height}: grids + costmap {row['median_ms']:.1f} ms median; "
+              f"obstacle points {row['obstacle_ms']:.2f}, free points {row['free_ms']:.2f}, "
+              f"aligned points {row['aligned_ms']:.2f} ms")
     return rows
+
+
+def _grids(maps) -> None:
+    maps.group_grids(), maps.costmap()
 
 
 def write_report(out: Path, result: dict) -> None:
@@ -270,9 +289,11 @@ def write_report(out: Path, result: dict) -> None:
                   f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |"
                   for r in result["pipeline"]]
     if result.get("ground"):
-        lines += ["", "## Ground outputs per frame (grids + costmap, lookup cached)", "",
-                  "| label size | median ms | p95 ms |", "|---|---|---|"]
-        lines += [f"| {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} |"
+        lines += ["", "## Ground outputs per frame (lookup cached; medians)", "",
+                  "| label size | grids + costmap ms | p95 ms | obstacle points ms "
+                  "| free points ms | aligned points ms |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
+                  f"{r['obstacle_ms']:.2f} | {r['free_ms']:.2f} | {r['aligned_ms']:.2f} |"
                   for r in result["ground"]]
     if result.get("node"):
         lines += ["", "## Node end to end over DDS (publish -> labels received)", "",

@@ -1,0 +1,123 @@
+r"""Score the ground outputs of weights on labelled frames: against the same outputs of the labels.
+
+    python -m lednet_ros.tools.evaluate_ground --data-path ../shared/data/cityscapes_mini
+    python -m lednet_ros.tools.evaluate_ground --data-path cityscapes --split val \
+        --camera cityscapes/camera/val/frankfurt/frankfurt_000000_000294_camera.json \
+        --weights adapted.safetensors --footprint-run 0.03
+
+Each frame's predicted labels and its true labels (Cityscapes labelIds mapped to CamVid's 11
+classes, the rows below --keep-top cut: the bonnet) are mapped on the same ground grid with the
+node's default class groups and the camera of --camera (a Cityscapes camera file: intrinsics
+fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
+down). Scores (core.ground_scores): costmap cells known, free and blocked IoU, obstacle points
+within 0.5 m, free points on blocked cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.checkpoint import CheckpointError
+from lednet_ros.core.class_groups import default_class_groups
+from lednet_ros.core.datasets import (
+    CITYSCAPES_KEEP_TOP,
+    CityscapesAsCamVid,
+    DatasetError,
+    keep_top,
+    open_split,
+)
+from lednet_ros.core.engines import ENGINES
+from lednet_ros.core.ground import DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run
+from lednet_ros.core.ground_scores import GroundAgreement
+from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.tools.cli import parse_size
+from lednet_ros.tools.evaluate_cityscapes import SPLITS
+
+
+def read_cityscapes_camera(path: Path, rows_kept: int) -> tuple[Intrinsics, CameraPose]:
+    """(intrinsics of the top ``rows_kept`` rows of a 2048-wide frame, pose) of a camera file.
+
+    Raises:
+        ValueError: a file that is not a Cityscapes camera file, naming what is missing.
+    """
+    try:
+        camera = json.loads(path.read_text())
+        inner, outer = camera["intrinsic"], camera["extrinsic"]
+        width = camera.get("image_size", [2048, 1024])[0]
+        intrinsics = Intrinsics(width, rows_kept, inner["fx"], inner["fy"], inner["u0"],
+                                inner["v0"])
+        pose = CameraPose(x=outer["x"], y=outer["y"], height=outer["z"], roll=outer["roll"],
+                          pitch=outer["pitch"], yaw=outer["yaw"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"camera file {path}: {error!r}; expected a Cityscapes camera file "
+                         "(intrinsic fx, fy, u0, v0; extrinsic x, y, z, roll, pitch, yaw)"
+                         ) from error
+    return intrinsics, pose
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-path", type=Path, required=True,
+                        help="a Cityscapes folder (leftImg8bit/, gtFine/)")
+    parser.add_argument("--camera", type=Path, default=None,
+                        help="a Cityscapes camera file (default: DATA_PATH/camera.json)")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="all")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="CamVid-class weights (default: the packaged weights)")
+    parser.add_argument("--input-size", type=parse_size, default=(480, 360),
+                        help="network input WIDTHxHEIGHT (default 480x360)")
+    parser.add_argument("--labels-size", type=parse_size, default=(480, 360),
+                        help="size both label images are mapped at (default 480x360)")
+    parser.add_argument("--footprint-run", type=float, default=DEFAULT_FOOTPRINT_RUN,
+                        help="as the node's ground.footprint_run (default "
+                             f"{DEFAULT_FOOTPRINT_RUN}; 0: single pixels)")
+    parser.add_argument("--resolution", type=float, default=0.2, help="m per cell (0.2)")
+    parser.add_argument("--range", type=float, default=20.0, help="m ahead (20)")
+    parser.add_argument("--width", type=float, default=20.0, help="m across (20)")
+    parser.add_argument("--keep-top", type=float, default=CITYSCAPES_KEEP_TOP,
+                        help="fraction of rows kept from the top (default: above the bonnet)")
+    parser.add_argument("--engine", default="auto", choices=ENGINES)
+    args = parser.parse_args(argv)
+    try:
+        dataset = open_split(CityscapesAsCamVid, args.data_path, SPLITS[args.split])
+        segmenter = Segmenter.from_weights(args.weights, precision="fp32", engine=args.engine,
+                                           input_size=args.input_size)
+        grid = GridSpec(resolution=args.resolution, range=args.range, width=args.width)
+        mapper = GroundMapper(default_class_groups("camvid", segmenter.class_names))
+        agreement, started, camera = GroundAgreement(), time.perf_counter(), None
+        for index in range(len(dataset)):
+            image, truth = (keep_top(a, args.keep_top) for a in dataset.load(index))
+            if camera is None:
+                camera, pose = read_cityscapes_camera(args.camera or args.data_path
+                                                      / "camera.json", image.shape[0])
+                camera = camera.scaled(*args.labels_size)
+            size = tuple(args.labels_size)
+            predicted = cv2.resize(segmenter.segment(image), size,
+                                   interpolation=cv2.INTER_NEAREST)
+            truth = cv2.resize(truth, size, interpolation=cv2.INTER_NEAREST)
+            run = footprint_run(args.footprint_run, size[1])
+            agreement.add(mapper.map(truth, camera, pose, grid),
+                          truth, mapper.map(predicted, camera, pose, grid, run), predicted)
+    except (CheckpointError, DatasetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{segmenter.describe()}\nweights: {args.weights or 'packaged'}; {len(dataset)} "
+          f"frames ({args.split}), labels mapped at {args.labels_size[0]}x{args.labels_size[1]}, "
+          f"footprint run {args.footprint_run} of the height ({run} px), grid {args.range:g} m x "
+          f"{args.width:g} m at {args.resolution:g} m, in {time.perf_counter() - started:.1f} s")
+    print("| score | % |\n|---|---|")
+    for name, value in agreement.percentages().items():
+        print(f"| {name} | {'n/a' if value is None else f'{value:.1f}'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
