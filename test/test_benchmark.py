@@ -47,7 +47,7 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     assert (pipeline["engine"], pipeline["precision"]) == (auto.engine, auto.precision)
     (ground,) = result["ground"]
     assert ground["size"] == "128x64" and ground["median_ms"] > 0
-    assert all(ground[f"{cloud}_ms"] > 0 for cloud in ("obstacle", "free", "aligned"))
+    assert ground["all_ms"] > 0 and ground["all_p95_ms"] >= ground["all_ms"]
     assert "## Ground outputs per frame" in (out / "benchmark.md").read_text()
     assert {row["profile"] for row in result["node"]} == {"fastdds_shm.xml", "default"}
     for row in result["node"]:

@@ -21,7 +21,7 @@ from lednet_ros.core.datasets import read_label
 from lednet_ros.core.ground_scores import GroundAgreement
 from lednet_ros.core.ground import (
     POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, aligned_points, build_lookup,
-    costmap_picture, footprint_rows, footprint_run, free_points, ground_points, mapped_pixels,
+    costmap_picture, footprint_rows, footprint_run, free_points, ground_points,
     obstacle_points,
 )
 
@@ -193,6 +193,14 @@ def test_a_footprint_needs_a_run_of_obstacle_pixels():
     assert footprint_rows(mask, min_run=5).tolist() == [-1, -1, -1, -1]
     with pytest.raises(ValueError, match="run of 0 pixels"):
         footprint_rows(mask, min_run=0)
+    confidence = np.full(mask.shape, 250, dtype=np.uint8)
+    confidence[2:6, 0] = 100  # column 0's run of 4 is unsure: its misread pixel is sure
+    assert footprint_rows(mask, 1, confidence, 0.7).tolist() == [9, 4, 11, -1]
+    assert footprint_rows(mask, 3, confidence, 0.7).tolist() == [-1, -1, 11, -1]
+    confidence[3, 0] = 200  # one sure pixel makes the whole run sure
+    assert footprint_rows(mask, 3, confidence, 0.7).tolist() == [5, -1, 11, -1]
+    with pytest.raises(ValueError, match="footprint confidence 1.5"):
+        footprint_rows(mask, 1, confidence, 1.5)
     assert [footprint_run(f, 360) for f in (0.0, 0.001, 0.03)] == [1, 1, 11]
     with pytest.raises(ValueError, match="footprint run 0.7 of the image height"):
         footprint_run(0.7, 360)
@@ -445,7 +453,7 @@ def test_obstacle_points_stand_on_the_box_front_face():
 def test_free_points_lie_on_the_road_in_front_of_the_box_and_none_behind():
     labels = render(box=BOX)
     maps = camvid_mapper().map(labels, INTRINSICS, POSE)
-    points = free_points(maps, labels, step=2, height=0.05)
+    points = free_points(maps, step=2, height=0.05)
     assert points.dtype == XYZ_DTYPE and (points["z"] == np.float32(0.05)).all()
     x, y = points["x"], points["y"]
     x0, x1, y0, y1 = RECTANGLE
@@ -454,14 +462,14 @@ def test_free_points_lie_on_the_road_in_front_of_the_box_and_none_behind():
     assert ahead.sum() > 50 and x[ahead].max() < BOX[0]  # none behind the box
     assert (x[ahead] < x0).sum() > 20 and (x[ahead] > x1).sum() > 5  # before and after pavement
     assert x.max() > 15  # road beside the box, far ahead
-    every = free_points(maps, labels, step=1)
+    every = free_points(maps, step=1)
     assert 3 < len(every) / len(points) < 5
 
 
 def test_aligned_points_one_per_pixel_nan_where_not_mapped():
     labels = render(box=BOX)
     maps = camvid_mapper().map(labels, INTRINSICS, POSE)
-    points = aligned_points(maps, labels)
+    points = aligned_points(maps)
     assert points.dtype == XYZ_DTYPE and points.shape == labels.shape
     finite = np.isfinite(points["x"])
     assert (np.isfinite(points["y"]) == finite).all()
@@ -470,7 +478,7 @@ def test_aligned_points_one_per_pixel_nan_where_not_mapped():
     assert not finite[labels == SKY].any()
     rows, cols = np.nonzero(finite & (labels == CAR))  # of the box, only its footprints
     assert len(rows) > 20 and (rows == maps.footprint[cols]).all()
-    np.testing.assert_array_equal(finite, mapped_pixels(maps, labels))
+    np.testing.assert_array_equal(finite, maps.mapped)
     road = finite & (labels == ROAD)
     rays = pixel_rays(POSE)[road]
     to_ground = -POSE.height / rays[:, 2]
@@ -484,7 +492,8 @@ def test_isolated_misread_pixels_neither_erase_columns_nor_invent_obstacles():
     """1% of the road misread as car, pixel by pixel.
 
     Measured: single-pixel footprints know 37% of the cells and mark 3% of the free ones;
-    runs of 3% of the height know 99.6% and mark 0.02%.
+    runs of 3% of the height know 99.6% and mark 0.2% (0.18% without noise: the run's depth
+    rows of the box's outer columns land beside it).
     """
     clean = render(box=BOX)
     labels = noisy(clean, 0.01)
@@ -499,7 +508,7 @@ def test_isolated_misread_pixels_neither_erase_columns_nor_invent_obstacles():
     assert ((single >= 0) & known).sum() < 0.5 * known.sum()
     assert ((single == 100) & free).sum() > 0.01 * free.sum()
     assert ((robust >= 0) & known).sum() > 0.99 * known.sum()
-    assert ((robust == 100) & free).sum() < 0.001 * free.sum()
+    assert ((robust == 100) & free).sum() < 0.005 * free.sum()
     points = obstacle_points(robust_maps, height=0.4)
     expected = obstacle_points(mapper.map(clean, INTRINSICS, POSE), height=0.4)
     assert len(points) == len(expected)  # a misread pixel touching the box moves a point 8 cm
@@ -511,7 +520,7 @@ def test_ground_agreement_is_perfect_for_the_truth_and_drops_with_noise():
     mapper = camvid_mapper()
     reference = mapper.map(clean, INTRINSICS, POSE)
     same = GroundAgreement()
-    same.add(reference, clean, mapper.map(clean, INTRINSICS, POSE), clean)
+    same.add(reference, mapper.map(clean, INTRINSICS, POSE))
     scores = same.percentages()
     assert all(scores[name] == 100.0 for name in (
         "cells known", "free IoU", "blocked IoU", "obstacle points precision",
@@ -520,10 +529,24 @@ def test_ground_agreement_is_perfect_for_the_truth_and_drops_with_noise():
     assert scores["free points on blocked cells"] < 0.1
     labels = noisy(clean, 0.01)
     single, robust = GroundAgreement(), GroundAgreement()
-    single.add(reference, clean, mapper.map(labels, INTRINSICS, POSE), labels)
-    robust.add(reference, clean, mapper.map(labels, INTRINSICS, POSE,
-                                            min_run=footprint_run(0.03, HEIGHT)), labels)
+    single.add(reference, mapper.map(labels, INTRINSICS, POSE))
+    robust.add(reference, mapper.map(labels, INTRINSICS, POSE,
+                                     min_run=footprint_run(0.03, HEIGHT)))
     single, robust = single.percentages(), robust.percentages()
     assert single["cells known"] < 50 < 99 < robust["cells known"]
     assert single["obstacle points precision"] < 50 < 95 < robust["obstacle points precision"]
     assert GroundAgreement().percentages()["free IoU"] is None
+
+
+def test_a_footprint_marks_as_many_rows_as_its_run_needs():
+    labels = render(box=BOX)
+    maps = camvid_mapper().map(labels, INTRINSICS, POSE, min_run=5)
+    mapped = maps.mapped & (labels == CAR)
+    columns = np.flatnonzero(maps.footprint >= 0)
+    per_column = mapped[:, columns].sum(axis=0)
+    assert (per_column <= 5).all() and (per_column == 5).mean() > 0.9
+    rows, cols = np.nonzero(mapped)
+    assert ((rows <= maps.footprint[cols]) & (rows > maps.footprint[cols] - 5)).all()
+    obstacle = maps.group_grids()["obstacle"] > 0
+    x, _ = cell_centres(maps)
+    assert (x[obstacle] >= BOX[0] - 0.2).all()  # behind the face only: its depth, not before it

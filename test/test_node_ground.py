@@ -45,8 +45,10 @@ def street() -> np.ndarray:
 
 
 def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
+    # random weights are unsure of every pixel: footprints by run alone, so some cells are known
     rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
-                         "ground.camera_height": 1.5, "ground.camera_pitch": 0.3})
+                         "ground.camera_height": 1.5, "ground.camera_pitch": 0.3,
+                         "ground.footprint_confidence": 0.0})
     groups = list(rig.node.ground.groups.names)
     costmaps = rig.collect(OccupancyGrid, "costmap")
     grid = rig.collect(OccupancyGrid, f"grid/{groups[0]}")
@@ -160,6 +162,10 @@ def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
     sky = rig.node.pipeline.segmenter.class_names.index("sky")
     assert finite.any() and (ids == sky).any() and not finite[ids == sky].any()
     assert (aligned["z"][finite.ravel()] == 0).all()
+    # footprints weigh confidence (ground.footprint_confidence 0.7): computed for the clouds,
+    # though nobody subscribes to ~/confidence
+    assert rig.node.pipeline.computed["confidence"] >= 1
+    assert rig.probe.count_subscribers(f"{rig.name}/confidence") == 0
 
 
 def points_of(msg: PointCloud2):

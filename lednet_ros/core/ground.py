@@ -6,8 +6,9 @@ ground, are hit by no pixel's ray: each takes the pixel its centre projects into
 has no gaps between image rows. Classes in no group (sky, void) are not mapped.
 
 Ground groups (drivable, sidewalk: see class_groups) are mapped pixel by pixel. An obstacle group
-is mapped only where it touches the ground: in each image column the lowest obstacle pixel marks
-the obstacle's footprint, and every pixel above it in that column is left out, so the cells
+is mapped only where it touches the ground: in each image column the bottom of the lowest run of
+obstacle pixels long and sure enough (footprint_rows: misread pixels below it count as nothing)
+is the obstacle's footprint, and every pixel above the run's bottom rows is left out, so the cells
 behind the obstacle stay unknown. Ground pixels seen above an obstacle (road beyond a low object)
 are left out on purpose: with one footprint per column, counting them would show free road where
 a second obstacle stands behind the first, and flat-ground projection is least trustworthy there.
@@ -24,6 +25,7 @@ origin is (camera x, camera y - width / 2): the grid starts at the camera and is
     maps.costmap()                  # int8: 0 drivable, 100 obstacle or not drivable, -1 unknown
     occupancy_grid_message(maps.costmap(), maps.resolution, maps.origin, header)  # ros/
     ground_points(maps, labels, CAMVID.colors, step=4)  # x, y, z, rgb, label for PointCloud2
+    obstacle_points(maps, 0.3), free_points(maps), aligned_points(maps)  # clouds for Nav2
     costmap_picture(maps.costmap())  # bird's-eye RGB picture, forward up
 
 The (pixel, cell) lookup is built once per (intrinsics, pose, label size, grid), compared by
@@ -37,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -48,6 +51,8 @@ MAX_CELLS_PER_SIDE = 4096
 # a footprint's shortest run of obstacle pixels, as a fraction of the image height: 3% is a
 # 0.3 m object 10 m away from a camera with a 55-degree vertical field of view (docs/nav2.md)
 DEFAULT_FOOTPRINT_RUN = 0.03
+# ...and the confidence its most confident pixel reaches (a road misread as tree is unsure)
+DEFAULT_FOOTPRINT_CONFIDENCE = 0.7
 UNKNOWN = -1
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"],
                         "formats": [np.float32, np.float32, np.float32, np.float32, np.uint8],
@@ -102,7 +107,8 @@ class GroundLookup:
     rows: np.ndarray  # (n,) int32 image row of each pair's pixel
     cols: np.ndarray  # (n,) int32 image column of each pair's pixel
     ground_xy: np.ndarray  # (forward, 2) float32 ground points of the leading pixel -> cell pairs
-    pixel_xy: np.ndarray  # (h, w, 2) float32 each pixel's ground point, NaN where not on the grid
+    pixel_points: np.ndarray  # (h, w) XYZ_DTYPE each pixel's ground point, NaN off the grid
+    on_grid: np.ndarray  # (h, w) bool: the pixel's own ray lands on the grid
 
     @property
     def forward(self) -> int:
@@ -149,12 +155,13 @@ def build_lookup(intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[in
     seen = (seen_by >= 0) & down[np.maximum(seen_by, 0)]
     pixels = np.concatenate([forward, seen_by[seen]]).astype(np.int32)
     ground_xy = np.stack([x[forward], y[forward]], axis=1).astype(np.float32)
-    pixel_xy = np.full((height * width, 2), np.nan, dtype=np.float32)
-    pixel_xy[forward] = ground_xy
+    pixel_points = np.full(height * width, np.nan, dtype=XYZ_DTYPE)
+    pixel_points["x"][forward], pixel_points["y"][forward] = ground_xy.T
+    pixel_points["z"][forward] = 0.0
     return GroundLookup((height, width), (rows, cols), origin, grid.resolution, pixels,
                         np.concatenate([cells, missed_cells[seen]]).astype(np.int32),
                         pixels // width, pixels % width, ground_xy,
-                        pixel_xy.reshape(height, width, 2))
+                        pixel_points.reshape(height, width), on_grid.reshape(height, width))
 
 
 def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid: GridSpec,
@@ -183,23 +190,39 @@ def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid
     return np.where(valid, v * camera.width + u, -1).astype(np.int64)
 
 
-def footprint_rows(obstacle: np.ndarray, min_run: int = 1) -> np.ndarray:
+def footprint_rows(obstacle: np.ndarray, min_run: int = 1, confidence: np.ndarray | None = None,
+                   min_confidence: float = 0.0) -> np.ndarray:
     """Per column of an h x w bool mask: the row of its footprint, -1 where none.
 
     The footprint is the bottom row of the column's lowest run of at least ``min_run``
-    consecutive True pixels: shorter runs below it (misread pixels) neither make a footprint nor
-    hide what lies above them. ``min_run`` 1: the lowest True pixel.
+    consecutive True pixels whose most confident pixel reaches ``min_confidence`` (a fraction;
+    ``confidence`` is the uint8 softmax maximum x 255 of each pixel). Shorter or unconfident
+    runs below it (misread pixels) neither make a footprint nor hide what lies above them.
+    ``min_run`` 1 and no confidence: the lowest True pixel.
     """
     if min_run < 1:
         raise ValueError(f"footprint run of {min_run} pixels; expected an integer >= 1")
-    qualifies = obstacle
-    if min_run > 1:
-        counts = np.cumsum(obstacle, axis=0, dtype=np.int32)
-        window = counts.copy()
-        window[min_run:] -= counts[:-min_run]  # True pixels in rows r - min_run + 1 .. r
-        qualifies = window >= min_run
-    lowest = obstacle.shape[0] - 1 - np.argmax(qualifies[::-1], axis=0)
-    return np.where(qualifies.any(axis=0), lowest, -1)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"footprint confidence {min_confidence}; expected 0 to 1")
+    height, width = obstacle.shape
+    flat = np.flatnonzero(obstacle.T)  # column by column, top to bottom: col * height + row
+    footprint = np.full(width, -1, dtype=np.int32)
+    if len(flat) == 0:
+        return footprint
+    starts = np.ones(len(flat), dtype=bool)
+    starts[1:] = (np.diff(flat) != 1) | (flat[1:] % height == 0)
+    first = np.flatnonzero(starts)
+    lengths = np.diff(np.append(first, len(flat)))
+    qualifies = lengths >= min_run
+    if confidence is not None and min_confidence > 0:
+        if confidence.shape != obstacle.shape:
+            raise ValueError(f"confidence of shape {confidence.shape}; expected the labels' "
+                             f"{obstacle.shape}")
+        most = np.maximum.reduceat(confidence.T.ravel()[flat], first)
+        qualifies &= most >= round(255 * min_confidence)
+    cols, rows = np.divmod(flat[first] + lengths - 1, height)
+    np.maximum.at(footprint, cols[qualifies], rows[qualifies])
+    return footprint
 
 
 def footprint_run(fraction: float, label_height: int) -> int:
@@ -219,7 +242,25 @@ class GroundMaps:
     resolution: float
     lookup: GroundLookup
     kept: np.ndarray  # (pairs,) bool: the lookup's (pixel, cell) pairs that were counted
-    footprint: np.ndarray  # (w,) int64 each column's footprint row, -1 where none
+    footprint: np.ndarray  # (w,) int32 each column's footprint row, -1 where none
+    labels: np.ndarray  # (h, w) uint8 the frame's class ids
+    obstacle: np.ndarray  # (h, w) bool its obstacle pixels
+    depth: int = 1  # rows of each footprint's run mapped as the obstacle
+
+    @cached_property
+    def mapped(self) -> np.ndarray:
+        """(h, w) bool: the pixels mapped on the grid by their own ray.
+
+        Ground in front of its column's footprint and the footprint's ``depth`` rows, where the
+        pixel's ray lands on the grid. Sky, classes in no group, other obstacle pixels and
+        everything above the footprint are not.
+        """
+        rows = np.arange(self.labels.shape[0], dtype=np.int32)[:, None]
+        in_group = np.take(self.groups.class_table((True,) * len(self.groups.names)),
+                           self.labels)
+        return (in_group & self.lookup.on_grid
+                & _in_front_or_footprint(rows, self.footprint[None, :], self.obstacle,
+                                         self.depth))
 
     @property
     def observed(self) -> np.ndarray:
@@ -277,11 +318,14 @@ class GroundMapper:
         return self._lookup
 
     def map(self, labels: np.ndarray, intrinsics: Intrinsics, pose: CameraPose,
-            grid: GridSpec = GridSpec(), min_run: int = 1) -> GroundMaps:
+            grid: GridSpec = GridSpec(), min_run: int = 1, confidence: np.ndarray | None = None,
+            min_confidence: float = 0.0) -> GroundMaps:
         """Per-group pixel counts on the grid for an h x w uint8 label image.
 
-        ``min_run``: obstacle pixels a footprint needs in a vertical run (footprint_rows);
-        obstacle pixels below a column's footprint are left out (counted as nothing).
+        Footprints as footprint_rows(``min_run``, ``confidence``, ``min_confidence``). The
+        bottom ``min_run`` rows of each footprint's run are mapped as the obstacle (where they
+        meet the ground: the footprint's depth, as uncertain as the run is tall); other obstacle
+        pixels are left out.
 
         Raises:
             ValueError: labels that are not a 2-D uint8 array, or a lookup that cannot be built.
@@ -291,65 +335,48 @@ class GroundMapper:
                              "expected an h x w uint8 array of class ids")
         lookup = self.lookup(intrinsics, pose, labels.shape, grid)
         obstacle = np.take(self._obstacle_lut, labels)
-        footprint = footprint_rows(obstacle, min_run)
+        footprint = footprint_rows(obstacle, min_run, confidence, min_confidence)
         group = np.take(self._group_lut, np.take(labels, lookup.pixels))
-        row_footprint = footprint[lookup.cols]
-        # ground in front of its column's footprint, and the footprint itself
-        kept = ((group != NO_GROUP) & (lookup.rows >= row_footprint)
-                & (~np.take(obstacle, lookup.pixels) | (lookup.rows == row_footprint)))
+        kept = (group != NO_GROUP) & _in_front_or_footprint(
+            lookup.rows, footprint[lookup.cols], np.take(obstacle, lookup.pixels), min_run)
         rows, cols = lookup.grid_shape
         counts = np.bincount(group[kept].astype(np.int64) * (rows * cols) + lookup.cells[kept],
                              minlength=len(self.groups.names) * rows * cols)
         return GroundMaps(self.groups, counts.reshape(-1, rows, cols), lookup.origin,
-                          lookup.resolution, lookup, kept, footprint)
+                          lookup.resolution, lookup, kept, footprint, labels, obstacle, min_run)
 
 
-def mapped_pixels(maps: GroundMaps, labels: np.ndarray) -> np.ndarray:
-    """Return h x w bool: the mapped pixels of ``labels`` (the frame ``maps`` came from).
+def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np.ndarray,
+                           depth: int) -> np.ndarray:
+    """Return which pixels are mapped.
 
-    Mapped: the pixel's own ray lands on the grid, and it is ground in front of its column's
-    footprint or the footprint itself. Sky, classes in no group, obstacle pixels other than the
-    footprint and everything above the footprint are not.
+    Ground at or below its column's footprint row, and obstacle pixels in the ``depth`` rows
+    ending at the footprint (footprint -1: none in the column).
     """
-    lookup = maps.lookup
-    if labels.shape != lookup.label_shape:
-        raise ValueError(f"labels of shape {labels.shape}; expected the mapped frame's "
-                         f"{lookup.label_shape}")
-    group_lut = maps.groups.group_lut()
-    obstacle = np.take(maps.groups.class_table(maps.groups.is_obstacle), labels)
-    rows = np.arange(labels.shape[0])[:, None]
-    footprint = maps.footprint[None, :]
-    return ((np.take(group_lut, labels) != NO_GROUP) & (rows >= footprint)
-            & (~obstacle | (rows == footprint)) & ~np.isnan(lookup.pixel_xy[..., 0]))
+    above = footprint - rows  # int32: rows from the pixel down to its column's footprint
+    return np.where(obstacle, above.view(np.uint32) < depth, above <= 0)  # negative: huge
 
 
-def aligned_points(maps: GroundMaps, labels: np.ndarray) -> np.ndarray:
+def aligned_points(maps: GroundMaps) -> np.ndarray:
     """H x w XYZ_DTYPE: each label pixel's ground point (z 0), NaN where it is not mapped.
 
-    One point per pixel of ``labels``, row-major, for an organized PointCloud2 aligned with the
+    One point per pixel of the frame, row-major, for an organized PointCloud2 aligned with the
     label image (what a semantic costmap layer pairs pixel by pixel).
     """
-    mask = mapped_pixels(maps, labels)
-    points = np.full(labels.shape, np.nan, dtype=XYZ_DTYPE)
-    xy = maps.lookup.pixel_xy
-    points["x"] = np.where(mask, xy[..., 0], np.nan)
-    points["y"] = np.where(mask, xy[..., 1], np.nan)
-    points["z"] = np.where(mask, 0.0, np.nan)
-    return points
+    xyz = maps.lookup.pixel_points.view(np.float32).reshape(*maps.labels.shape, 3)
+    return np.where(maps.mapped[..., None], xyz, np.float32(np.nan)).view(XYZ_DTYPE)[..., 0]
 
 
 def obstacle_points(maps: GroundMaps, height: float) -> np.ndarray:
     """XYZ_DTYPE: one point per column with a footprint on the grid, ``height`` m above it."""
     columns = np.flatnonzero(maps.footprint >= 0)
-    xy = maps.lookup.pixel_xy[maps.footprint[columns], columns]
-    xy = xy[~np.isnan(xy[:, 0])]
-    points = np.zeros(len(xy), dtype=XYZ_DTYPE)
-    points["x"], points["y"], points["z"] = xy[:, 0], xy[:, 1], height
+    points = maps.lookup.pixel_points[maps.footprint[columns], columns]
+    points = points[~np.isnan(points["x"])]
+    points["z"] = height
     return points
 
 
-def free_points(maps: GroundMaps, labels: np.ndarray, step: int = 4,
-                height: float = 0.0) -> np.ndarray:
+def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndarray:
     """XYZ_DTYPE: ground points of drivable pixels in front of their column's footprint.
 
     Every ``step``-th pixel along rows and columns, ``height`` m above the ground: clearing
@@ -357,15 +384,12 @@ def free_points(maps: GroundMaps, labels: np.ndarray, step: int = 4,
     """
     if step < 1:
         raise ValueError(f"point step {step}; expected an integer >= 1")
-    drivable = maps.groups.class_table(maps.groups.is_drivable)
-    rows = np.arange(labels.shape[0])[:, None]
-    mask = (mapped_pixels(maps, labels) & np.take(drivable, labels)
-            & (rows > maps.footprint[None, :]))
-    mask[np.arange(labels.shape[0]) % step != 0] = False
-    mask[:, np.arange(labels.shape[1]) % step != 0] = False
-    xy = maps.lookup.pixel_xy[mask]
-    points = np.zeros(len(xy), dtype=XYZ_DTYPE)
-    points["x"], points["y"], points["z"] = xy[:, 0], xy[:, 1], height
+    labels = maps.labels[::step, ::step]
+    rows = np.arange(0, maps.labels.shape[0], step)[:, None]
+    drivable = np.take(maps.groups.class_table(maps.groups.is_drivable), labels)
+    mask = maps.mapped[::step, ::step] & drivable & (rows > maps.footprint[None, ::step])
+    points = maps.lookup.pixel_points[::step, ::step][mask]
+    points["z"] = height
     return points
 
 

@@ -4,8 +4,10 @@ Both label images go through the same GroundMapper, camera and grid; the true la
 the reference (their footprints from single pixels: true labels have no misread pixels). Scored,
 summed over frames:
 
-- costmap cells: how many of the cells the reference knows the prediction knows too, and the
-  IoU of free (0) and of blocked (100) cells;
+- costmap cells: how many of the cells the reference knows the prediction knows too, the IoU of
+  free (0) and of blocked (100) cells, the share of cells called free that the reference blocks,
+  and the share of the reference's obstacle cells (an obstacle footprint in them) that the
+  prediction blocks within one cell;
 - obstacle points: the share within ``tolerance`` m of a reference obstacle point (precision)
   and the share of reference points with a predicted point that near (recall);
 - free points: the share that falls on a cell the reference blocks (a clearing ray would erase
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from lednet_ros.core.ground import GroundMaps, free_points, obstacle_points
@@ -31,6 +34,10 @@ class GroundAgreement:
     free_either: int = 0
     blocked_both: int = 0
     blocked_either: int = 0
+    called_free: int = 0
+    called_free_blocked: int = 0
+    obstacle_cells: int = 0
+    obstacle_cells_blocked: int = 0
     obstacle_points: int = 0
     obstacle_points_near: int = 0
     reference_points: int = 0
@@ -38,8 +45,7 @@ class GroundAgreement:
     free_points: int = 0
     free_points_on_blocked: int = 0
 
-    def add(self, reference: GroundMaps, reference_labels: np.ndarray, predicted: GroundMaps,
-            predicted_labels: np.ndarray, tolerance: float = 0.5) -> None:
+    def add(self, reference: GroundMaps, predicted: GroundMaps, tolerance: float = 0.5) -> None:
         """Count one frame: maps of its true and of its predicted labels on the same grid."""
         truth, guess = reference.costmap(), predicted.costmap()
         if truth.shape != guess.shape:
@@ -51,12 +57,18 @@ class GroundAgreement:
             a, b = truth == value, guess == value
             setattr(self, f"{name}_both", getattr(self, f"{name}_both") + int((a & b).sum()))
             setattr(self, f"{name}_either", getattr(self, f"{name}_either") + int((a | b).sum()))
+        self.called_free += int((guess == 0).sum())
+        self.called_free_blocked += int(((guess == 0) & (truth == 100)).sum())
+        obstacle = reference.counts[list(reference.groups.is_obstacle)].sum(axis=0) > 0
+        near_blocked = cv2.dilate((guess == 100).astype(np.uint8), np.ones((3, 3), np.uint8))
+        self.obstacle_cells += int(obstacle.sum())
+        self.obstacle_cells_blocked += int((obstacle & (near_blocked > 0)).sum())
         ours, theirs = obstacle_points(predicted, 0.0), obstacle_points(reference, 0.0)
         self.obstacle_points += len(ours)
         self.reference_points += len(theirs)
         self.obstacle_points_near += int(_near(ours, theirs, tolerance).sum())
         self.reference_points_near += int(_near(theirs, ours, tolerance).sum())
-        clearing = free_points(predicted, predicted_labels, step=1)
+        clearing = free_points(predicted, step=1)
         col = ((clearing["x"] - reference.origin[0]) / reference.resolution).astype(np.int64)
         row = ((clearing["y"] - reference.origin[1]) / reference.resolution).astype(np.int64)
         inside = (row >= 0) & (row < truth.shape[0]) & (col >= 0) & (col < truth.shape[1])
@@ -72,6 +84,9 @@ class GroundAgreement:
             "cells known": share(self.both_known, self.reference_known),
             "free IoU": share(self.free_both, self.free_either),
             "blocked IoU": share(self.blocked_both, self.blocked_either),
+            "free cells truly blocked": share(self.called_free_blocked, self.called_free),
+            "obstacle cells blocked (1 cell)": share(self.obstacle_cells_blocked,
+                                                     self.obstacle_cells),
             "obstacle points precision": share(self.obstacle_points_near, self.obstacle_points),
             "obstacle points recall": share(self.reference_points_near, self.reference_points),
             "free points on blocked cells": share(self.free_points_on_blocked,

@@ -142,11 +142,10 @@ class SegmentationNode(Node):
         topic = self._input.topic
         snap = self.stats.snapshot()
         width, height = self.pipeline.input_size(self.settings)
-        segmenter = self.segmenter
-        settings = {"device": segmenter.device, "precision": segmenter.precision,
-                    "engine": segmenter.engine.name, "why": segmenter.choice_reason,
-                    "weights": self.weights_path, "input size": f"{width}x{height}",
-                    "image topic": topic, "adaptation": self._adapt.live.status}
+        seg = self.segmenter
+        settings = {"device": seg.device, "precision": seg.precision, "engine": seg.engine.name,
+                    "why": seg.choice_reason, "weights": self.weights_path, "image topic": topic,
+                    "input size": f"{width}x{height}", "adaptation": self._adapt.live.status}
         status = pipeline_status(
             f"{self.get_fully_qualified_name()}: segmentation", str(self.segmenter.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
@@ -164,7 +163,8 @@ class SegmentationNode(Node):
             self._adapt.live.offer(rgb)
             wanted = Outputs(color_mask=self._color_mask_pub.get_subscription_count() > 0,
                              overlay=self._overlay_pub.get_subscription_count() > 0,
-                             confidence=self._confidence_pub.get_subscription_count() > 0)
+                             confidence=self._confidence_pub.get_subscription_count() > 0
+                             or self.ground.needs_confidence())
             result = self.pipeline.process(rgb, settings, wanted)
             self._publish(msg.header, result, wanted)
         except Exception as exc:  # a bad frame is counted and logged; the node keeps running
@@ -176,7 +176,7 @@ class SegmentationNode(Node):
             return
         self.stats.count_processed(self._latency(msg.header), result.inference_s)
         try:
-            self.ground.publish(msg.header, result.labels, self._camera_info)
+            self.ground.publish(msg.header, result.labels, self._camera_info, result.confidence)
         except ValueError as exc:  # the frame's other outputs are out; say why no grids came
             self.stats.note_error(f"ground grids: {exc}")
             self.get_logger().warning(f"ground grids: {exc}",

@@ -20,8 +20,8 @@ from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.checkpoint import WeightsMetadata
 from lednet_ros.core.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground import (
-    DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, aligned_points, build_lookup, footprint_run,
-    free_points, ground_points, obstacle_points,
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, aligned_points,
+    build_lookup, footprint_run, free_points, ground_points, obstacle_points,
 )
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
 from lednet_ros.ros.parameters import LATCHED, Spec, declare
@@ -54,8 +54,12 @@ GROUND_PARAMETERS = {
     "ground.footprint_run": Spec(DEFAULT_FOOTPRINT_RUN, "Shortest vertical run of obstacle "
                                  "pixels that makes a footprint, as a fraction of the label "
                                  "image's height (0: a single pixel); shorter runs below it "
-                                 "count as nothing.",
+                                 "count as nothing; its bottom rows, as many, mark the obstacle.",
                                  floats=(0.0, 0.5)),
+    "ground.footprint_confidence": Spec(DEFAULT_FOOTPRINT_CONFIDENCE, "Confidence (softmax "
+                                        "maximum, 0..1) the most confident pixel of a "
+                                        "footprint's run reaches (0: any run).",
+                                        floats=(0.0, 1.0)),
     "ground.obstacle_points_height": Spec(0.3, "Height (m) of ~/obstacle_points above the "
                                           "ground: inside the marking source's "
                                           "min/max_obstacle_height.", floats=(-10.0, 10.0)),
@@ -143,8 +147,14 @@ class GroundOutputs:
                       *self.clouds.values()]
         return any(p.get_subscription_count() for p in publishers)
 
-    def publish(self, header: Header, labels, info: CameraInfo | None) -> None:
+    def needs_confidence(self) -> bool:
+        """Whether the next frame's ground outputs need its confidence (footprint_confidence)."""
+        return self.values["ground.footprint_confidence"] > 0 and self.wanted()
+
+    def publish(self, header: Header, labels, info: CameraInfo | None, confidence=None) -> None:
         """Map ``labels`` with the camera of ``info`` and publish what is subscribed.
+
+        ``confidence`` (uint8, the labels' size) is needed while ground.footprint_confidence > 0.
 
         Raises:
             ValueError: no camera_info yet, or a pose/grid/camera that sees no ground.
@@ -159,8 +169,13 @@ class GroundOutputs:
             info.k, info.d, info.p, info.distortion_model, info.width or labels.shape[1],
             info.height or labels.shape[0], rectified=values["ground.rectified"])
         camera = camera.scaled(labels.shape[1], labels.shape[0])
+        min_confidence = values["ground.footprint_confidence"]
+        if min_confidence > 0 and confidence is None:
+            raise ValueError("ground.footprint_confidence needs the frame's confidence; none "
+                             "was computed")
         maps = self.mapper.map(labels, camera, pose, self.grid(values),
-                               footprint_run(values["ground.footprint_run"], labels.shape[0]))
+                               footprint_run(values["ground.footprint_run"], labels.shape[0]),
+                               confidence, min_confidence)
         self.last_camera = (camera, labels.shape)
         out = Header(stamp=header.stamp, frame_id=values["ground.base_frame"])
         for name, grid in maps.group_grids().items():
@@ -177,9 +192,9 @@ class GroundOutputs:
         clouds = {
             "obstacle_points": lambda: obstacle_points(
                 maps, values["ground.obstacle_points_height"]),
-            "free_points": lambda: free_points(maps, labels, values["ground.points_step"],
+            "free_points": lambda: free_points(maps, values["ground.points_step"],
                                                values["ground.free_points_height"]),
-            "aligned_points": lambda: aligned_points(maps, labels)}
+            "aligned_points": lambda: aligned_points(maps)}
         for name, points in clouds.items():
             if self.clouds[name].get_subscription_count():
                 self.clouds[name].publish(point_cloud_message(points(), out))

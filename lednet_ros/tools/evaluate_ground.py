@@ -9,8 +9,10 @@ Each frame's predicted labels and its true labels (Cityscapes labelIds mapped to
 classes, the rows below --keep-top cut: the bonnet) are mapped on the same ground grid with the
 node's default class groups and the camera of --camera (a Cityscapes camera file: intrinsics
 fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
-down). Scores (core.ground_scores): costmap cells known, free and blocked IoU, obstacle points
-within 0.5 m, free points on blocked cells.
+down). Footprints as the node makes them (--footprint-run, --footprint-confidence). Scores
+(core.ground_scores): costmap cells known, free and blocked IoU, free cells truly blocked,
+obstacle cells blocked within one cell, obstacle points within 0.5 m, free points on blocked
+cells.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from lednet_ros.core.datasets import (
     open_split,
 )
 from lednet_ros.core.engines import ENGINES
-from lednet_ros.core.ground import DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run
+from lednet_ros.core.ground import (
+    DEFAULT_FOOTPRINT_CONFIDENCE,
+    DEFAULT_FOOTPRINT_RUN,
+    GridSpec,
+    GroundMapper,
+    footprint_run,
+)
 from lednet_ros.core.ground_scores import GroundAgreement
 from lednet_ros.core.segmenter import Segmenter
 from lednet_ros.tools.cli import parse_size
@@ -79,6 +87,10 @@ def main(argv=None) -> int:
     parser.add_argument("--footprint-run", type=float, default=DEFAULT_FOOTPRINT_RUN,
                         help="as the node's ground.footprint_run (default "
                              f"{DEFAULT_FOOTPRINT_RUN}; 0: single pixels)")
+    parser.add_argument("--footprint-confidence", type=float,
+                        default=DEFAULT_FOOTPRINT_CONFIDENCE,
+                        help="as the node's ground.footprint_confidence (default "
+                             f"{DEFAULT_FOOTPRINT_CONFIDENCE}; 0: off)")
     parser.add_argument("--resolution", type=float, default=0.2, help="m per cell (0.2)")
     parser.add_argument("--range", type=float, default=20.0, help="m ahead (20)")
     parser.add_argument("--width", type=float, default=20.0, help="m across (20)")
@@ -100,18 +112,20 @@ def main(argv=None) -> int:
                                                       / "camera.json", image.shape[0])
                 camera = camera.scaled(*args.labels_size)
             size = tuple(args.labels_size)
-            predicted = cv2.resize(segmenter.segment(image), size,
-                                   interpolation=cv2.INTER_NEAREST)
-            truth = cv2.resize(truth, size, interpolation=cv2.INTER_NEAREST)
+            predicted, confidence, truth = (
+                cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+                for image in (*segmenter.predict(image, confidence=True), truth))
             run = footprint_run(args.footprint_run, size[1])
             agreement.add(mapper.map(truth, camera, pose, grid),
-                          truth, mapper.map(predicted, camera, pose, grid, run), predicted)
+                          mapper.map(predicted, camera, pose, grid, run, confidence,
+                                     args.footprint_confidence))
     except (CheckpointError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{segmenter.describe()}\nweights: {args.weights or 'packaged'}; {len(dataset)} "
           f"frames ({args.split}), labels mapped at {args.labels_size[0]}x{args.labels_size[1]}, "
-          f"footprint run {args.footprint_run} of the height ({run} px), grid {args.range:g} m x "
+          f"footprint run {args.footprint_run} of the height ({run} px), footprint confidence "
+          f"{args.footprint_confidence}, grid {args.range:g} m x "
           f"{args.width:g} m at {args.resolution:g} m, in {time.perf_counter() - started:.1f} s")
     print("| score | % |\n|---|---|")
     for name, value in agreement.percentages().items():
