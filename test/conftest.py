@@ -22,6 +22,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 80)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lednet_ros_test_logs_"))
+# ONNX graphs exported by the tests (core.onnx_cache) stay out of the user's ~/.cache
+os.environ.setdefault("LEDNET_ROS_CACHE", tempfile.mkdtemp(prefix="lednet_ros_test_cache_"))
 _profile = REPO / "config" / "fastdds_shm.xml"
 if _profile.is_file():
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_profile))

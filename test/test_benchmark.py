@@ -14,12 +14,13 @@ from ros_helpers import run_process  # noqa: E402
 
 def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     """Every kept engine and precision is either measured or listed as skipped with a reason."""
-    from lednet_ros.core.engines import ENGINE_PRECISIONS, choose_engine, installed_runtimes
+    from lednet_ros.core.engine_choice import ENGINE_PRECISIONS, choose_engine, installed_runtimes
 
     out = tmp_path / "bench"
     done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark", "--sizes", "128x64",
                         "--runs", "2", "--frames", "2", "--node", "--node-frames", "4",
-                        "--out", str(out)], cwd=tmp_path, timeout=300)
+                        "--node-engines", "auto", "torch", "--out", str(out)],
+                       cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "benchmark.json").read_text())
     measured = {(row["engine"], row["precision"]) for row in result["engines"]}
@@ -49,12 +50,16 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     assert ground["size"] == "128x64" and ground["median_ms"] > 0
     assert ground["all_ms"] > 0 and ground["all_p95_ms"] >= ground["all_ms"]
     assert "## Ground outputs per frame" in (out / "benchmark.md").read_text()
-    assert {row["profile"] for row in result["node"]} == {"fastdds_shm.xml", "default"}
+    assert [(row["engine"], row["profile"]) for row in result["node"]] == [
+        (engine, profile) for engine in (auto.engine, "torch")
+        for profile in ("fastdds_shm.xml", "default")]
     for row in result["node"]:
         assert row["sent"] == 4 and row["received"] + row["dropped"] == 4
-        assert row["received"] >= 1 and row["peak_rss_mb"] > 0
-        assert (row["engine"], row["device"], row["precision"]) == (
-            pipeline["engine"], "cpu", pipeline["precision"])
+        assert row["received"] >= 1 and row["peak_rss_mb"] >= row["rss_mb"] > 0
+        assert 0 < row["first_label_s"] < 300
+        assert row["device"] == "cpu"
+        if row["engine"] == auto.engine:
+            assert row["precision"] == pipeline["precision"]
     report = (out / "benchmark.md").read_text()
     for section in ("Model forward", "Skipped here", "Auto here: engine",
                     "Node pipeline without DDS", "Node end to end over DDS"):
@@ -63,7 +68,7 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
 
 
 def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
-    """--param reaches the node; --rate publishes at that pace, never faster.
+    """--param reaches the node; --rate publishes at that pace, never faster; --change-every.
 
     The node's diagnostics report the engine it runs; the pace holds whatever comes back;
     malformed options are refused before any process starts.
@@ -71,13 +76,17 @@ def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
     out = tmp_path / "node.json"
     done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--sizes",
                         "96x48", "--frames", "10", "--profiles", "shm", "--param", "engine:=torch",
-                        "--rate", "20", "--out", str(out)], cwd=tmp_path, timeout=300)
+                        "--rate", "20", "--change-every", "0.2", "--outputs", "overlay",
+                        "confidence", "--out", str(out)],
+                       cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (row,) = json.loads(out.read_text())
     assert (row["engine"], row["device"], row["size"]) == ("torch", "cpu", "96x48")
     assert (row["mode"], row["sent"]) == ("open loop 20 Hz", 10)
     assert row["received"] >= 1 and row["received"] + row["dropped"] == 10
     assert row["publish_rate_hz"] <= 21.0  # paced: 9 periods of 50 ms from the first to the last
+    assert row["parameter_changes"] >= 1 and row["first_label_s"] > 0  # a soak's changes went out
+    assert row["outputs"] == "labels overlay confidence"
     for bad, message in ((["--param", "engine=torch"], "'engine=torch' is not of the form"),
                          (["--rate", "-5"], "--rate -5.0 must be 0")):
         refused = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_node", *bad],

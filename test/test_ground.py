@@ -20,10 +20,10 @@ from lednet_ros.core.classes import CAMVID, CITYSCAPES, CLASS_SETS, cityscapes_l
 from lednet_ros.core.datasets import read_label
 from lednet_ros.core.ground_scores import GroundAgreement
 from lednet_ros.core.ground import (
-    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, aligned_points, build_lookup,
-    costmap_picture, footprint_rows, footprint_run, free_points, ground_points,
-    obstacle_points,
+    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture,
+    footprint_rows, footprint_run, ground_points,
 )
+from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
 
 WIDTH, HEIGHT = 640, 480
 INTRINSICS = Intrinsics(WIDTH, HEIGHT, 500.0, 500.0, 319.5, 239.5)

@@ -30,12 +30,12 @@ import torch
 from lednet_ros.core.checkpoint import load_weights
 from lednet_ros.core.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.datasets import read_rgb
-from lednet_ros.core.engines import (
-    ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, fold_batchnorm,
-    TorchEngine, installed_runtimes, make_engine,
+from lednet_ros.core.engine_choice import (
+    ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, installed_runtimes,
 )
-from lednet_ros.core.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine, onnx_bytes
-from lednet_ros.core.processing import preprocess, resize_labels
+from lednet_ros.core.engines import TorchEngine, fold_batchnorm, make_engine
+from lednet_ros.core.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine
+from lednet_ros.core.processing import network_input, preprocess, resize_labels
 from lednet_ros.core.segmenter import Segmenter, default_weights_path
 
 CPU = torch.device("cpu")
@@ -206,9 +206,8 @@ def test_confidence_only_when_asked(predictions, inputs, name, precision):
 def test_labels_alone_do_not_compute_the_confidence(predictions):
     """The graph the ONNX engines run for labels alone holds no softmax (no extra cost)."""
     engine, _ = predictions("onnxruntime", "fp32")
-    ops = {name: {n.op_type for n in onnx.load_from_string(onnx_bytes(engine.onnx, outputs))
-                  .graph.node} for name, outputs in (("labels", ("labels",)),
-                                                     ("both", ("labels", "confidence")))}
+    ops = {name: {n.op_type for n in onnx.load_from_string(engine.graph(outputs)).graph.node}
+           for name, outputs in (("labels", ("labels",)), ("both", ("labels", "confidence")))}
     assert "ArgMax" in ops["labels"] and not {"Exp", "ReduceSum"} & ops["labels"]
     assert {"ArgMax", "Exp", "ReduceSum"} <= ops["both"]
 
@@ -351,18 +350,29 @@ def test_segmenter_predicts_labels_and_confidence_at_the_output_size(model, fram
 
 
 def test_segmenter_prepares_input_where_its_engine_reads_it(model):
-    """ONNX engines read host float32; PyTorch engines read their own device and dtype.
+    """PyTorch engines read a tensor on their own device and dtype; ONNX engines a NumPy array.
 
-    So a CUDA input never goes back to the host for an ONNX engine.
+    So a CUDA input never goes back to the host for an ONNX engine, and the ONNX engines need
+    no torch for their input: core.processing.network_input, the same values as preprocess.
     """
     meta = load_weights(default_weights_path())[1]
-    for engine in ("torch", "auto"):  # auto: an ONNX engine where one is installed
+    segmenter = Segmenter(model, meta, device="cpu", engine="torch", input_size=(64, 32))
+    x = segmenter._input(street())
+    assert (x.device, x.dtype, tuple(x.shape)) == (CPU, torch.float32, (1, 3, 32, 64))
+    assert segmenter.segment(street()).shape == (128, 256)
+    for engine in sorted(installed_runtimes()):
         segmenter = Segmenter(model, meta, device="cpu", engine=engine, input_size=(64, 32))
-        x = segmenter._input(street())
-        assert (x.device, x.dtype) == (segmenter.engine.input_device,
-                                       segmenter.engine.input_dtype)
-        assert tuple(x.shape) == (1, 3, 32, 64)
+        array = segmenter._input(street())
+        assert isinstance(array, np.ndarray) and array.dtype == np.float32
+        np.testing.assert_allclose(array, x.numpy(), rtol=0, atol=1e-6)
         assert segmenter.segment(street()).shape == (128, 256)
+
+
+def test_network_input_matches_preprocess_for_any_normalisation():
+    rgb = np.random.default_rng(5).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    np.testing.assert_allclose(network_input(rgb, (40, 30), mean, std),
+                               preprocess(rgb, (40, 30), mean, std).numpy(), rtol=0, atol=1e-5)
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
 from lednet_ros.core.checkpoint import read_metadata  # noqa: E402
+from lednet_ros.core.engine_choice import installed_runtimes  # noqa: E402
 from lednet_ros.core.classes import palette  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
 from lednet_ros.core.processing import grid_edges, overlay  # noqa: E402
@@ -499,6 +501,30 @@ def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, cont
         assert labels.wait(1)[0].header.stamp.sec == 3
     assert process.returncode == 0, process.output()
     assert "Traceback" not in process.output()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_the_node_on_an_onnx_engine_never_loads_torch(tmp_path, random_weights, context, engine):
+    """The graphs are exported once in a child process; the node itself maps no torch library."""
+    if engine not in installed_runtimes():
+        pytest.skip(f"{engine} is not installed")
+    namespace = next_namespace()
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(random_weights), "engine": engine},
+                           ros_args=["-r", f"__ns:={namespace}"])
+    probe = rclpy.create_node("torchless_probe", namespace=namespace, context=context)
+    class_info = Collector(probe, ClassInfo, f"{namespace}/{NODE_NAME}/class_info", LATCHED)
+    labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
+    with spinning(context, probe), NodeProcess(command, tmp_path) as process:
+        class_info.wait(1, timeout=90)  # up: graphs exported (first use) and loaded
+        image_pub = probe.create_publisher(Image, "image", RELIABLE)
+        wait_for_subscribers(image_pub)
+        frame = make_image(sky_road_card(), "rgb8", stamp=(4, 0))
+        probe.create_timer(0.5, lambda: image_pub.publish(frame))  # until the labels come
+        assert labels.wait(1, timeout=120)[0].header.stamp.sec == 4
+        libraries = Path(f"/proc/{process.process.pid}/maps").read_text()
+    assert "libtorch" not in libraries and "torch/lib" not in libraries
+    assert f"engine {engine}" in process.output()
 
 
 def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lednet_ros.core.checkpoint import (  # noqa: E402
     METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights)
-from lednet_ros.core.onnx_engines import export_onnx  # noqa: E402
+from lednet_ros.core.onnx_export import export_onnx  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
 from lednet_ros.core.processing import labels_from_logits, preprocess  # noqa: E402
 

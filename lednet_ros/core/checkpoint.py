@@ -15,14 +15,15 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from lednet_ros.core.model import DECODER_VARIANTS, LEDNet
+if TYPE_CHECKING:  # torch is imported only where tensors are read or written
+    from lednet_ros.core.model import LEDNet
 
 FORMAT = "lednet_ros.weights"
 FORMAT_VERSION = 1
 METADATA_KEY = "lednet_ros"
+DECODER_VARIANTS = ("apn", "apn128")  # LEDNet's decoders (core.model says what each is)
 
 
 class CheckpointError(ValueError):
@@ -169,11 +170,11 @@ def file_sha256(path) -> str:
 
 
 def read_metadata(path) -> WeightsMetadata:
-    """Read and check only the metadata of a weights file."""
-    return _open(path)[1]
+    """Read and check only the metadata of a weights file (no torch needed)."""
+    return _open(path, framework="numpy")[1]
 
 
-def _open(path):
+def _open(path, framework: str = "pt"):
     from safetensors import safe_open
 
     path = Path(path)
@@ -181,7 +182,7 @@ def _open(path):
     if not path.is_file():
         raise CheckpointError(f"{where}: no such weights file")
     try:
-        handle = safe_open(str(path), framework="pt")
+        handle = safe_open(str(path), framework=framework)
         header = handle.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise CheckpointError(
@@ -214,6 +215,10 @@ def load_weights(
         CheckpointError: naming the file and the mismatch (not a checkpoint, truncated, unknown
             variant, wrong class count, missing/unexpected keys, wrong shapes, NaN/Inf values).
     """
+    import torch
+
+    from lednet_ros.core.model import LEDNet
+
     where = str(path)
     handle, meta = _open(path)
     if num_classes is not None and meta.num_classes != num_classes:

@@ -25,7 +25,7 @@ origin is (camera x, camera y - width / 2): the grid starts at the camera and is
     maps.costmap()                  # int8: 0 drivable, 100 obstacle or not drivable, -1 unknown
     occupancy_grid_message(maps.costmap(), maps.resolution, maps.origin, header)  # ros/
     ground_points(maps, labels, CAMVID.colors, step=4)  # x, y, z, rgb, label for PointCloud2
-    obstacle_points(maps, 0.3), free_points(maps), aligned_points(maps)  # clouds for Nav2
+    # clouds for Nav2's costmap layers: core.ground_clouds
     costmap_picture(maps.costmap())  # bird's-eye RGB picture, forward up
 
 The (pixel, cell) lookup is built once per (intrinsics, pose, label size, grid), compared by
@@ -355,42 +355,6 @@ def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np
     """
     above = footprint - rows  # int32: rows from the pixel down to its column's footprint
     return np.where(obstacle, above.view(np.uint32) < depth, above <= 0)  # negative: huge
-
-
-def aligned_points(maps: GroundMaps) -> np.ndarray:
-    """H x w XYZ_DTYPE: each label pixel's ground point (z 0), NaN where it is not mapped.
-
-    One point per pixel of the frame, row-major, for an organized PointCloud2 aligned with the
-    label image (what a semantic costmap layer pairs pixel by pixel).
-    """
-    xyz = maps.lookup.pixel_points.view(np.float32).reshape(*maps.labels.shape, 3)
-    return np.where(maps.mapped[..., None], xyz, np.float32(np.nan)).view(XYZ_DTYPE)[..., 0]
-
-
-def obstacle_points(maps: GroundMaps, height: float) -> np.ndarray:
-    """XYZ_DTYPE: one point per column with a footprint on the grid, ``height`` m above it."""
-    columns = np.flatnonzero(maps.footprint >= 0)
-    points = maps.lookup.pixel_points[maps.footprint[columns], columns]
-    points = points[~np.isnan(points["x"])]
-    points["z"] = height
-    return points
-
-
-def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndarray:
-    """XYZ_DTYPE: ground points of drivable pixels in front of their column's footprint.
-
-    Every ``step``-th pixel along rows and columns, ``height`` m above the ground: clearing
-    points (a ray from the camera to each crosses only ground seen free).
-    """
-    if step < 1:
-        raise ValueError(f"point step {step}; expected an integer >= 1")
-    labels = maps.labels[::step, ::step]
-    rows = np.arange(0, maps.labels.shape[0], step)[:, None]
-    drivable = np.take(maps.groups.class_table(maps.groups.is_drivable), labels)
-    mask = maps.mapped[::step, ::step] & drivable & (rows > maps.footprint[None, ::step])
-    points = maps.lookup.pixel_points[::step, ::step][mask]
-    points["z"] = height
-    return points
 
 
 def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[Sequence[int]],

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lednet_ros.core.checkpoint import DECODER_VARIANTS  # noqa: F401 (the variants' one home)
+
 BN_EPS = 1e-3
-DECODER_VARIANTS = ("apn", "apn128")
-"""``apn``: the paper's 1-channel attention pyramid (0.92M parameters for 19 classes).
-``apn128``: the 128-channel pyramid drawn in the paper's Fig. 1 (2.28M parameters)."""
+# DECODER_VARIANTS: ``apn``, the paper's 1-channel attention pyramid (0.92M parameters for 19
+# classes); ``apn128``, the 128-channel pyramid drawn in the paper's Fig. 1 (2.28M parameters).
 
 ENCODER_DILATIONS = (1, 2, 5, 9, 2, 5, 9, 17)
 

@@ -1,25 +1,53 @@
-"""Engines on the in-memory ONNX export: ONNX Runtime (CPU, TensorRT) and OpenVINO.
+"""Engines on LEDNet's ONNX export: ONNX Runtime (CPU, TensorRT) and OpenVINO; no torch needed.
 
-The export's graph holds the argmax and the confidence beside the logits; each engine keeps only
-the outputs asked for, so labels alone run no softmax and only uint8 images leave the runtime.
+The export's graph holds the argmax and the confidence beside the logits; each engine runs the
+graph of only the outputs asked for, so labels alone run no softmax and only uint8 images leave
+the runtime. The graphs come from a folder of exported graphs (core.onnx_cache: exported once
+per weights file, so a node on these engines never imports torch) or from a LEDNet exported in
+memory (core.onnx_export, with torch).
 """
 
 from __future__ import annotations
 
-import copy
-import io
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
-from torch import nn
-
-from lednet_ros.core.model import LEDNet
 
 TENSORRT_CACHE = Path.home() / ".cache" / "lednet_ros" / "tensorrt"
 OUTPUTS = ("logits", "labels", "confidence")
+# the output sets the engines run: labels alone, labels with confidence, logits (tests, tools)
+GRAPH_OUTPUTS = (("labels",), ("labels", "confidence"), ("logits",))
+GraphSource = Callable[[tuple[str, ...]], bytes]
+
+
+def graph_file_name(outputs: tuple[str, ...]) -> str:
+    """File name of the graph of ``outputs`` in a folder of exported graphs."""
+    return "+".join(outputs) + ".onnx"
+
+
+def graph_source(source) -> GraphSource:
+    """Return graph bytes per set of outputs, from a folder of exported graphs or a LEDNet.
+
+    A LEDNet is exported in memory (imports torch); a folder is read as written by
+    core.onnx_export.write_graphs.
+    """
+    if isinstance(source, (str, Path)):
+        folder = Path(source)
+        return lambda outputs: (folder / graph_file_name(outputs)).read_bytes()
+    from lednet_ros.core.onnx_export import onnx_bytes, onnx_model
+
+    graph = onnx_model(source)
+    return lambda outputs: onnx_bytes(graph, outputs)
+
+
+def as_array(x) -> np.ndarray:
+    """Return the 1 x 3 x h x w float32 input as a NumPy array (a torch tensor: a host copy)."""
+    if isinstance(x, np.ndarray):
+        return x if x.dtype == np.float32 else x.astype(np.float32)
+    return x.detach().cpu().float().numpy()
 
 
 class _OnnxEngine:
@@ -30,34 +58,42 @@ class _OnnxEngine:
     tensorrt).
     """
 
-    input_device, input_dtype = torch.device("cpu"), torch.float32
+    takes_arrays = True  # the Segmenter prepares NumPy input (core.processing.network_input)
+    input_device = "cpu"
 
-    def __init__(self, model: LEDNet, precision: str):
+    def __init__(self, source, precision: str):
         self.precision = precision
-        self.onnx = onnx_model(model)
+        self.graph = graph_source(source)
+
+    @property
+    def input_dtype(self):
+        """torch.float32, for callers that prepare torch input (imports torch)."""
+        import torch
+
+        return torch.float32
 
     def _run(self, outputs: tuple[str, ...], image: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        (logits,) = self._run(("logits",), x.cpu().float().numpy())
-        return torch.from_numpy(logits)
+    def __call__(self, x) -> np.ndarray:
+        """1 x C x h x w float32 logits of a 1 x 3 x h x w input (NumPy or torch)."""
+        return self._run(("logits",), as_array(x))[0]
 
-    def predict(self, x: torch.Tensor, confidence: bool = False):
+    def predict(self, x, confidence: bool = False):
         """(h x w uint8 labels, h x w uint8 confidence or None) from one run of the graph."""
         outputs = ("labels", "confidence") if confidence else ("labels",)
-        results = self._run(outputs, x.cpu().float().numpy())
+        results = self._run(outputs, as_array(x))
         return results[0][0], results[1][0] if confidence else None
 
 
 class OnnxRuntimeEngine(_OnnxEngine):
     """ONNX Runtime: CPU (the default provider) or TensorRT (CUDA), input size dynamic."""
 
-    def __init__(self, model: LEDNet, precision: str = "fp32", threads: int = 0,
+    def __init__(self, source, precision: str = "fp32", threads: int = 0,
                  providers=("CPUExecutionProvider",), name: str = "onnxruntime"):
         import onnxruntime as ort
 
-        super().__init__(model, precision)
+        super().__init__(source, precision)
         self.name = name
         self.ort, self.threads, self.providers = ort, threads, list(providers)
         self.sessions = {}
@@ -73,7 +109,7 @@ class OnnxRuntimeEngine(_OnnxEngine):
             if self.threads:
                 options.intra_op_num_threads = self.threads
             self.sessions[outputs] = self.ort.InferenceSession(
-                onnx_bytes(self.onnx, outputs), options, providers=self.providers)
+                self.graph(outputs), options, providers=self.providers)
         return self.sessions[outputs]
 
     def _run(self, outputs, image):
@@ -106,12 +142,15 @@ class OpenVinoEngine(_OnnxEngine):
     """
 
     name = "openvino"
-    MAX_COMPILED = 8
+    # what a user changes at run time: the input size (input_width/height) and whether the
+    # confidence is wanted (~/confidence or the ground footprints): the last two sizes, each with
+    # and without the confidence (each compiled model holds its own buffers: ~25 MB at 480x360)
+    MAX_COMPILED = 4
 
-    def __init__(self, model: LEDNet, precision: str = "fp32", threads: int = 0):
+    def __init__(self, source, precision: str = "fp32", threads: int = 0):
         import openvino as ov
 
-        super().__init__(model, precision)
+        super().__init__(source, precision)
         self.core = ov.Core()
         self.config = {
             "PERFORMANCE_HINT": "LATENCY",
@@ -130,7 +169,7 @@ class OpenVinoEngine(_OnnxEngine):
             self.compiled.move_to_end(key)
             return self.compiled[key]
         if outputs not in self.models:
-            self.models[outputs] = self.core.read_model(onnx_bytes(self.onnx, outputs))
+            self.models[outputs] = self.core.read_model(self.graph(outputs))
         model = self.models[outputs].clone()
         model.reshape({model.inputs[0]: list(shape)})
         self.compiled[key] = self.core.compile_model(model, "CPU", self.config) \
@@ -146,77 +185,28 @@ class OpenVinoEngine(_OnnxEngine):
         return [request.get_output_tensor(i).data.copy() for i in range(len(outputs))]
 
 
-class _InferenceOutputs(nn.Module):
-    """LEDNet with, in the graph, some of its logits, their argmax and their confidence."""
+def make_onnx_engine(choice, source, device="cpu"):
+    """Build the ONNX engine of an EngineChoice (onnxruntime, openvino, tensorrt) on ``source``.
 
-    def __init__(self, model: LEDNet, outputs: tuple[str, ...]):
-        super().__init__()
-        self.model, self.outputs = model, outputs
-
-    def forward(self, x):
-        logits = self.model(x)
-        results = {"logits": logits}
-        if "labels" in self.outputs:
-            results["labels"] = logits.argmax(1).to(torch.uint8)
-        if "confidence" in self.outputs:
-            # softmax maximum = 1 / sum(exp(logit - max logit)), x 255 rounded to uint8
-            top = 1.0 / torch.exp(logits - logits.amax(1, keepdim=True)).sum(1)
-            results["confidence"] = torch.round(top * 255.0).to(torch.uint8)
-        return tuple(results[name] for name in self.outputs)
-
-
-def export_onnx(model: LEDNet, target, sample_size=(256, 512),
-                outputs: tuple[str, ...] = ("logits",)) -> None:
-    """Export to ONNX (opset 17) with dynamic batch, height and width; ``target`` a path or file.
-
-    ``outputs``, from OUTPUTS: ``logits`` (N x C x H x W float), ``labels`` (N x H x W uint8
-    argmax, ties to the lower class id) and ``confidence`` (N x H x W uint8 softmax maximum x
-    255, rounded).
+    ``source``: a folder of exported graphs or a LEDNet (graph_source).
     """
-    import warnings
-
-    if not outputs or not set(outputs) <= set(OUTPUTS):
-        raise ValueError(f"ONNX outputs {outputs} (expected some of {OUTPUTS})")
-    model = copy.deepcopy(model).eval().float().cpu()
-    sample = torch.zeros(1, 3, *sample_size)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    image_axes = {0: "batch", 1: "height", 2: "width"}
-    dynamic = {"logits": axes, "labels": image_axes, "confidence": image_axes}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _InferenceOutputs(model, tuple(outputs)).eval(), (sample,), target,
-            input_names=["image"], output_names=list(outputs),
-            dynamic_axes={"image": axes, **{name: dynamic[name] for name in outputs}},
-            opset_version=17, dynamo=False,
-        )
+    if choice.engine == "onnxruntime":
+        engine = OnnxRuntimeEngine(source, choice.precision)
+    elif choice.engine == "openvino":
+        engine = OpenVinoEngine(source, choice.precision)
+    elif choice.engine == "tensorrt":
+        engine = OnnxRuntimeEngine(source, choice.precision, name="tensorrt",
+                                   providers=tensorrt_providers(device, choice.precision))
+    else:
+        raise ValueError(f"engine {choice.engine!r} is no ONNX engine")
+    engine.reason = choice.reason
+    return engine
 
 
-def onnx_model(model: LEDNet):
-    """Export ``model`` in memory (an onnx.ModelProto) with all of OUTPUTS."""
-    import onnx
-
-    buffer = io.BytesIO()
-    export_onnx(model, buffer, outputs=OUTPUTS)
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def onnx_bytes(graph, outputs: tuple[str, ...]) -> bytes:
-    """Serialise ``graph`` reduced to ``outputs``.
-
-    The nodes no output needs are removed: ONNX Runtime would otherwise run them all.
-    """
-    from onnx.utils import Extractor
-
-    if tuple(o.name for o in graph.graph.output) == tuple(outputs):
-        return graph.SerializeToString()
-    return Extractor(graph).extract_model(["image"], list(outputs)).SerializeToString()
-
-
-def tensorrt_providers(device: torch.device, precision: str) -> list:
+def tensorrt_providers(device, precision: str) -> list:
     """ONNX Runtime providers for the tensorrt engine (choose_engine has checked they exist)."""
     TENSORRT_CACHE.mkdir(parents=True, exist_ok=True)
-    device_id = device.index or 0
+    device_id = int(str(device).partition(":")[2] or 0)
     options = {"device_id": device_id, "trt_fp16_enable": precision == "fp16",
                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(TENSORRT_CACHE)}
     return [("TensorrtExecutionProvider", options),

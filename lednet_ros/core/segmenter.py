@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from lednet_ros.core.checkpoint import WeightsMetadata, load_weights
-from lednet_ros.core.engines import make_engine
-from lednet_ros.core.engines import PRECISIONS  # noqa: F401 (the node's parameters import it here)
+from lednet_ros.core.checkpoint import WeightsMetadata, load_weights, read_metadata
 from lednet_ros.core.classes import palette
-from lednet_ros.core.model import LEDNet
-from lednet_ros.core.processing import preprocess, resize_labels
+from lednet_ros.core.engine_choice import ONNX_ENGINES, choose_engine
+from lednet_ros.core.onnx_cache import exported_graphs
+from lednet_ros.core.onnx_engines import make_onnx_engine
+from lednet_ros.core.processing import network_input, preprocess, resize_labels
+
+if TYPE_CHECKING:
+    from lednet_ros.core.model import LEDNet
 
 OUTPUT_RESOLUTIONS = ("original", "network")  # labels at the image's size or the network's
 MAX_INPUT_SIDE = 8192
@@ -27,23 +30,45 @@ def default_weights_path() -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / "lednet_camvid.safetensors"
 
 
-def resolve_device(request: str) -> torch.device:
-    """Map 'auto' to cuda if available else cpu; 'cpu'; 'cuda' / 'cuda:N' where it exists."""
-    if request == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(request: str) -> str:
+    """Map 'auto' to 'cuda' where a CUDA device is usable, else 'cpu'; check 'cuda' / 'cuda:N'.
+
+    Returns the device's name ('cpu', 'cuda', 'cuda:N'). torch is imported only where the CUDA
+    driver reports a device (so a CPU machine runs the ONNX engines without torch).
+    """
     if request == "cpu":
-        return torch.device("cpu")
+        return "cpu"
     match = re.fullmatch(r"cuda(?::(\d+))?", request)
-    if not match:
+    if request != "auto" and not match:
         raise ValueError(f"unknown device {request!r} (expected auto, cpu, cuda or cuda:N)")
-    if not torch.cuda.is_available():
+    count = cuda_device_count()
+    if request == "auto":
+        return "cuda" if count else "cpu"
+    if not count:
         raise ValueError(
             f"device {request!r} requested but CUDA is not available on this machine")
     index = int(match.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"device {request!r} requested but only {torch.cuda.device_count()} "
-                         "CUDA device(s) exist")
-    return torch.device("cuda", index)
+    if index >= count:
+        raise ValueError(f"device {request!r} requested but only {count} CUDA device(s) exist")
+    return request
+
+
+def cuda_device_count() -> int:
+    """CUDA devices torch can use; 0 without asking torch where no CUDA driver answers."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+    except OSError:
+        return 0
+    if count.value == 0:
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def check_input_size(size) -> tuple[int, int]:
@@ -82,27 +107,41 @@ class Segmenter:
 
     def __init__(
         self,
-        model: LEDNet,
+        model: LEDNet | None,
         metadata: WeightsMetadata,
         *,
         device: str = "auto",
         precision: str = "auto",
         input_size=None,
         engine: str = "auto",
+        weights_path=None,
     ):
         self.device = resolve_device(device)
         self.metadata = metadata
         self.palette = palette(metadata.class_colors)
         self.input_size = check_input_size(input_size or metadata.input_size)
-        self.engine = make_engine(engine, model, self.device, precision)
+        self.engine = self._make_engine(engine, model, precision, weights_path)
         self.precision = self.engine.precision
         self.choice_reason = self.engine.reason
 
+    def _make_engine(self, engine: str, model, precision: str, weights_path):
+        choice = choose_engine(engine, precision, self.device)
+        if model is None and choice.engine in ONNX_ENGINES:  # no torch: the exported graphs
+            return make_onnx_engine(choice, exported_graphs(weights_path))
+        from lednet_ros.core.engines import make_engine  # imports torch
+
+        model = model if model is not None else load_weights(weights_path)[0]
+        return make_engine(engine, model, self.device, precision)
+
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "Segmenter":
-        """Load a weights file (default: the packaged weights) and wrap it."""
-        model, metadata = load_weights(path or default_weights_path())
-        return cls(model, metadata, **kwargs)
+        """Wrap a weights file (default: the packaged weights).
+
+        On the CPU with an ONNX engine (onnxruntime, openvino) the model is not built: the engine
+        runs the file's exported graphs (core.onnx_cache) and torch is never imported.
+        """
+        path = path or default_weights_path()
+        return cls(None, read_metadata(path), weights_path=path, **kwargs)
 
     @property
     def class_names(self) -> list[str]:
@@ -118,14 +157,11 @@ class Segmenter:
         return (f"LEDNet ({self.metadata.decoder}) on {self.device}, engine {self.engine.name}, "
                 f"{self.precision}, input {w}x{h} ({self.choice_reason})")
 
-    def _input(self, rgb: np.ndarray) -> torch.Tensor:
+    def _input(self, rgb: np.ndarray):
+        if self.engine.takes_arrays:
+            return network_input(rgb, self.input_size, self.metadata.mean, self.metadata.std)
         return preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
                           self.engine.input_device, self.engine.input_dtype)
-
-    @torch.inference_mode()
-    def logits(self, rgb: np.ndarray) -> torch.Tensor:
-        """1 x C x h x w logits at the network's input size for an H x W x 3 uint8 RGB array."""
-        return self.engine(self._input(rgb))
 
     def predict(self, rgb: np.ndarray, output: str = "original", *, confidence: bool = False):
         """(labels, confidence) for an H x W x 3 uint8 RGB array, from one forward pass.
@@ -145,8 +181,7 @@ class Segmenter:
             raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        with torch.inference_mode():
-            labels, scores = self.engine.predict(self._input(rgb), confidence)
+        labels, scores = self.engine.predict(self._input(rgb), confidence)
         if output == "original":
             size = (rgb.shape[1], rgb.shape[0])
             labels = resize_labels(labels, size)

@@ -13,9 +13,6 @@ import time
 
 from std_srvs.srv import Trigger
 
-from lednet_ros.core.adaptation import (
-    adapted_metadata, recompute_bn_statistics, settings_record,
-)
 from lednet_ros.core.checkpoint import file_sha256, load_weights, save_weights
 from lednet_ros.core.live_adaptation import AdaptationRefused, LiveAdaptation
 from lednet_ros.core.pipeline import Pipeline
@@ -74,7 +71,14 @@ class AdaptService:
         return response
 
     def _adapt(self, frames):
-        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the file."""
+        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the file.
+
+        Imports torch (the statistics are recomputed on the model) where the node had not.
+        """
+        from lednet_ros.core.adaptation import (
+            adapted_metadata, recompute_bn_statistics, settings_record,
+        )
+
         node = self.node
         model, metadata = load_weights(node.weights_path)
         size = node.pipeline.input_size(node.settings)

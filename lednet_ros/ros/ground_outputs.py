@@ -20,9 +20,10 @@ from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.checkpoint import WeightsMetadata
 from lednet_ros.core.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, aligned_points,
-    build_lookup, footprint_run, free_points, ground_points, obstacle_points,
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, build_lookup,
+    footprint_run, ground_points,
 )
+from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
 from lednet_ros.ros.parameters import LATCHED, Spec, declare
 

@@ -31,7 +31,10 @@ import torch
 from lednet_ros.core.checkpoint import load_weights
 from lednet_ros.core.cpu import cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.datasets import read_rgb
-from lednet_ros.core.engines import ENGINE_PRECISIONS, ENGINES, choose_engine, make_engine
+from lednet_ros.core.engine_choice import (
+    ENGINE_PRECISIONS, ENGINES, choose_engine, installed_runtimes,
+)
+from lednet_ros.core.engines import make_engine
 from lednet_ros.core.processing import preprocess
 from lednet_ros.core.segmenter import default_weights_path, resolve_device
 from lednet_ros.tools.cli import parse_size
@@ -220,8 +223,9 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     from lednet_ros.core.frame_sources import pinhole_intrinsics
     from lednet_ros.core.ground import (
         DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper,
-        aligned_points, footprint_run, free_points, obstacle_points,
+        footprint_run,
     )
+    from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
 
     rows, rng = [], np.random.default_rng(0)
     mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))
@@ -304,8 +308,10 @@ def write_report(out: Path, result: dict) -> None:
         lines += ["", "## Node end to end over DDS (publish -> labels received)", "",
                   "| size | profile | device | precision | engine | mode | sent | received "
                   "| dropped | rate Hz | latency p50 ms | p95 ms | node inference p50 ms "
-                  "| forward ms | overhead | node CPU % | node peak RSS MB | RSS growth MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| forward ms | overhead | node CPU % | node RSS MB | peak RSS MB "
+                  "| RSS growth MB | first labels s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                  "---|"]
     for s in result.get("node", []):
         lines.append(f"| {s['size']} | {s['profile']} | {s['device']} | {s['precision']} | "
                      f"{s['engine']} | {s['mode']} | {s['sent']} | {s['received']} | "
@@ -313,7 +319,8 @@ def write_report(out: Path, result: dict) -> None:
                      f"{s['latency_p95_ms']:.1f} | {s['inference_p50_ms']:.1f} | "
                      f"{s.get('forward_ms', float('nan')):.1f} | "
                      f"{100 * s['overhead']:.0f}% | {s['cpu_percent']:.0f} | "
-                     f"{s['peak_rss_mb']:.0f} | {s['rss_growth_mb']:+.1f} |")
+                     f"{s['rss_mb']:.0f} | {s['peak_rss_mb']:.0f} | {s['rss_growth_mb']:+.1f} | "
+                     f"{s['first_label_s']:.1f} |")
     lines += ["", f"Benchmark process peak RSS: {result['peak_rss_mb']:.0f} MB."]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
 
@@ -335,6 +342,10 @@ def main(argv=None) -> None:
     parser.add_argument("--node", action="store_true",
                         help="also measure the ROS 2 node end to end over DDS (needs the build)")
     parser.add_argument("--node-frames", type=int, default=60)
+    parser.add_argument("--node-engines", nargs="+", default=None,
+                        help="the node's engines (default: auto and each CPU engine installed)")
+    parser.add_argument("--node-rate", type=float, default=0.0,
+                        help="the node's camera rate in Hz (default 0: closed loop)")
     parser.add_argument("--out", type=Path, default=Path("benchmark_results"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -353,7 +364,11 @@ def main(argv=None) -> None:
         from lednet_ros.tools.benchmark_node import benchmark_node
 
         params = [f"device:={args.device}", f"precision:={args.pipeline_precision}"]
-        result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params)
+        engines = args.node_engines or ["auto"] + (
+            [e for e in ("onnxruntime", "openvino", "torch")
+             if e == "torch" or e in installed_runtimes()] if device == "cpu" else [])
+        result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params,
+                                        rate=args.node_rate, engines=engines)
         pipeline = result["pipeline"][0]
         forward = {r["size"]: r["median_ms"] for r in result["engines"]
                    if (r["engine"], r["precision"]) == (pipeline["engine"],

@@ -21,6 +21,7 @@ the middle and the end of the run (a per-frame leak shows as growth).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -66,25 +67,30 @@ def proc_status(pid: int) -> dict:
 
 
 def benchmark_node(weights, sizes, frames: int, profiles=PROFILES, timeout: float = 10.0,
-                   params=(), rate: float = 0.0):
-    """One row per (size, profile): see the module docstring; keys as benchmark.write_report.
+                   params=(), rate: float = 0.0, engines=("auto",), change_every: float = 0.0,
+                   outputs=()):
+    """Return one row per (engine, size, profile): keys as benchmark.write_report.
 
     ``params``: node parameter overrides as 'name:=value' (e.g. 'precision:=fp16'); ``rate``:
-    publish at this many Hz (open loop) instead of one frame at a time (0, closed loop).
+    publish at this many Hz (open loop) instead of one frame at a time (0, closed loop);
+    ``engines``: the node's engine parameter for each run ('auto': as ``params`` say, else the
+    node's default); ``change_every``: seconds between runtime parameter changes (a soak);
+    ``outputs``: image outputs subscribed besides the labels (overlay, confidence, color_mask).
     """
     params = check_options(params, rate)
     rows = []
-    for width, height in sizes:
-        for profile in profiles:
-            rows.append(run_one(weights, (width, height), frames, profile, timeout, params,
-                                rate))
-            r = rows[-1]
-            print(f"node {r['size']} profile {r['profile']} ({r['device']}, {r['precision']}, "
-                  f"{r['engine']}, {r['mode']}): {r['received']}/{r['sent']} frames, "
-                  f"{r['rate_hz']:.1f} Hz, latency p50 {r['latency_p50_ms']:.1f} ms "
-                  f"(inference {r['inference_p50_ms']:.1f}), CPU {r['cpu_percent']:.0f}%, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB, growth {r['rss_growth_mb']:+.1f} MB",
-                  flush=True)
+    for engine, (width, height), profile in itertools.product(engines, sizes, profiles):
+        chosen = [] if engine == "auto" else [f"engine:={engine}"]  # auto: as params say
+        rows.append(run_one(weights, (width, height), frames, profile, timeout,
+                            params + chosen, rate, change_every, outputs))
+        r = rows[-1]
+        print(f"node {r['size']} profile {r['profile']} ({r['device']}, {r['precision']}, "
+              f"{r['engine']}, {r['mode']}, {r['outputs']}): {r['received']}/{r['sent']} frames, "
+              f"{r['rate_hz']:.1f} Hz, latency p50 {r['latency_p50_ms']:.1f} ms, p95 "
+              f"{r['latency_p95_ms']:.1f} (inference {r['inference_p50_ms']:.1f}), CPU "
+              f"{r['cpu_percent']:.0f}%, RSS {r['rss_mb']:.0f} MB (peak {r['peak_rss_mb']:.0f}), "
+              f"growth {r['rss_growth_mb']:+.1f} MB, first labels {r['first_label_s']:.1f} s "
+              "after start", flush=True)
     return rows
 
 
@@ -104,7 +110,7 @@ def check_options(params, rate: float) -> list[str]:
 
 
 def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
-            rate: float = 0.0) -> dict:
+            rate: float = 0.0, change_every: float = 0.0, outputs=()) -> dict:
     width, height = size
     domain_id = 100 + os.getpid() % 100  # runs are sequential: one domain per benchmark
     with tempfile.TemporaryDirectory(prefix="lednet_bench_") as tmp:
@@ -116,13 +122,15 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
         for param in params:
             node_cmd += ["-p", param]
         log = open(Path(tmp) / "node.log", "w")
+        node_started = time.monotonic()
         node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             out = Path(tmp) / "probe.json"
             probe_cmd = [sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--probe",
                          "--size", f"{width}x{height}", "--frames", str(frames),
                          "--node-pid", str(node.pid), "--timeout", str(timeout),
-                         "--rate", str(rate),
+                         "--rate", str(rate), "--node-started", repr(node_started),
+                         "--change-every", str(change_every), "--outputs", *outputs,
                          "--result", str(out)]
             subprocess.run(probe_cmd, env=env, check=True, timeout=120 + frames * timeout)
             result = json.loads(out.read_text())
@@ -141,9 +149,12 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
 
 # ---- the probe: a camera-like publisher, closed or open loop -----------------------------------
 
-def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -> dict:
+def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0,
+          node_started: float = float("nan"), change_every: float = 0.0, outputs=()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -154,8 +165,12 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
     received = {}
     diagnostics = {}
 
+    first_label = []  # time.monotonic() of the first labels (clock shared with run_one)
+
     def on_labels(msg):
         received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+        if not first_label:
+            first_label.append(time.monotonic())
 
     def on_diagnostics(msg):
         for status in msg.status:
@@ -166,8 +181,31 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
     node.create_subscription(Image, "lednet_segmentation/labels", on_labels,
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    for output in outputs:  # subscribed, so the node computes and sends them too
+        node.create_subscription(Image, f"lednet_segmentation/{output}", lambda msg: None,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    setter = node.create_client(SetParameters, "lednet_segmentation/set_parameters")
+    changes = []  # the runtime changes sent (a soak: memory must not grow with them)
+
+    def change_parameters():
+        """Flip the input size (the frame's or two thirds of it) and the overlay's alpha."""
+        small = len(changes) % 2 == 0
+        values = {"input_width": int(width * 2 / 3) if small else width,
+                  "input_height": int(height * 2 / 3) if small else height,
+                  "overlay_alpha": 0.3 if small else 0.5}
+        request = SetParameters.Request(parameters=[
+            Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER,
+                                                      integer_value=value)
+                      if isinstance(value, int) else
+                      ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+            for name, value in values.items()])
+        setter.call_async(request)
+        changes.append(values)
+
+    if change_every:
+        node.create_timer(change_every, change_parameters)
 
     def spin_until(predicate, limit: float) -> bool:
         deadline = time.perf_counter() + limit
@@ -244,6 +282,10 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0) -
         "peak_rss_mb": end_status["VmHWM"],
         "rss_mb": end_status["VmRSS"],
         "rss_growth_mb": end_status["VmRSS"] - middle_status["VmRSS"],
+        # from starting the node's process to its first labels (a frame sent once it is up)
+        "first_label_s": (first_label[0] - node_started) if first_label else float("nan"),
+        "parameter_changes": len(changes),
+        "outputs": " ".join(["labels", *outputs]),
     }
     result["overhead"] = ((result["latency_p50_ms"] - result["inference_p50_ms"])
                           / result["inference_p50_ms"])
@@ -265,6 +307,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="publish at this rate in Hz, open loop (default 0: closed loop, "
                              "each frame after the previous one's labels)")
+    parser.add_argument("--engines", nargs="+", default=["auto"],
+                        help="run the node with each of these engines (default: auto)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter override, e.g. precision:=fp16 (repeatable)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
@@ -273,6 +317,14 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=parse_size, help=argparse.SUPPRESS)
     parser.add_argument("--node-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--node-started", type=float, default=float("nan"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--outputs", nargs="*", default=[],
+                        choices=("color_mask", "overlay", "confidence"),
+                        help="also subscribe to these image outputs (the node computes them)")
+    parser.add_argument("--change-every", type=float, default=0.0,
+                        help="a soak: change the node's input size and overlay alpha at runtime "
+                             "every this many seconds (default 0: never)")
     args = parser.parse_args(argv)
     try:
         params = check_options(args.param, args.rate)
@@ -280,10 +332,11 @@ def main(argv=None) -> None:
         parser.error(str(exc))
     if args.probe:
         args.result.write_text(json.dumps(probe(args.size, args.frames, args.node_pid,
-                                                args.timeout, args.rate)))
+                                                args.timeout, args.rate, args.node_started,
+                                                args.change_every, args.outputs)))
         return
     rows = benchmark_node(args.weights, args.sizes, args.frames, args.profiles, args.timeout,
-                          params, args.rate)
+                          params, args.rate, args.engines, args.change_every, args.outputs)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

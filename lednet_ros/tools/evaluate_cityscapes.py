@@ -26,7 +26,7 @@ from lednet_ros.core.datasets import (
     DatasetError,
     open_split,
 )
-from lednet_ros.core.engines import ENGINES
+from lednet_ros.core.engine_choice import ENGINES
 from lednet_ros.core.evaluation import score_dataset
 from lednet_ros.core.segmenter import Segmenter
 from lednet_ros.tools.cli import parse_size

@@ -35,7 +35,7 @@ from lednet_ros.core.datasets import (
     keep_top,
     open_split,
 )
-from lednet_ros.core.engines import ENGINES
+from lednet_ros.core.engine_choice import ENGINES
 from lednet_ros.core.ground import (
     DEFAULT_FOOTPRINT_CONFIDENCE,
     DEFAULT_FOOTPRINT_RUN,

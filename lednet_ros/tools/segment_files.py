@@ -25,7 +25,7 @@ from lednet_ros.core.images import (
     check_image_size,
     compressed_image_size,
 )
-from lednet_ros.core.engines import ENGINES, PRECISIONS
+from lednet_ros.core.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter
 from lednet_ros.tools.cli import parse_size

@@ -1,0 +1,53 @@
+"""Point clouds for Nav2's costmap layers, from one frame's GroundMaps (core.ground); no ROS.
+
+- obstacle_points: one point per image column with a footprint, at a height inside an
+  ObstacleLayer/VoxelLayer marking band;
+- free_points: ground points of drivable pixels in front of the footprints, for clearing (a ray
+  from the camera to each crosses only ground seen free);
+- aligned_points: one point per label pixel (organized like the label image), its ground point or
+  NaN, for a semantic costmap layer that pairs labels and points pixel by pixel.
+
+All XYZ_DTYPE (x, y, z float32) in the base frame of the maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lednet_ros.core.ground import XYZ_DTYPE, GroundMaps
+
+
+def aligned_points(maps: GroundMaps) -> np.ndarray:
+    """H x w XYZ_DTYPE: each label pixel's ground point (z 0), NaN where it is not mapped.
+
+    One point per pixel of the frame, row-major, for an organized PointCloud2 aligned with the
+    label image (what a semantic costmap layer pairs pixel by pixel).
+    """
+    xyz = maps.lookup.pixel_points.view(np.float32).reshape(*maps.labels.shape, 3)
+    return np.where(maps.mapped[..., None], xyz, np.float32(np.nan)).view(XYZ_DTYPE)[..., 0]
+
+
+def obstacle_points(maps: GroundMaps, height: float) -> np.ndarray:
+    """XYZ_DTYPE: one point per column with a footprint on the grid, ``height`` m above it."""
+    columns = np.flatnonzero(maps.footprint >= 0)
+    points = maps.lookup.pixel_points[maps.footprint[columns], columns]
+    points = points[~np.isnan(points["x"])]
+    points["z"] = height
+    return points
+
+
+def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndarray:
+    """XYZ_DTYPE: ground points of drivable pixels in front of their column's footprint.
+
+    Every ``step``-th pixel along rows and columns, ``height`` m above the ground: clearing
+    points (a ray from the camera to each crosses only ground seen free).
+    """
+    if step < 1:
+        raise ValueError(f"point step {step}; expected an integer >= 1")
+    labels = maps.labels[::step, ::step]
+    rows = np.arange(0, maps.labels.shape[0], step)[:, None]
+    drivable = np.take(maps.groups.class_table(maps.groups.is_drivable), labels)
+    mask = maps.mapped[::step, ::step] & drivable & (rows > maps.footprint[None, ::step])
+    points = maps.lookup.pixel_points[::step, ::step][mask]
+    points["z"] = height
+    return points
