@@ -357,12 +357,12 @@ def test_segmenter_prepares_input_where_its_engine_reads_it(model):
     """
     meta = load_weights(default_weights_path())[1]
     segmenter = Segmenter(model, meta, device="cpu", engine="torch", input_size=(64, 32))
-    x = segmenter._input(street())
+    x = segmenter._input(street(), (64, 32))
     assert (x.device, x.dtype, tuple(x.shape)) == (CPU, torch.float32, (1, 3, 32, 64))
     assert segmenter.segment(street()).shape == (128, 256)
     for engine in sorted(installed_runtimes()):
         segmenter = Segmenter(model, meta, device="cpu", engine=engine, input_size=(64, 32))
-        array = segmenter._input(street())
+        array = segmenter._input(street(), (64, 32))
         assert isinstance(array, np.ndarray) and array.dtype == np.float32
         np.testing.assert_allclose(array, x.numpy(), rtol=0, atol=1e-6)
         assert segmenter.segment(street()).shape == (128, 256)

@@ -76,6 +76,10 @@ class Pipeline:
         width, height = settings.input_size
         return width or default_width, height or default_height
 
+    def describe(self, settings: FrameSettings) -> str:
+        """Describe the Segmenter in one line, at the input size of ``settings``."""
+        return self.segmenter.describe(self.input_size(settings))
+
     def check(self, settings: FrameSettings) -> None:
         """ValueError naming the value when ``settings`` cannot work for any frame."""
         width, height = check_input_size(self.input_size(settings))
@@ -101,9 +105,9 @@ class Pipeline:
             ValueError: the region grid does not fit the label image (the message says so).
         """
         started = time.perf_counter()
-        self.segmenter.input_size = check_input_size(self.input_size(settings))
         labels, confidence = self.segmenter.predict(
-            rgb, settings.output_resolution, confidence=outputs.confidence)
+            rgb, settings.output_resolution, confidence=outputs.confidence,
+            input_size=self.input_size(settings))
         inference = time.perf_counter() - started
         occupancy = class_occupancy(labels, self.segmenter.num_classes, settings.grid)
         result = FrameResult(labels=labels, occupancy=occupancy,

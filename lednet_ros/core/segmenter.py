@@ -151,19 +151,23 @@ class Segmenter:
     def num_classes(self) -> int:
         return self.metadata.num_classes
 
-    def describe(self) -> str:
-        """Describe in one line: model, device, engine, precision, input size, and why."""
-        w, h = self.input_size
+    def describe(self, input_size=None) -> str:
+        """Describe in one line: model, device, engine, precision, input size, and why.
+
+        ``input_size``: the size the caller runs at (default: the Segmenter's own).
+        """
+        w, h = input_size or self.input_size
         return (f"LEDNet ({self.metadata.decoder}) on {self.device}, engine {self.engine.name}, "
                 f"{self.precision}, input {w}x{h} ({self.choice_reason})")
 
-    def _input(self, rgb: np.ndarray):
+    def _input(self, rgb: np.ndarray, size: tuple[int, int]):
         if self.engine.takes_arrays:
-            return network_input(rgb, self.input_size, self.metadata.mean, self.metadata.std)
-        return preprocess(rgb, self.input_size, self.metadata.mean, self.metadata.std,
+            return network_input(rgb, size, self.metadata.mean, self.metadata.std)
+        return preprocess(rgb, size, self.metadata.mean, self.metadata.std,
                           self.engine.input_device, self.engine.input_dtype)
 
-    def predict(self, rgb: np.ndarray, output: str = "original", *, confidence: bool = False):
+    def predict(self, rgb: np.ndarray, output: str = "original", *, confidence: bool = False,
+                input_size=None):
         """(labels, confidence) for an H x W x 3 uint8 RGB array, from one forward pass.
 
         Args:
@@ -171,6 +175,8 @@ class Segmenter:
             output: 'original' (the image's own size) or 'network' (the network's input size).
             confidence: also compute the confidence (softmax maximum x 255); costs nothing when
                 False.
+            input_size: the network input (width, height) for this frame (default: the
+                Segmenter's ``input_size``).
 
         Returns:
             labels: uint8 class ids; confidence: uint8 or None (when not asked). Both resized
@@ -181,7 +187,8 @@ class Segmenter:
             raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        labels, scores = self.engine.predict(self._input(rgb), confidence)
+        size = check_input_size(input_size) if input_size else self.input_size
+        labels, scores = self.engine.predict(self._input(rgb, size), confidence)
         if output == "original":
             size = (rgb.shape[1], rgb.shape[0])
             labels = resize_labels(labels, size)

@@ -61,8 +61,8 @@ class SegmentationNode(Node):
         except (ParameterException, CheckpointError, ValueError) as exc:
             refuse_start(self, exc)
         self.segmenter = self.pipeline.segmenter
-        self.get_logger().info(f"{self.segmenter.describe()}; weights {self.weights_path} "
-                               f"({metrics_summary(self.segmenter.metadata)})")
+        self.get_logger().info(f"{self.pipeline.describe(self.settings)}; weights "
+                               f"{self.weights_path} ({metrics_summary(self.segmenter.metadata)})")
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
         self._input = InputWatch(self, self.stats, self.values["qos_reliability"])
