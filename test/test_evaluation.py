@@ -96,7 +96,7 @@ def test_bad_bags_are_refused_with_the_reason(tmp_path):
 
 
 def test_bag_writer_command_line(tmp_path):
-    from lednet_ros.core.bags import main
+    from lednet_ros.tools.write_bag import main
 
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()

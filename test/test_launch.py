@@ -724,8 +724,9 @@ def write_labelled_bag(tmp_path: Path, frames: int = 5) -> Path:
         cv2.imwrite(str(labels / f"{index:03d}.png"),
                     rng.integers(0, 19, (64, 96), dtype=np.uint8))
     bag = tmp_path / "bag"
-    result = run_process([sys.executable, "-m", "lednet_ros.core.bags", "--images", str(images),
-                          "--labels", str(labels), "--out", str(bag), "--rate", "2"], tmp_path)
+    result = run_process([sys.executable, "-m", "lednet_ros.tools.write_bag", "--images",
+                          str(images), "--labels", str(labels), "--out", str(bag), "--rate", "2"],
+                         tmp_path)
     assert result.returncode == 0 and f"wrote {frames} frames" in result.stdout, (
         result.stdout + result.stderr)
     return bag

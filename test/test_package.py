@@ -45,7 +45,7 @@ EXECUTABLES = {
     "camera_publisher": "nodes.camera_publisher",
     "evaluator_node": "nodes.evaluator_node",
     "segment_files": "tools.segment_files",
-    "write_bag": "core.bags",
+    "write_bag": "tools.write_bag",
     "bag_player": "tools.bag_player",
     "evaluate_bag": "tools.evaluate_bag",
     "evaluate_cityscapes": "tools.evaluate_cityscapes",
