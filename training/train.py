@@ -41,7 +41,7 @@ from lednet_ros.core.classes import IGNORE_INDEX  # noqa: E402
 from lednet_ros.core.datasets import DATASETS, DatasetError, open_split, split_names  # noqa: E402
 from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.model import LEDNet  # noqa: E402
-from lednet_ros.tools.cli import parse_size  # noqa: E402
+from lednet_ros.arguments import parse_size  # noqa: E402
 from training.losses import SegmentationLoss  # noqa: E402
 from training.presets import eval_preset, train_preset  # noqa: E402
 

@@ -35,7 +35,7 @@ from lednet_ros.core.bags import IMAGE_TOPIC
 from lednet_ros.core.checkpoint import CheckpointError, file_sha256, load_weights, save_weights
 from lednet_ros.core.frame_sampling import FrameSamplingError, Source, gather_frames
 from lednet_ros.core.segmenter import check_input_size, default_weights_path
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 
 
 def progress_bar(description: str):

@@ -37,7 +37,7 @@ from lednet_ros.core.engine_choice import (
 from lednet_ros.core.engines import make_engine
 from lednet_ros.core.processing import preprocess
 from lednet_ros.core.segmenter import default_weights_path, resolve_device
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 
 DEFAULT_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
 VARIANT_PRECISIONS = ("fp32", "fp16", "bf16")

@@ -27,7 +27,7 @@ from lednet_ros.core.bags import (
 )
 from lednet_ros.core.checkpoint import CheckpointError
 from lednet_ros.core.evaluation import Evaluation, write_report
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 from lednet_ros.core.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.pipeline import FrameSettings, Pipeline
 from lednet_ros.core.segmenter import Segmenter

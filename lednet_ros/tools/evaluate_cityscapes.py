@@ -29,7 +29,7 @@ from lednet_ros.core.datasets import (
 from lednet_ros.core.engine_choice import ENGINES
 from lednet_ros.core.evaluation import score_dataset
 from lednet_ros.core.segmenter import Segmenter
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 
 SPLITS = {"train": "train", "val": "val", "all": "train+val"}
 

@@ -45,7 +45,7 @@ from lednet_ros.core.ground import (
 )
 from lednet_ros.core.ground_scores import GroundAgreement
 from lednet_ros.core.segmenter import Segmenter
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 
 

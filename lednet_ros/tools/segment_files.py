@@ -28,7 +28,7 @@ from lednet_ros.core.images import (
 from lednet_ros.core.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.segmenter import Segmenter
-from lednet_ros.tools.cli import parse_size
+from lednet_ros.arguments import parse_size
 
 
 def check_pixels(path: Path, width: int, height: int, max_pixels: int, declared_by: str) -> None:
