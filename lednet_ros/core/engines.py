@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from lednet_ros.core.engine_choice import ONNX_ENGINES, choose_engine, device_kind
+from lednet_ros.core.engine_choice import ONNX_ENGINES, EngineChoice, choose_engine, device_kind
 from lednet_ros.core.model import ConvBNReLU, LEDNet, SSBranch
 from lednet_ros.core.onnx_engines import make_onnx_engine
 from lednet_ros.core.processing import confidence_from_logits, labels_from_logits
@@ -127,7 +127,11 @@ def make_engine(name: str, model: LEDNet, device, precision: str = "fp32"):
 
     The engine carries ``name``, ``precision`` and ``reason`` (why this engine and precision).
     """
-    choice = choose_engine(name, precision, device)
+    return build_engine(choose_engine(name, precision, device), model, device)
+
+
+def build_engine(choice: EngineChoice, model: LEDNet, device):
+    """Build the engine of a resolved EngineChoice on ``model``."""
     if choice.engine in ONNX_ENGINES + ("tensorrt",):
         return make_onnx_engine(choice, model, device)
     engine_class = CudaGraphEngine if choice.engine == "cuda_graph" else TorchEngine

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lednet_ros.core.checkpoint import CheckpointError, file_sha256, read_metadata
+from lednet_ros.core.checkpoint import CheckpointError, file_sha256
 from lednet_ros.core.onnx_engines import GRAPH_OUTPUTS, graph_file_name
 
 EXPORT_VERSION = 1  # raise when the exported graphs change, so old folders are not reused
@@ -30,11 +30,13 @@ def cache_root() -> Path:
 def exported_graphs(weights_path) -> Path:
     """Return the folder of the graphs of ``weights_path``, exporting them first if need be.
 
+    ``weights_path`` is a weights file its caller has read the metadata of (Segmenter.from_weights
+    does), so a file that is no weights file has been refused by name already.
+
     Raises:
-        CheckpointError: a file that is not LEDNet weights, or an export that failed (its error).
+        CheckpointError: an export that failed (its error).
     """
     weights_path = Path(weights_path)
-    read_metadata(weights_path)  # a clear error for a file that is no weights file
     folder = cache_root() / "onnx" / f"{file_sha256(weights_path)}-v{EXPORT_VERSION}"
     if all((folder / graph_file_name(o)).is_file() for o in GRAPH_OUTPUTS):
         return folder

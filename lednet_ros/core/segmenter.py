@@ -128,10 +128,10 @@ class Segmenter:
         choice = choose_engine(engine, precision, self.device)
         if model is None and choice.engine in ONNX_ENGINES:  # no torch: the exported graphs
             return make_onnx_engine(choice, exported_graphs(weights_path))
-        from lednet_ros.core.engines import make_engine  # imports torch
+        from lednet_ros.core.engines import build_engine  # imports torch
 
         model = model if model is not None else load_weights(weights_path)[0]
-        return make_engine(engine, model, self.device, precision)
+        return build_engine(choice, model, self.device)
 
     @classmethod
     def from_weights(cls, path=None, **kwargs) -> "Segmenter":
