@@ -8,7 +8,7 @@ the messages of msg/ and installs the node executables, launch/ and config/. Thi
 part in that build.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="lednet_ros",
@@ -16,7 +16,8 @@ setup(
     description="LEDNet real-time semantic segmentation: core library, training and tools",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=["lednet_ros", "lednet_ros.core", "lednet_ros.tools"],
+    packages=find_packages(include=["lednet_ros", "lednet_ros.core", "lednet_ros.core.*",
+                                    "lednet_ros.tools"]),
     package_data={"lednet_ros": ["weights/*.safetensors", "weights/*.md"]},
     install_requires=[
         "torch>=2.1",

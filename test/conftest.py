@@ -22,7 +22,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 80)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lednet_ros_test_logs_"))
-# ONNX graphs exported by the tests (core.onnx_cache) stay out of the user's ~/.cache
+# ONNX graphs exported by the tests (core.inference.onnx_cache) stay out of the user's ~/.cache
 os.environ.setdefault("LEDNET_ROS_CACHE", tempfile.mkdtemp(prefix="lednet_ros_test_cache_"))
 _profile = REPO / "config" / "fastdds_shm.xml"
 if _profile.is_file():
@@ -61,9 +61,9 @@ def random_weights(tmp_path_factory) -> Path:
     """
     import torch
 
-    from lednet_ros.core.checkpoint import WeightsMetadata, save_weights
-    from lednet_ros.core.classes import CITYSCAPES
-    from lednet_ros.core.model import LEDNet
+    from lednet_ros.core.inference.checkpoint import WeightsMetadata, save_weights
+    from lednet_ros.core.data.classes import CITYSCAPES
+    from lednet_ros.core.inference.model import LEDNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "random_cityscapes.safetensors"
@@ -80,7 +80,7 @@ def small_shipped_segmenter():
     tell frames apart).
     """
     from drawn_scenes import MADE_SIZE
-    from lednet_ros.core.segmenter import Segmenter
+    from lednet_ros.core.inference.segmenter import Segmenter
 
     return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
 
@@ -102,7 +102,7 @@ def write_tiny_cityscapes(root: Path, train: int = 8, val: int = 2, size=(64, 32
     import cv2
     import numpy as np
 
-    from lednet_ros.core.classes import cityscapes_label_id_lut
+    from lednet_ros.core.data.classes import cityscapes_label_id_lut
 
     rng = np.random.default_rng(seed)
     ids = np.array(list(TINY_CLASS_COLORS), dtype=np.uint8)

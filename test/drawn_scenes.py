@@ -57,7 +57,7 @@ def made_frames(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
 
 def perfect_bag(path, segmenter, frames, storage="mcap", topics=None) -> list[np.ndarray]:
     """Write a bag whose ground truth is the model's own output: a perfectly scoring model."""
-    from lednet_ros.core.bags import write_bag
+    from lednet_ros.core.data.bags import write_bag
 
     truth = [segmenter.segment(rgb) for rgb in frames]
     write_bag(path, zip(frames, truth), storage=storage, rate_hz=10, topics=topics)

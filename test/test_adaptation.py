@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from lednet_ros.core.adaptation import (
+from lednet_ros.core.adaptation.methods import (
     AdaptationError,
     SelfTrainingSettings,
     adapted_metadata,
@@ -26,29 +26,29 @@ from lednet_ros.core.adaptation import (
     self_train,
     settings_record,
 )
-from lednet_ros.core.bags import write_bag
-from lednet_ros.core.checkpoint import (
+from lednet_ros.core.data.bags import write_bag
+from lednet_ros.core.inference.checkpoint import (
     file_sha256,
     load_weights,
     metrics_summary,
     read_metadata,
 )
-from lednet_ros.core.classes import (
+from lednet_ros.core.data.classes import (
     CAMVID,
     CITYSCAPES_LABEL_TO_CAMVID,
     CITYSCAPES_LABEL_TO_TRAIN_ID,
     lookup_table,
 )
-from lednet_ros.core.datasets import CityscapesAsCamVid, Cityscapes, keep_top, open_split
-from lednet_ros.core.frame_sampling import (
+from lednet_ros.core.data.datasets import CityscapesAsCamVid, Cityscapes, keep_top, open_split
+from lednet_ros.core.data.frame_sampling import (
     FrameSamplingError,
     Source,
     frames_per_source,
     gather_frames,
     spread_indices,
 )
-from lednet_ros.core.model import LEDNet
-from lednet_ros.core.segmenter import default_weights_path
+from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
 from lednet_ros.tools import evaluate_cityscapes, evaluate_ground
 
@@ -87,7 +87,7 @@ def write_compressed_bag(path, count: int, topic: str):
     """Write a bag of JPEG sensor_msgs/CompressedImage messages (write_bag writes raw ones)."""
     from rosbags.rosbag2 import Writer
 
-    from lednet_ros.core.bags import typestore
+    from lednet_ros.core.data.bags import typestore
 
     store = typestore()
     types = store.types

@@ -14,7 +14,9 @@ from ros_helpers import run_process  # noqa: E402
 
 def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     """Every kept engine and precision is either measured or listed as skipped with a reason."""
-    from lednet_ros.core.engine_choice import ENGINE_PRECISIONS, choose_engine, installed_runtimes
+    from lednet_ros.core.inference.engine_choice import (
+        ENGINE_PRECISIONS, choose_engine, installed_runtimes,
+    )
 
     out = tmp_path / "bench"
     done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark", "--sizes", "128x64",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lednet_ros.core.checkpoint import CheckpointError, load_weights
-from lednet_ros.core.model import LEDNet, channel_shuffle, count_parameters
+from lednet_ros.core.inference.checkpoint import CheckpointError, load_weights
+from lednet_ros.core.inference.model import LEDNet, channel_shuffle, count_parameters
 from lednet_ros.tools.segment_files import main as segment_files
 
 
@@ -107,8 +107,8 @@ def test_offline_entry_point_rejects_broken_weights(tmp_path, capsys):
 
 
 def test_colorize_gives_each_class_its_palette_colour():
-    from lednet_ros.core.classes import CAMVID, palette
-    from lednet_ros.core.processing import colorize
+    from lednet_ros.core.data.classes import CAMVID, palette
+    from lednet_ros.core.runtime.rendering import colorize
 
     colours = palette(CAMVID.colors)
     labels = np.random.default_rng(0).integers(0, 12, (7, 9)).astype(np.uint8)  # 11: void

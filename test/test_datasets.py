@@ -1,6 +1,6 @@
 """Datasets, paired transforms and presets: label mapping, dataset errors, pairing.
 
-lednet_ros/core/datasets.py, training/transforms.py and training/presets.py, on tiny Cityscapes
+core/data/datasets.py, training/transforms.py and training/presets.py, on tiny Cityscapes
 trees the tests write themselves and on the real ../shared/data cityscapes_mini and camvid
 (skipping where absent). No ROS.
 """
@@ -19,7 +19,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from training import train  # noqa: E402
-from lednet_ros.core.datasets import CamVid, Cityscapes, DatasetError, open_split  # noqa: E402
+from lednet_ros.core.data.datasets import CamVid, Cityscapes, DatasetError, open_split  # noqa: E402
 from training.presets import train_preset  # noqa: E402
 from training.transforms import (  # noqa: E402
     Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor)

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.checkpoint import load_weights, read_metadata
-from lednet_ros.core.classes import CAMVID
-from lednet_ros.core.model import count_parameters
-from lednet_ros.core.segmenter import Segmenter, default_weights_path
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata
+from lednet_ros.core.data.classes import CAMVID
+from lednet_ros.core.inference.model import count_parameters
+from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 from drawn_scenes import road_scene
 
 
@@ -64,7 +64,7 @@ def test_road_scene_is_sky_on_top_road_below(segmenter, seed):
 
 def test_camvid_test_frame_is_mostly_right(segmenter, camvid_root):
     """A real CamVid test frame: pixel accuracy above chance; sky, building, road, car found."""
-    from lednet_ros.core.metrics import ConfusionMatrix
+    from lednet_ros.core.evaluation.metrics import ConfusionMatrix
 
     image = cv2.cvtColor(cv2.imread(str(camvid_root / "test" / "0001TP_008550.png")),
                          cv2.COLOR_BGR2RGB)

@@ -20,7 +20,7 @@ import rclpy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from lednet_ros.tools.demo import DEFAULT_SOURCE  # noqa: E402
-from lednet_ros.core.classes import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.core.data.classes import CAMVID, CITYSCAPES  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, ros_context, run_process, spinning, wait_until,
 )

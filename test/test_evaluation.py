@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.bags import BagError, BagTopics, read_frames, write_bag
-from lednet_ros.core.datasets import CamVid
+from lednet_ros.core.data.bags import BagError, BagTopics, read_frames, write_bag
+from lednet_ros.core.data.datasets import CamVid
 from lednet_ros.tools.evaluate_bag import evaluate_bag
-from lednet_ros.core.evaluation import REPORT_FILES, Evaluation, StampMatcher, write_report
-from lednet_ros.core.metrics import ConfusionMatrix
-from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.core.evaluation.scoring import REPORT_FILES, Evaluation, StampMatcher, write_report
+from lednet_ros.core.evaluation.metrics import ConfusionMatrix
+from lednet_ros.core.inference.segmenter import Segmenter
 
 from drawn_scenes import made_frames, perfect_bag
 

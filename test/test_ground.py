@@ -1,4 +1,4 @@
-"""Ground maps (lednet_ros.core.ground): synthetic scenes from a known camera, and real labels.
+"""Ground maps (core.ground.mapping): synthetic scenes from a known camera, and real labels.
 
 The scenes are rendered here independently of the module: each pixel's ray (built from the
 camera's forward, right and down axes) is cast against the ground and boxes analytically, or, for
@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.class_groups import DEFAULT_GROUPS, ClassGroups, default_class_groups
-from lednet_ros.core.classes import CAMVID, CITYSCAPES, CLASS_SETS, cityscapes_label_id_lut
-from lednet_ros.core.datasets import read_label
-from lednet_ros.core.ground_scores import GroundAgreement
-from lednet_ros.core.ground import (
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups, default_class_groups
+from lednet_ros.core.data.classes import CAMVID, CITYSCAPES, CLASS_SETS, cityscapes_label_id_lut
+from lednet_ros.core.data.datasets import read_label
+from lednet_ros.core.ground.scores import GroundAgreement
+from lednet_ros.core.ground.mapping import (
     POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture,
     footprint_rows, footprint_run, ground_points,
 )
-from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
+from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
 
 WIDTH, HEIGHT = 640, 480
 INTRINSICS = Intrinsics(WIDTH, HEIGHT, 500.0, 500.0, 319.5, 239.5)

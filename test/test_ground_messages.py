@@ -11,7 +11,7 @@ pytest.importorskip("nav_msgs.msg", reason="nav_msgs is not installed")
 from sensor_msgs.msg import PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from lednet_ros.core.ground import POINT_DTYPE, XYZ_DTYPE  # noqa: E402
+from lednet_ros.core.ground.mapping import POINT_DTYPE, XYZ_DTYPE  # noqa: E402
 from lednet_ros.ros.ground_messages import (  # noqa: E402
     occupancy_grid_message, point_cloud_message,
 )

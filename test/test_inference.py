@@ -1,4 +1,4 @@
-"""Inference engines (lednet_ros/core/engines.py) and the choice of engine and precision.
+"""Inference engines (lednet_ros/core/inference/engines.py) and the choice of engine and precision.
 
 Stated tolerances, against eager PyTorch fp32 on real CamVid test frames (../shared; a made
 street frame where that is absent), at the weights' input size and at a second size, per frame,
@@ -27,16 +27,16 @@ import onnx
 import pytest
 import torch
 
-from lednet_ros.core.checkpoint import load_weights
-from lednet_ros.core.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
-from lednet_ros.core.datasets import read_rgb
-from lednet_ros.core.engine_choice import (
+from lednet_ros.core.inference.checkpoint import load_weights
+from lednet_ros.core.inference.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
+from lednet_ros.core.data.datasets import read_rgb
+from lednet_ros.core.inference.engine_choice import (
     ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, installed_runtimes,
 )
-from lednet_ros.core.engines import TorchEngine, fold_batchnorm, make_engine
-from lednet_ros.core.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine
-from lednet_ros.core.processing import network_input, preprocess, resize_labels
-from lednet_ros.core.segmenter import Segmenter, default_weights_path
+from lednet_ros.core.inference.engines import TorchEngine, fold_batchnorm, make_engine
+from lednet_ros.core.inference.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine
+from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
+from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -353,7 +353,7 @@ def test_segmenter_prepares_input_where_its_engine_reads_it(model):
     """PyTorch engines read a tensor on their own device and dtype; ONNX engines a NumPy array.
 
     So a CUDA input never goes back to the host for an ONNX engine, and the ONNX engines need
-    no torch for their input: core.processing.network_input, the same values as preprocess.
+    no torch for their input: network_io.network_input, the same values as preprocess.
     """
     meta = load_weights(default_weights_path())[1]
     segmenter = Segmenter(model, meta, device="cpu", engine="torch", input_size=(64, 32))

@@ -37,8 +37,8 @@ import rclpy  # noqa: E402
 from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
-from lednet_ros.core.checkpoint import read_metadata  # noqa: E402
-from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
+from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
+from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME, PARAMETERS, SegmentationNode  # noqa: E402
 from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, group_defaults  # noqa: E402
 from ros_helpers import (  # noqa: E402

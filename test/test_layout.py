@@ -33,13 +33,31 @@ def is_ros(module: str) -> bool:
             or module == "lednet_ros.msg" or module.startswith("lednet_ros.msg."))
 
 
-CORE_MODULES = sorted((PACKAGE / "core").glob("*.py"))
+CORE = PACKAGE / "core"
+CORE_MODULES = sorted(CORE.rglob("*.py"))
+CORE_SUBPACKAGES = {"inference", "runtime", "ground", "data", "evaluation", "adaptation"}
 
 
-@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(CORE)))
 def test_core_modules_import_no_ros(path):
     ros = sorted(m for m in imported_modules(path) if is_ros(m))
-    assert not ros, f"lednet_ros/core/{path.name} imports {ros}: core must run without ROS"
+    assert not ros, f"{path.relative_to(PACKAGE)} imports {ros}: core must run without ROS"
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(CORE)))
+def test_core_modules_hold_no_command_line(path):
+    """Command lines live in tools/ and training/; core is a library."""
+    assert "argparse" not in imported_modules(path), f"{path.relative_to(PACKAGE)}: CLI in core"
+
+
+def test_core_is_split_by_subsystem():
+    """core/ holds subpackages only, one per subsystem, each with modules of its own."""
+    loose = sorted(p.name for p in CORE.glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"modules directly in core/: {loose}; put each in its subsystem"
+    found = {p.name for p in CORE.iterdir() if (p / "__init__.py").is_file()}
+    assert found == CORE_SUBPACKAGES
+    for name in found:
+        assert len(list((CORE / name).glob("*.py"))) >= 3, name  # __init__ + 2 or more
 
 
 def test_core_walk_sees_every_module_and_would_catch_ros(tmp_path):
@@ -63,7 +81,7 @@ def test_the_segmentation_node_reads_as_wiring():
     node = PACKAGE / "nodes" / "segmentation_node.py"
     assert len(node.read_text().splitlines()) <= MAX_NODE_LINES
     # the per-frame work is the core pipeline's, not the node's
-    assert "lednet_ros.core.pipeline" in imported_modules(node)
+    assert "lednet_ros.core.runtime.pipeline" in imported_modules(node)
     assert not {"torch", "cv2"} & imported_modules(node)
 
 

@@ -1,4 +1,4 @@
-"""lednet_ros/core/live_adaptation.py: gather N frames, adapt beside the stream, refuse clearly."""
+"""lednet_ros/core/adaptation/live.py: gather N frames, adapt beside the stream, refuse clearly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from lednet_ros.core.live_adaptation import (
+from lednet_ros.core.adaptation.live import (
     ADAPTING, GATHERING, IDLE, AdaptationRefused, LiveAdaptation,
 )
 

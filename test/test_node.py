@@ -34,12 +34,13 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
-from lednet_ros.core.checkpoint import read_metadata  # noqa: E402
-from lednet_ros.core.engine_choice import installed_runtimes  # noqa: E402
-from lednet_ros.core.classes import palette  # noqa: E402
+from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
+from lednet_ros.core.inference.engine_choice import installed_runtimes  # noqa: E402
+from lednet_ros.core.data.classes import palette  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
-from lednet_ros.core.processing import grid_edges, overlay  # noqa: E402
-from lednet_ros.core.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.runtime.occupancy import grid_edges  # noqa: E402
+from lednet_ros.core.runtime.rendering import overlay  # noqa: E402
+from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, make_image, node_command, run_process, set_parameters,
     spinning, wait_for_subscribers, wait_until,

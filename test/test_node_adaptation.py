@@ -17,8 +17,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from drawn_scenes import sky_road_card  # noqa: E402
-from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
-from lednet_ros.core.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 from ros_helpers import make_image, wait_for_subscribers, wait_until  # noqa: E402
 
 

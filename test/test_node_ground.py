@@ -17,7 +17,7 @@ pytest.importorskip("nav_msgs", reason="nav_msgs is not installed")
 from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
-from lednet_ros.core.segmenter import default_weights_path  # noqa: E402
+from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
 from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
 from drawn_scenes import road_scene, sky_road_card  # noqa: E402
 

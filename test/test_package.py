@@ -252,9 +252,9 @@ def test_launcher_runs_its_module():
     assert "usage" in result.stdout.lower()
 
 
-IMPORT_BOTH = ("import lednet_ros, lednet_ros.msg, lednet_ros.core.model; "
+IMPORT_BOTH = ("import lednet_ros, lednet_ros.msg, lednet_ros.core.inference.model; "
                "print(lednet_ros.__file__); print(lednet_ros.msg.__file__); "
-               "print(lednet_ros.core.model.__file__)")
+               "print(lednet_ros.core.inference.model.__file__)")
 
 
 @pytest.mark.parametrize("where", ["repo", "elsewhere"])
@@ -270,6 +270,6 @@ def test_messages_and_modules_import_together(where, tmp_path):
     assert msg.is_relative_to(prefix)
     if where == "repo":
         assert package == REPO / "lednet_ros" / "__init__.py"
-        assert model == REPO / "lednet_ros" / "core" / "model.py"
+        assert model == REPO / "lednet_ros" / "core" / "inference" / "model.py"
     else:
         assert package.is_relative_to(prefix) and model.is_relative_to(prefix)

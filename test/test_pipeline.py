@@ -1,4 +1,4 @@
-"""lednet_ros/core/pipeline.py without ROS: one frame in, labels and what was asked for out."""
+"""core/runtime/pipeline.py without ROS: one frame in, labels and what was asked for out."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from drawn_scenes import road_scene
-from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
-from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
+from lednet_ros.core.inference.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

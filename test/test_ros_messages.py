@@ -20,12 +20,12 @@ from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: E40
 from sensor_msgs.msg import CameraInfo, CompressedImage  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from lednet_ros.core.checkpoint import WeightsMetadata  # noqa: E402
-from lednet_ros.core.classes import CAMVID, CITYSCAPES  # noqa: E402
-from lednet_ros.core.images import (  # noqa: E402
+from lednet_ros.core.inference.checkpoint import WeightsMetadata  # noqa: E402
+from lednet_ros.core.data.classes import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.core.runtime.images import (  # noqa: E402
     ImageFormatError, rgb_from_compressed, rgb_from_message,
 )
-from lednet_ros.core.processing import class_occupancy  # noqa: E402
+from lednet_ros.core.runtime.occupancy import class_occupancy  # noqa: E402
 from lednet_ros.ros.messages import (  # noqa: E402
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
 )

@@ -1,4 +1,4 @@
-"""Pipeline counters, latency percentiles and rates (lednet_ros.core.stats); no ROS needed."""
+"""Pipeline counters, latency percentiles and rates (core.runtime.stats); no ROS needed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lednet_ros.core.stats import LatencyWindow, PipelineStats, RateMeter, format_ms
+from lednet_ros.core.runtime.stats import LatencyWindow, PipelineStats, RateMeter, format_ms
 
 
 class FakeClock:

@@ -29,13 +29,13 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after th
 from conftest import write_tiny_cityscapes  # noqa: E402
 from training import export, losses, train, transforms  # noqa: E402
 
-from lednet_ros.core import cpu  # noqa: E402
-from lednet_ros.core.checkpoint import load_weights, read_metadata  # noqa: E402
-from lednet_ros.core.classes import CITYSCAPES  # noqa: E402
-from lednet_ros.core.datasets import Cityscapes  # noqa: E402
-from lednet_ros.core.metrics import ConfusionMatrix  # noqa: E402
-from lednet_ros.core.model import LEDNet  # noqa: E402
-from lednet_ros.core.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.inference import cpu  # noqa: E402
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.core.data.classes import CITYSCAPES  # noqa: E402
+from lednet_ros.core.data.datasets import Cityscapes  # noqa: E402
+from lednet_ros.core.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.inference.model import LEDNet  # noqa: E402
+from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"
@@ -383,7 +383,7 @@ def test_every_augmentation_option_reaches_the_presets():
 
 
 def test_lovasz_softmax_of_one_hot_outputs_is_the_mean_of_one_minus_iou():
-    """On hard predictions the loss is 1 - IoU per class in the labels (core.metrics), averaged."""
+    """On hard predictions the loss is 1 - IoU per class in the labels, averaged."""
     rng = np.random.default_rng(0)
     labels = torch.from_numpy(rng.integers(0, 4, (2, 12, 16)))
     labels[0, :3] = 255  # ignored rows
@@ -460,7 +460,7 @@ from pathlib import Path
 
 import torch
 
-from lednet_ros.core.metrics import ConfusionMatrix
+from lednet_ros.core.evaluation.metrics import ConfusionMatrix
 
 
 def reduce_in_process(rank, init_file, results):

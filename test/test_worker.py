@@ -1,11 +1,11 @@
-"""lednet_ros/core/worker.py: the newest-frame-wins worker, without ROS."""
+"""lednet_ros/core/runtime/worker.py: the newest-frame-wins worker, without ROS."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from lednet_ros.core.worker import NewestItemWorker
+from lednet_ros.core.runtime.worker import NewestItemWorker
 
 
 def wait_for(predicate, timeout: float = 10.0) -> None:

@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lednet_ros.core.checkpoint import (  # noqa: E402
+from lednet_ros.core.inference.checkpoint import (  # noqa: E402
     METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights)
-from lednet_ros.core.onnx_export import export_onnx  # noqa: E402
-from lednet_ros.core.model import LEDNet  # noqa: E402
-from lednet_ros.core.processing import labels_from_logits, preprocess  # noqa: E402
+from lednet_ros.core.inference.onnx_export import export_onnx  # noqa: E402
+from lednet_ros.core.inference.model import LEDNet  # noqa: E402
+from lednet_ros.core.inference.network_io import labels_from_logits, preprocess  # noqa: E402
 
 MAX_LABEL_DISAGREEMENT = 0.001
 
@@ -71,9 +71,9 @@ def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split:
 
     Frames at full size, the Segmenter at the weights' input size, labels back at the frame's size.
     """
-    from lednet_ros.core.datasets import DATASETS, DatasetError
-    from lednet_ros.core.metrics import ConfusionMatrix
-    from lednet_ros.core.segmenter import Segmenter
+    from lednet_ros.core.data.datasets import DATASETS, DatasetError
+    from lednet_ros.core.evaluation.metrics import ConfusionMatrix
+    from lednet_ros.core.inference.segmenter import Segmenter
 
     if meta.dataset not in DATASETS:
         raise ExportError(f"weights of dataset {meta.dataset!r}: no reader to evaluate them "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lednet_ros.core.classes import IGNORE_INDEX
+from lednet_ros.core.data.classes import IGNORE_INDEX
 from training.transforms import (
     ColorJitter, Compose, RandomApply, RandomAspect, RandomBlur, RandomCrop, RandomGamma,
     RandomHorizontalFlip, RandomHue, RandomJpeg, RandomNoise, RandomPitch, RandomScale,

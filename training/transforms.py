@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from lednet_ros.core.classes import IGNORE_INDEX
+from lednet_ros.core.data.classes import IGNORE_INDEX
 
 
 class Compose:

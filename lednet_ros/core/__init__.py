@@ -1,1 +1,1 @@
-"""core."""
+"""The ROS-free core: inference, runtime, ground, data, evaluation, adaptation (no ROS import)."""

@@ -21,7 +21,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from lednet_ros.core.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
+from lednet_ros.core.data.frame_sources import FrameReadError, FrameSource, pinhole_intrinsics
 from lednet_ros.ros.messages import image_message
 from lednet_ros.ros.parameters import RELIABILITY, Spec, declare, qos
 from lednet_ros.ros.runner import refuse_start, run_node

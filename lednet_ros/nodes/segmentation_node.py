@@ -1,8 +1,8 @@
 """The LEDNet segmentation node: camera images in; labels, masks and occupancy out.
 
-Wiring only: core.images reads frames, core.pipeline segments them, ros.messages builds the
-outputs, ros.adapt_service adapts the weights to this camera. The image callback keeps only the
-newest frame; a worker thread processes it, so services answer while a frame is in the network.
+Wiring only: core.runtime.images reads frames, core.runtime.pipeline segments them, ros.messages
+builds the outputs, ros.adapt_service adapts the weights to this camera. The image callback keeps
+only the newest frame; a worker thread processes it, so services answer during inference.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
 
-from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
-from lednet_ros.core.images import rgb_from_compressed, rgb_from_message
-from lednet_ros.core.pipeline import Outputs, Pipeline
-from lednet_ros.core.segmenter import Segmenter, default_weights_path
-from lednet_ros.core.stats import PipelineStats
-from lednet_ros.core.worker import NewestItemWorker
+from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.runtime.images import rgb_from_compressed, rgb_from_message
+from lednet_ros.core.runtime.pipeline import Outputs, Pipeline
+from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
+from lednet_ros.core.runtime.stats import PipelineStats
+from lednet_ros.core.runtime.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.nodes.segmentation_parameters import (
     FRAME_PARAMETERS, PARAMETERS, frame_settings,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from lednet_ros.core.engine_choice import ENGINES, PRECISIONS
-from lednet_ros.core.images import DEFAULT_MAX_PIXELS
-from lednet_ros.core.pipeline import MAX_GRID, FrameSettings
-from lednet_ros.core.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
+from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
+from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
+from lednet_ros.core.runtime.pipeline import MAX_GRID, FrameSettings
+from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
 from lednet_ros.ros.parameters import RELIABILITY, Spec
 
 PARAMETERS = {

@@ -1,6 +1,6 @@
 """The segmentation node's ``~/adapt`` service (std_srvs/Trigger): adapt to this camera live.
 
-The service starts a core.live_adaptation.LiveAdaptation: the node's worker offers each frame it
+The service starts a core.adaptation.live.LiveAdaptation: the node's worker offers each frame it
 processes, the BatchNorm statistics are recomputed from the next ``adapt.frames`` frames in a
 thread of their own (from the weights file the node loaded, so a second adaptation replaces the
 first), the adapted Segmenter waits in ``ready`` until the worker swaps it in between two
@@ -13,10 +13,10 @@ import time
 
 from std_srvs.srv import Trigger
 
-from lednet_ros.core.checkpoint import file_sha256, load_weights, save_weights
-from lednet_ros.core.live_adaptation import AdaptationRefused, LiveAdaptation
-from lednet_ros.core.pipeline import Pipeline
-from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.core.inference.checkpoint import file_sha256, load_weights, save_weights
+from lednet_ros.core.adaptation.live import AdaptationRefused, LiveAdaptation
+from lednet_ros.core.runtime.pipeline import Pipeline
+from lednet_ros.core.inference.segmenter import Segmenter
 
 
 class AdaptService:
@@ -75,7 +75,7 @@ class AdaptService:
 
         Imports torch (the statistics are recomputed on the model) where the node had not.
         """
-        from lednet_ros.core.adaptation import (
+        from lednet_ros.core.adaptation.methods import (
             adapted_metadata, recompute_bn_statistics, settings_record,
         )
 

@@ -9,7 +9,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_policy_name_from_kind
 from std_msgs.msg import Header
 
-from lednet_ros.core.stats import PipelineStats, SilenceWatch, StatsSnapshot, format_ms
+from lednet_ros.core.runtime.stats import PipelineStats, SilenceWatch, StatsSnapshot, format_ms
 
 TRANSPORT_ADVICE = (
     "check (1) QoS: the publisher's reliability must suit this subscription's qos_reliability "

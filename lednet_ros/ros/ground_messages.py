@@ -1,4 +1,4 @@
-"""Ground maps (lednet_ros.core.ground) as nav_msgs/OccupancyGrid and sensor_msgs/PointCloud2.
+"""Ground maps (core.ground.mapping) as nav_msgs/OccupancyGrid and sensor_msgs/PointCloud2.
 
 Both copy the given header (frame: the base frame the grid and points are in, stamp: the image's).
 """
@@ -59,7 +59,7 @@ def point_cloud_message(points: np.ndarray, header: Header) -> PointCloud2:
     """
     if points.dtype.names is None or points.ndim not in (1, 2):
         raise ValueError(f"points of shape {points.shape} and dtype {points.dtype}; expected a "
-                         "1-D or 2-D structured array (lednet_ros.core.ground.POINT_DTYPE)")
+                         "1-D or 2-D structured array (core.ground.mapping.POINT_DTYPE)")
     fields = []
     for name in points.dtype.names:
         dtype, offset = points.dtype.fields[name][:2]

@@ -1,6 +1,6 @@
 """The segmentation node's ground outputs: grids, costmap, point clouds for Nav2, label info.
 
-Wiring only (the geometry is core.ground): parameters `groups.*`, `ground.*`, `costmap.*`
+Wiring only (the geometry is core.ground.mapping): parameters `groups.*`, `ground.*`, `costmap.*`
 declared on the node, publishers, and :meth:`GroundOutputs.publish` called by the worker with
 each frame's labels and the newest camera_info. Nothing is computed while nobody subscribes.
 """
@@ -16,14 +16,14 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header
 
-from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.checkpoint import WeightsMetadata
-from lednet_ros.core.class_groups import DEFAULT_GROUPS, ClassGroups
-from lednet_ros.core.ground import (
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
+from lednet_ros.core.ground.mapping import (
     DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, build_lookup,
     footprint_run, ground_points,
 )
-from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
+from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
 from lednet_ros.ros.parameters import LATCHED, Spec, declare
 

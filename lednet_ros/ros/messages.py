@@ -1,7 +1,7 @@
 """Conversions between ROS messages and the core's numpy arrays; no node, no rclpy.
 
-Messages are read by the core (core.images: rgb_from_message, rgb_from_compressed), which only
-needs their fields; building messages copies the given header.
+Messages are read by the core (core.runtime.images: rgb_from_message, rgb_from_compressed),
+which only needs their fields; building messages copies the given header.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 
-from lednet_ros.core.checkpoint import WeightsMetadata
-from lednet_ros.core.processing import Occupancy
+from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.core.runtime.occupancy import Occupancy
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 
 # numpy layout of the encodings this module writes

@@ -11,7 +11,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 from std_msgs.msg import Header
 
-from lednet_ros.core.camera_geometry import CameraPose
+from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.ros.parameters import ConfigurationError
 
 try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lednet_ros.core.adaptation import (
+from lednet_ros.core.adaptation.methods import (
     METHODS,
     MIN_FRAMES,
     AdaptationError,
@@ -31,10 +31,12 @@ from lednet_ros.core.adaptation import (
     adapted_metadata,
     settings_record,
 )
-from lednet_ros.core.bags import IMAGE_TOPIC
-from lednet_ros.core.checkpoint import CheckpointError, file_sha256, load_weights, save_weights
-from lednet_ros.core.frame_sampling import FrameSamplingError, Source, gather_frames
-from lednet_ros.core.segmenter import check_input_size, default_weights_path
+from lednet_ros.core.data.bags import IMAGE_TOPIC
+from lednet_ros.core.inference.checkpoint import (
+    CheckpointError, file_sha256, load_weights, save_weights,
+)
+from lednet_ros.core.data.frame_sampling import FrameSamplingError, Source, gather_frames
+from lednet_ros.core.inference.segmenter import check_input_size, default_weights_path
 from lednet_ros.arguments import parse_size
 
 

@@ -28,15 +28,15 @@ import cv2
 import numpy as np
 import torch
 
-from lednet_ros.core.checkpoint import load_weights
-from lednet_ros.core.cpu import cpu_flags, cpu_model, native_bf16
-from lednet_ros.core.datasets import read_rgb
-from lednet_ros.core.engine_choice import (
+from lednet_ros.core.inference.checkpoint import load_weights
+from lednet_ros.core.inference.cpu import cpu_flags, cpu_model, native_bf16
+from lednet_ros.core.data.datasets import read_rgb
+from lednet_ros.core.inference.engine_choice import (
     ENGINE_PRECISIONS, ENGINES, choose_engine, installed_runtimes,
 )
-from lednet_ros.core.engines import make_engine
-from lednet_ros.core.processing import preprocess
-from lednet_ros.core.segmenter import default_weights_path, resolve_device
+from lednet_ros.core.inference.engines import make_engine
+from lednet_ros.core.inference.network_io import preprocess
+from lednet_ros.core.inference.segmenter import default_weights_path, resolve_device
 from lednet_ros.arguments import parse_size
 
 DEFAULT_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
@@ -175,15 +175,15 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device, frames: l
 def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -> list[dict]:
     """Time the node's per-frame work without DDS, with the default (auto) engine.
 
-    An rgb8 message buffer read (images.rgb_from_message), then core.pipeline as the node runs
-    it: segmented at its own size, labels at the original size, occupancy on a 3 x 3 grid and
+    An rgb8 message buffer read (images.rgb_from_message), then core.runtime.pipeline as the node
+    runs it: segmented at its own size, labels at the original size, occupancy on a 3 x 3 grid and
     the colour mask.
     """
     from types import SimpleNamespace
 
-    from lednet_ros.core.images import rgb_from_message
-    from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
-    from lednet_ros.core.segmenter import Segmenter
+    from lednet_ros.core.runtime.images import rgb_from_message
+    from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
+    from lednet_ros.core.inference.segmenter import Segmenter
 
     rows = []
     rng = np.random.default_rng(0)
@@ -217,15 +217,15 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     0.15 rad, footprints of the default rule; labels and confidence drawn at random (the cost
     barely depends on them).
     """
-    from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
-    from lednet_ros.core.class_groups import default_class_groups
-    from lednet_ros.core.classes import CAMVID
-    from lednet_ros.core.frame_sources import pinhole_intrinsics
-    from lednet_ros.core.ground import (
+    from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+    from lednet_ros.core.ground.class_groups import default_class_groups
+    from lednet_ros.core.data.classes import CAMVID
+    from lednet_ros.core.data.frame_sources import pinhole_intrinsics
+    from lednet_ros.core.ground.mapping import (
         DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper,
         footprint_run,
     )
-    from lednet_ros.core.ground_clouds import aligned_points, free_points, obstacle_points
+    from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
 
     rows, rng = [], np.random.default_rng(0)
     mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))

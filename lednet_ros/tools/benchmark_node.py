@@ -294,7 +294,7 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0,
 
 def main(argv=None) -> None:
     from lednet_ros.arguments import parse_size
-    from lednet_ros.core.segmenter import default_weights_path
+    from lednet_ros.core.inference.segmenter import default_weights_path
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

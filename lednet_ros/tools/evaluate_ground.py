@@ -10,7 +10,7 @@ classes, the rows below --keep-top cut: the bonnet) are mapped on the same groun
 node's default class groups and the camera of --camera (a Cityscapes camera file: intrinsics
 fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
 down). Footprints as the node makes them (--footprint-run, --footprint-confidence). Scores
-(core.ground_scores): costmap cells known, free and blocked IoU, free cells truly blocked,
+(core.ground.scores): costmap cells known, free and blocked IoU, free cells truly blocked,
 obstacle cells blocked within one cell, obstacle points within 0.5 m, free points on blocked
 cells.
 """
@@ -25,26 +25,26 @@ from pathlib import Path
 
 import cv2
 
-from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.checkpoint import CheckpointError
-from lednet_ros.core.class_groups import default_class_groups
-from lednet_ros.core.datasets import (
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.inference.checkpoint import CheckpointError
+from lednet_ros.core.ground.class_groups import default_class_groups
+from lednet_ros.core.data.datasets import (
     CITYSCAPES_KEEP_TOP,
     CityscapesAsCamVid,
     DatasetError,
     keep_top,
     open_split,
 )
-from lednet_ros.core.engine_choice import ENGINES
-from lednet_ros.core.ground import (
+from lednet_ros.core.inference.engine_choice import ENGINES
+from lednet_ros.core.ground.mapping import (
     DEFAULT_FOOTPRINT_CONFIDENCE,
     DEFAULT_FOOTPRINT_RUN,
     GridSpec,
     GroundMapper,
     footprint_run,
 )
-from lednet_ros.core.ground_scores import GroundAgreement
-from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.core.ground.scores import GroundAgreement
+from lednet_ros.core.inference.segmenter import Segmenter
 from lednet_ros.arguments import parse_size
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 

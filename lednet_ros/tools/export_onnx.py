@@ -1,4 +1,4 @@
-"""Write the ONNX graphs of a weights file into a folder (what core.onnx_cache runs, in a child).
+"""Write the ONNX graphs of a weights file into a folder (onnx_cache runs this in a child).
 
     python -m lednet_ros.tools.export_onnx WEIGHTS.safetensors --output-dir DIR
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lednet_ros.core.checkpoint import CheckpointError, load_weights
+from lednet_ros.core.inference.checkpoint import CheckpointError, load_weights
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    from lednet_ros.core.onnx_export import write_graphs
+    from lednet_ros.core.inference.onnx_export import write_graphs
 
     write_graphs(model, args.output_dir)
     return 0

@@ -17,17 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.core.checkpoint import CheckpointError, metrics_summary
-from lednet_ros.core.frame_sources import IMAGE_SUFFIXES
-from lednet_ros.core.images import (
+from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.data.frame_sources import IMAGE_SUFFIXES
+from lednet_ros.core.runtime.images import (
     DEFAULT_MAX_PIXELS,
     ImageFormatError,
     check_image_size,
     compressed_image_size,
 )
-from lednet_ros.core.engine_choice import ENGINES, PRECISIONS
-from lednet_ros.core.pipeline import FrameSettings, Outputs, Pipeline
-from lednet_ros.core.segmenter import Segmenter
+from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
+from lednet_ros.core.inference.segmenter import Segmenter
 from lednet_ros.arguments import parse_size
 
 

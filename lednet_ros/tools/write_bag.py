@@ -1,4 +1,4 @@
-r"""Write a rosbag2 (mcap or sqlite3) of camera frames and ground-truth labels (core.bags).
+r"""Write a rosbag2 (mcap or sqlite3) of camera frames and ground-truth labels (core.data.bags).
 
     python -m lednet_ros.tools.write_bag --dataset camvid --data-path ../shared/data/camvid \
         --split test --out camvid_test_bag --rate 2
@@ -17,11 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from lednet_ros.core.bags import (
+from lednet_ros.core.data.bags import (
     STORAGES, BagError, dataset_frames, folder_frames, video_frames, write_bag,
 )
-from lednet_ros.core.datasets import DATASETS, DatasetError
-from lednet_ros.core.frame_sources import FrameReadError
+from lednet_ros.core.data.datasets import DATASETS, DatasetError
+from lednet_ros.core.data.frame_sources import FrameReadError
 
 
 def _limited(frames, limit: int):

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported only where tensors are read or written
-    from lednet_ros.core.model import LEDNet
+    from lednet_ros.core.inference.model import LEDNet
 
 FORMAT = "lednet_ros.weights"
 FORMAT_VERSION = 1
 METADATA_KEY = "lednet_ros"
-DECODER_VARIANTS = ("apn", "apn128")  # LEDNet's decoders (core.model says what each is)
+DECODER_VARIANTS = ("apn", "apn128")  # LEDNet's decoders (core.inference.model says what each is)
 
 
 class CheckpointError(ValueError):
@@ -217,7 +217,7 @@ def load_weights(
     """
     import torch
 
-    from lednet_ros.core.model import LEDNet
+    from lednet_ros.core.inference.model import LEDNet
 
     where = str(path)
     handle, meta = _open(path)

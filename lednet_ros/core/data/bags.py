@@ -16,9 +16,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from lednet_ros.core.datasets import DATASETS, read_label
-from lednet_ros.core.frame_sources import FrameSource, pinhole_intrinsics
-from lednet_ros.core.images import (
+from lednet_ros.core.data.datasets import DATASETS, read_label
+from lednet_ros.core.data.frame_sources import FrameSource, pinhole_intrinsics
+from lednet_ros.core.runtime.images import (
     DEFAULT_MAX_PIXELS,
     ImageFormatError,
     class_ids_from_message,

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.core.classes import (
+from lednet_ros.core.data.classes import (
     CAMVID,
     CITYSCAPES,
     CITYSCAPES_LABEL_TO_CAMVID,

@@ -1,6 +1,6 @@
 """LEDNet to ONNX: the graph the ONNX engines run, with the argmax and the confidence in it.
 
-Needs torch (the export traces the model); the engines themselves (core.onnx_engines) do not.
+Needs torch (the export traces the model); the engines themselves (onnx_engines) do not.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lednet_ros.core.model import LEDNet
-from lednet_ros.core.onnx_engines import GRAPH_OUTPUTS, OUTPUTS, graph_file_name
+from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.onnx_engines import GRAPH_OUTPUTS, OUTPUTS, graph_file_name
 
 
 class _InferenceOutputs(nn.Module):
@@ -84,7 +84,7 @@ def onnx_bytes(graph, outputs: tuple[str, ...]) -> bytes:
 
 
 def write_graphs(model: LEDNet, folder) -> Path:
-    """Write the graph of each of GRAPH_OUTPUTS into ``folder`` (core.onnx_cache reads them)."""
+    """Write the graph of each of GRAPH_OUTPUTS into ``folder`` (onnx_cache reads them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     graph = onnx_model(model)

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lednet_ros.core.checkpoint import WeightsMetadata, load_weights, read_metadata
-from lednet_ros.core.classes import palette
-from lednet_ros.core.engine_choice import ONNX_ENGINES, choose_engine
-from lednet_ros.core.onnx_cache import exported_graphs
-from lednet_ros.core.onnx_engines import make_onnx_engine
-from lednet_ros.core.processing import network_input, preprocess, resize_labels
+from lednet_ros.core.inference.checkpoint import WeightsMetadata, load_weights, read_metadata
+from lednet_ros.core.data.classes import palette
+from lednet_ros.core.inference.engine_choice import ONNX_ENGINES, choose_engine
+from lednet_ros.core.inference.onnx_cache import exported_graphs
+from lednet_ros.core.inference.onnx_engines import make_onnx_engine
+from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
 
 if TYPE_CHECKING:
-    from lednet_ros.core.model import LEDNet
+    from lednet_ros.core.inference.model import LEDNet
 
 OUTPUT_RESOLUTIONS = ("original", "network")  # labels at the image's size or the network's
 MAX_INPUT_SIDE = 8192
@@ -27,7 +27,7 @@ MAX_INPUT_SIDE = 8192
 
 def default_weights_path() -> Path:
     """Return the weights shipped with the package (trained on CamVid by training/train.py)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "lednet_camvid.safetensors"
+    return Path(__file__).resolve().parents[2] / "weights" / "lednet_camvid.safetensors"
 
 
 def resolve_device(request: str) -> str:
@@ -128,7 +128,7 @@ class Segmenter:
         choice = choose_engine(engine, precision, self.device)
         if model is None and choice.engine in ONNX_ENGINES:  # no torch: the exported graphs
             return make_onnx_engine(choice, exported_graphs(weights_path))
-        from lednet_ros.core.engines import build_engine  # imports torch
+        from lednet_ros.core.inference.engines import build_engine  # imports torch
 
         model = model if model is not None else load_weights(weights_path)[0]
         return build_engine(choice, model, self.device)
@@ -138,7 +138,7 @@ class Segmenter:
         """Wrap a weights file (default: the packaged weights).
 
         On the CPU with an ONNX engine (onnxruntime, openvino) the model is not built: the engine
-        runs the file's exported graphs (core.onnx_cache) and torch is never imported.
+        runs the file's exported graphs (core.inference.onnx_cache) and torch is never imported.
         """
         path = path or default_weights_path()
         return cls(None, read_metadata(path), weights_path=path, **kwargs)

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.core.datasets import keep_top
-from lednet_ros.core.metrics import ConfusionMatrix
+from lednet_ros.core.data.datasets import keep_top
+from lednet_ros.core.evaluation.metrics import ConfusionMatrix
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png")
 

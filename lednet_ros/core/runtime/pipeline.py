@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lednet_ros.core.images import DEFAULT_MAX_PIXELS
-from lednet_ros.core.processing import Occupancy, class_occupancy, colorize, overlay
-from lednet_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, check_input_size
+from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
+from lednet_ros.core.runtime.occupancy import Occupancy, class_occupancy
+from lednet_ros.core.runtime.rendering import colorize, overlay
+from lednet_ros.core.inference.segmenter import OUTPUT_RESOLUTIONS, Segmenter, check_input_size
 
 MAX_GRID = 64
 

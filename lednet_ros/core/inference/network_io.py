@@ -1,12 +1,11 @@
-"""Network input from RGB arrays; logits -> labels; colour masks, overlays and class occupancy.
+"""Network input from RGB arrays; logits -> labels and confidence.
 
 No torch at import: preprocess imports it, labels_from_logits and confidence_from_logits take
-torch tensors; network_input and the rest are NumPy and OpenCV.
+torch tensors; network_input and resize_labels are NumPy and OpenCV.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -98,68 +97,3 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if labels.shape[1] == size[0] and labels.shape[0] == size[1]:
         return labels
     return cv2.resize(labels, tuple(size), interpolation=cv2.INTER_NEAREST)
-
-
-def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """H x w class ids -> h x w x 3 uint8 colours from a 256 x 3 palette (labels.palette).
-
-    uint8 labels go through OpenCV's lookup table (9x numpy's fancy indexing here).
-    """
-    if labels.dtype != np.uint8 or palette.shape != (256, 3):
-        return palette[labels]
-    return cv2.LUT(cv2.merge([labels, labels, labels]), palette.reshape(256, 1, 3))
-
-
-def overlay(rgb: np.ndarray, color_mask: np.ndarray, alpha: float) -> np.ndarray:
-    """Blend: (1 - alpha) * image + alpha * mask; the mask is resized (nearest) to the image."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay alpha must be in [0, 1], got {alpha}")
-    if color_mask.shape[:2] != rgb.shape[:2]:
-        color_mask = cv2.resize(color_mask, rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-    return cv2.addWeighted(rgb, 1.0 - alpha, color_mask, alpha, 0.0)
-
-
-@dataclass
-class Occupancy:
-    """Pixel counts per class, for the whole image and per cell of a rows x cols grid."""
-
-    counts: np.ndarray  # (num_classes,) int64
-    cell_counts: np.ndarray  # (rows, cols, num_classes) int64
-
-    @property
-    def fractions(self) -> np.ndarray:
-        return _fractions(self.counts)
-
-    @property
-    def cell_fractions(self) -> np.ndarray:
-        return _fractions(self.cell_counts)
-
-
-def _fractions(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum(axis=-1, keepdims=True)
-    return np.divide(counts, total, out=np.zeros(counts.shape), where=total > 0)
-
-
-def grid_edges(length: int, cells: int) -> np.ndarray:
-    """Boundaries of ``cells`` near-equal spans of ``length`` pixels (cells + 1 values)."""
-    return np.linspace(0, length, cells + 1).round().astype(np.int64)
-
-
-def class_occupancy(labels: np.ndarray, num_classes: int,
-                    grid: tuple[int, int] = (1, 1)) -> Occupancy:
-    """Count the pixels of each class, overall and in each cell of a rows x cols grid.
-
-    Values outside [0, num_classes) (void) are not counted.
-    """
-    rows, cols = grid
-    height, width = labels.shape
-    if rows < 1 or cols < 1 or rows > height or cols > width:
-        raise ValueError(f"region grid {rows}x{cols} does not fit a {width}x{height} label image")
-    row_of = np.repeat(np.arange(rows), np.diff(grid_edges(height, rows)))
-    col_of = np.repeat(np.arange(cols), np.diff(grid_edges(width, cols)))
-    cell = (row_of[:, None] * cols + col_of[None, :]) * num_classes
-    valid = labels < num_classes
-    index = (cell + labels)[valid] if not valid.all() else (cell + labels).ravel()
-    counts = np.bincount(index, minlength=rows * cols * num_classes)
-    cell_counts = counts.reshape(rows, cols, num_classes)
-    return Occupancy(counts=cell_counts.sum(axis=(0, 1)), cell_counts=cell_counts)

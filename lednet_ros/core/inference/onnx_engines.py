@@ -2,9 +2,9 @@
 
 The export's graph holds the argmax and the confidence beside the logits; each engine runs the
 graph of only the outputs asked for, so labels alone run no softmax and only uint8 images leave
-the runtime. The graphs come from a folder of exported graphs (core.onnx_cache: exported once
-per weights file, so a node on these engines never imports torch) or from a LEDNet exported in
-memory (core.onnx_export, with torch).
+the runtime. The graphs come from a folder of exported graphs (onnx_cache: exported once per
+weights file, so a node on these engines never imports torch) or from a LEDNet exported in
+memory (core.inference.onnx_export, with torch).
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ def graph_source(source) -> GraphSource:
     """Return graph bytes per set of outputs, from a folder of exported graphs or a LEDNet.
 
     A LEDNet is exported in memory (imports torch); a folder is read as written by
-    core.onnx_export.write_graphs.
+    core.inference.onnx_export.write_graphs.
     """
     if isinstance(source, (str, Path)):
         folder = Path(source)
         return lambda outputs: (folder / graph_file_name(outputs)).read_bytes()
-    from lednet_ros.core.onnx_export import onnx_bytes, onnx_model
+    from lednet_ros.core.inference.onnx_export import onnx_bytes, onnx_model
 
     graph = onnx_model(source)
     return lambda outputs: onnx_bytes(graph, outputs)
@@ -58,7 +58,7 @@ class _OnnxEngine:
     tensorrt).
     """
 
-    takes_arrays = True  # the Segmenter prepares NumPy input (core.processing.network_input)
+    takes_arrays = True  # the Segmenter prepares NumPy input (network_io.network_input)
     input_device = "cpu"
 
     def __init__(self, source, precision: str):

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lednet_ros.core.checkpoint import WeightsMetadata
-from lednet_ros.core.classes import IGNORE_INDEX
-from lednet_ros.core.model import LEDNet
-from lednet_ros.core.processing import normalisation, preprocess
+from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.core.data.classes import IGNORE_INDEX
+from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.network_io import normalisation, preprocess
 
 METHODS = ("bn", "self-training")
 # The decoder's global branch normalises one pooled value per frame: a batch needs two frames.

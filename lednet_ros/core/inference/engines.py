@@ -15,8 +15,8 @@ and, only when asked, the h x w uint8 confidence (softmax maximum x 255):
   TensorRT; fp16 with precision fp16; engines cached in ~/.cache/lednet_ros/tensorrt).
 
 onnxruntime, openvino and tensorrt run the same in-memory ONNX export, whose graph holds the
-argmax and the confidence, so only uint8 images leave the runtime. core.engine_choice resolves
-'auto' with the rule measured in docs/benchmarks.md and says why.
+argmax and the confidence, so only uint8 images leave the runtime. engine_choice resolves 'auto'
+ with the rule measured in docs/benchmarks.md and says why.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from lednet_ros.core.engine_choice import ONNX_ENGINES, EngineChoice, choose_engine, device_kind
-from lednet_ros.core.model import ConvBNReLU, LEDNet, SSBranch
-from lednet_ros.core.onnx_engines import make_onnx_engine
-from lednet_ros.core.processing import confidence_from_logits, labels_from_logits
+from lednet_ros.core.inference.engine_choice import (
+    ONNX_ENGINES, EngineChoice, choose_engine, device_kind,
+)
+from lednet_ros.core.inference.model import ConvBNReLU, LEDNet, SSBranch
+from lednet_ros.core.inference.onnx_engines import make_onnx_engine
+from lednet_ros.core.inference.network_io import confidence_from_logits, labels_from_logits
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -60,7 +62,7 @@ class TorchEngine:
 
     name = "torch"
 
-    takes_arrays = False  # the Segmenter prepares a torch tensor (core.processing.preprocess)
+    takes_arrays = False  # the Segmenter prepares a torch tensor (network_io.preprocess)
 
     def __init__(self, model: LEDNet, device, precision: str = "fp32"):
         device = torch.device(device)

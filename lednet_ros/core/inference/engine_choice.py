@@ -1,14 +1,14 @@
 """The choice of inference engine and precision for a device and CPU (no torch needed).
 
 choose_engine() resolves 'auto' with the rule measured in docs/benchmarks.md and says why;
-core.engines builds the engine chosen.
+core.inference.engines builds the engine chosen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lednet_ros.core.cpu import cpu_flags, cpu_model, missing_bf16_reason, native_bf16
+from lednet_ros.core.inference.cpu import cpu_flags, cpu_model, missing_bf16_reason, native_bf16
 
 ENGINES = ("auto", "torch", "onnxruntime", "openvino", "cuda_graph", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lednet_ros.core.checkpoint import DECODER_VARIANTS  # noqa: F401 (the variants' one home)
+from lednet_ros.core.inference.checkpoint import DECODER_VARIANTS  # noqa: F401 (the variants' one home)
 
 BN_EPS = 1e-3
 # DECODER_VARIANTS: ``apn``, the paper's 1-channel attention pyramid (0.92M parameters for 19

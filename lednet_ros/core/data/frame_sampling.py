@@ -14,9 +14,9 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from lednet_ros.core.bags import IMAGE_TOPIC, BagError, BagTopics, count_images, read_frames
-from lednet_ros.core.datasets import DatasetError, read_rgb
-from lednet_ros.core.frame_sources import FrameReadError, FrameSource
+from lednet_ros.core.data.bags import IMAGE_TOPIC, BagError, BagTopics, count_images, read_frames
+from lednet_ros.core.data.datasets import DatasetError, read_rgb
+from lednet_ros.core.data.frame_sources import FrameReadError, FrameSource
 
 
 class FrameSamplingError(ValueError):

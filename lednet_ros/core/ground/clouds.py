@@ -1,4 +1,4 @@
-"""Point clouds for Nav2's costmap layers, from one frame's GroundMaps (core.ground); no ROS.
+"""Point clouds for Nav2's costmap layers, from one frame's GroundMaps (ground.mapping); no ROS.
 
 - obstacle_points: one point per image column with a footprint, at a height inside an
   ObstacleLayer/VoxelLayer marking band;
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lednet_ros.core.ground import XYZ_DTYPE, GroundMaps
+from lednet_ros.core.ground.mapping import XYZ_DTYPE, GroundMaps
 
 
 def aligned_points(maps: GroundMaps) -> np.ndarray:

@@ -25,7 +25,7 @@ origin is (camera x, camera y - width / 2): the grid starts at the camera and is
     maps.costmap()                  # int8: 0 drivable, 100 obstacle or not drivable, -1 unknown
     occupancy_grid_message(maps.costmap(), maps.resolution, maps.origin, header)  # ros/
     ground_points(maps, labels, CAMVID.colors, step=4)  # x, y, z, rgb, label for PointCloud2
-    # clouds for Nav2's costmap layers: core.ground_clouds
+    # clouds for Nav2's costmap layers: core.ground.clouds
     costmap_picture(maps.costmap())  # bird's-eye RGB picture, forward up
 
 The (pixel, cell) lookup is built once per (intrinsics, pose, label size, grid), compared by
@@ -44,8 +44,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from lednet_ros.core.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.class_groups import NO_GROUP, ClassGroups
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.ground.class_groups import NO_GROUP, ClassGroups
 
 MAX_CELLS_PER_SIDE = 4096
 # a footprint's shortest run of obstacle pixels, as a fraction of the image height: 3% is a

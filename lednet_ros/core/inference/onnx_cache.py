@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lednet_ros.core.checkpoint import CheckpointError, file_sha256
-from lednet_ros.core.onnx_engines import GRAPH_OUTPUTS, graph_file_name
+from lednet_ros.core.inference.checkpoint import CheckpointError, file_sha256
+from lednet_ros.core.inference.onnx_engines import GRAPH_OUTPUTS, graph_file_name
 
 EXPORT_VERSION = 1  # raise when the exported graphs change, so old folders are not reused
 

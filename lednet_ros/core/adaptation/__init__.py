@@ -1,0 +1,1 @@
+"""Adapting weights to a new camera from unlabelled frames: offline methods and the live stream."""

@@ -1,0 +1,1 @@
+"""Scoring: the one confusion-matrix/mIoU implementation, evaluations and their reports."""

@@ -1,0 +1,1 @@
+"""Running the network: LEDNet, weights files, engines and the Segmenter."""
