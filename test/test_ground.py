@@ -24,6 +24,7 @@ from lednet_ros.core.ground.mapping import (
     footprint_rows, footprint_run, ground_points,
 )
 from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
+from lednet_ros.core.ground.settings import GroundSettings
 
 WIDTH, HEIGHT = 640, 480
 INTRINSICS = Intrinsics(WIDTH, HEIGHT, 500.0, 500.0, 319.5, 239.5)
@@ -102,14 +103,37 @@ def rectangle_iou(maps, group="sidewalk", rectangle=RECTANGLE) -> float:
     return (truth & found).sum() / (truth | found).sum()
 
 
+# ---- settings
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"base_frame": ""}, "ground.base_frame is ''"),
+    ({"points_step": 0}, "ground.points_step is 0"),
+    ({"footprint_run": 0.6}, "ground.footprint_run is 0.6"),
+    ({"footprint_confidence": -0.1}, "ground.footprint_confidence is -0.1"),
+    ({"free_points_height": math.nan}, "ground.free_points_height is nan"),
+])
+def test_ground_settings_are_checked_once_where_they_are_built(values, message):
+    with pytest.raises(ValueError, match=message):
+        GroundSettings(**values)
+
+
+def test_ground_settings_defaults_are_the_nodes():
+    settings = GroundSettings()
+    assert (settings.pose.height, settings.pose.pitch) == (1.0, 0.1)
+    assert settings.grid == GridSpec()
+    assert (settings.footprint_run, settings.footprint_confidence) == (0.03, 0.7)
+
+
 # ---- class groups
 
 
 def test_default_groups_resolve_for_their_class_sets():
     for name, spec in DEFAULT_GROUPS.items():
         groups = default_class_groups(name, CLASS_SETS[name].names)
-        assert groups.names == tuple(spec["groups"])
-        assert groups.is_obstacle == tuple(g in spec["obstacle"] for g in groups.names)
+        assert groups.names == tuple(spec["classes"])
+        assert groups.is_obstacle == tuple(g in spec["obstacle_groups"] for g in groups.names)
+        assert groups.is_drivable == tuple(g in spec["free_groups"] for g in groups.names)
         lut = groups.group_lut()
         assert lut[CLASS_SETS[name].names.index("sky")] == -1  # the sky is never on the ground
         assert lut[255] == -1
@@ -202,7 +226,7 @@ def test_a_footprint_needs_a_run_of_obstacle_pixels():
     with pytest.raises(ValueError, match="footprint confidence 1.5"):
         footprint_rows(mask, 1, confidence, 1.5)
     assert [footprint_run(f, 360) for f in (0.0, 0.001, 0.03)] == [1, 1, 11]
-    with pytest.raises(ValueError, match="footprint run 0.7 of the image height"):
+    with pytest.raises(ValueError, match="footprint_run is 0.7 of the image height"):
         footprint_run(0.7, 360)
 
 

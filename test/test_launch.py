@@ -39,8 +39,10 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
 from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
-from lednet_ros.nodes.segmentation_node import NODE_NAME, PARAMETERS, SegmentationNode  # noqa: E402
-from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, group_defaults  # noqa: E402
+from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+from lednet_ros.ros.segmentation_parameters import (  # noqa: E402
+    FIXED_PARAMETERS, class_groups, group_defaults, group_parameters,
+)
 from ros_helpers import (  # noqa: E402
     process_environment, ros_context, run_process, spinning, wait_until,
 )
@@ -194,17 +196,29 @@ def shipped_parameters() -> dict:
 def node_defaults() -> tuple[dict, dict]:
     """Return the node's parameters with their defaults: (always declared, class groups).
 
-    The class groups (groups.*, costmap.drivable) default to those of the weights' class set;
-    a params file may list them, for the packaged weights.
+    The class groups (groups.*) default to those of the weights' class set; a params file may
+    list them, for the packaged weights.
     """
-    fixed = {name: spec.default for name, spec in {**PARAMETERS, **GROUND_PARAMETERS}.items()}
-    groups = group_defaults(read_metadata(default_weights_path()).dataset)
-    by_class_set = {"groups.names": list(groups["groups"]),
-                    "groups.obstacles": list(groups["obstacle"]),
-                    "costmap.drivable": list(groups["drivable"])}
-    by_class_set.update({f"groups.{name}": list(classes)
-                         for name, classes in groups["groups"].items()})
-    return fixed, by_class_set
+    fixed = {name: spec.default for name, spec in FIXED_PARAMETERS.items()}
+    return fixed, group_defaults(read_metadata(default_weights_path()).dataset)
+
+
+def test_the_commented_class_groups_of_the_params_file_are_the_packaged_weights_defaults():
+    """Uncommented, the file's groups block names declared parameters with the defaults."""
+    lines = (CONFIG / "lednet.yaml").read_text().splitlines()
+    start = lines.index("    # groups:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    #   ") and line != "    # groups:":
+            break
+        block.append(line.replace("# ", "", 1).split("#")[0])
+    groups = flatten(yaml.safe_load("\n".join(line[4:] for line in block)), "")
+    metadata = read_metadata(default_weights_path())
+    assert groups == group_defaults(metadata.dataset)
+    assert set(groups) - set(FIXED_PARAMETERS) == {
+        "groups.names", "groups.obstacle_groups", "groups.free_groups",
+        *group_parameters(groups["groups.names"])}
+    assert class_groups(groups, metadata.class_names).names == tuple(groups["groups.names"])
 
 
 def test_params_file_lists_every_node_parameter_with_its_default():

@@ -241,7 +241,7 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
     "values, reason",
     [
         ({"output_resolution": "half"},
-         "parameter output_resolution is 'half'; expected one of original, network"),
+         "output_resolution is 'half'; expected one of original, network"),
         ({"input_width": -5}, "input_width"),
         ({"input_height": 9000}, "input_height"),
         ({"overlay_alpha": 1.5}, "overlay_alpha"),

@@ -7,6 +7,8 @@ frame, refusals with the reason, and nothing computed while nobody subscribes.
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
+from lednet_ros.ros.parameters import ConfigurationError  # noqa: E402
 from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
 from drawn_scenes import road_scene, sky_road_card  # noqa: E402
 
@@ -174,3 +177,46 @@ def points_of(msg: PointCloud2):
                       "formats": [np.float32] * len(msg.fields),
                       "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
     return msg, np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
+
+
+# ---- class groups from parameters -------------------------------------------------------------
+
+def test_class_groups_from_parameters_name_the_grids(rig_factory):
+    """Groups of the user's own names under groups.classes.<name>, roles by group name."""
+    rig = rig_factory(**{
+        "groups.names": ["road_only", "things"], "groups.classes.road_only": ["road"],
+        "groups.classes.things": ["car", "person"], "groups.obstacle_groups": ["things"],
+        "groups.free_groups": ["road_only"]})
+    groups = rig.node.ground.groups
+    assert groups.names == ("road_only", "things")
+    assert (groups.is_obstacle, groups.is_drivable) == ((False, True), (True, False))
+    assert rig.node.get_parameter("groups.classes.things").value == ["car", "person"]
+    grid = rig.collect(OccupancyGrid, "grid/road_only")
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    send(rig, image_pub, info_pub, 3)
+    (msg,) = grid.wait(1)
+    assert msg.header.stamp.sec == 3
+
+
+@pytest.mark.parametrize("parameters, named", [
+    ({"groups.obstacles": ["obstacle"]},
+     "parameter groups.obstacles is now called groups.obstacle_groups"),
+    ({"costmap.drivable": ["drivable"]},
+     "parameter costmap.drivable is now called groups.free_groups"),
+    ({"groups.obstacle": ["car"]},
+     "parameter groups.obstacle is now called groups.classes.obstacle"),
+    ({"groups.names": ["bad-name"]}, "groups.names holds 'bad-name'"),
+    ({"groups.classes.obstacle": ["lawn"]}, "names class 'lawn', which the weights do not have"),
+    ({"groups.free_groups": ["roads"]}, "name ['roads'], which are not groups"),
+])
+def test_class_groups_that_cannot_work_stop_start_up_naming_them(rig_factory, parameters, named):
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        rig_factory(**parameters)
+
+
+def test_a_parameter_the_node_lacks_is_reported(rig_factory, capfd):
+    rig_factory(**{"ground.camera_hieght": 1.5})
+    assert ("parameter ground.camera_hieght was given but this node has none of that name"
+            in capfd.readouterr().err)

@@ -1,13 +1,12 @@
-"""The README's parameter table against the node's parameter specs.
+"""The nodes' parameter tables against what users read: docs/parameters.md, README, --help, -p.
 
-nodes/segmentation_parameters and ros/ground_outputs: every parameter listed once, with its type,
-default, range, whether it can change at run time, and its description, so the table cannot drift
-from the code.
+ros/segmentation_parameters.PARAMETERS is the one table of the segmentation node; the docs are
+made from it (tools/parameter_docs.py), the README's short table must repeat its rows exactly,
+and every `-p NAME:=` shown anywhere must name a parameter a node declares.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -15,74 +14,89 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (the specs build ROS descriptors)")
 
-from lednet_ros.nodes.segmentation_parameters import PARAMETERS  # noqa: E402
-from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS  # noqa: E402
+from lednet_ros.nodes.camera_publisher import PARAMETERS as CAMERA  # noqa: E402
+from lednet_ros.nodes.evaluator_node import PARAMETERS as EVALUATOR  # noqa: E402
+from lednet_ros.ros.parameters import Spec, markdown_table  # noqa: E402
+from lednet_ros.ros.runner import usage  # noqa: E402
+from lednet_ros.ros.segmentation_parameters import PARAMETERS  # noqa: E402
+from lednet_ros.tools.parameter_docs import document  # noqa: E402
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-ROW = re.compile(r"^\| `([^`]+)` \| ([a-z\[\]]+) \| (.+?) \| (.+?) \| (read-only|runtime) \| "
-                 r"(.+) \|$")
-TYPES = {bool: "bool", int: "int", float: "float", str: "str"}
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 
 
-def readme_rows() -> dict[str, tuple[str, ...]]:
-    text = README.read_text()
-    table = text[text.index("### Parameters"):text.index("### Engine and precision")]
+def table_rows(text: str) -> dict[str, str]:
     rows = {}
-    for line in table.splitlines():
-        match = ROW.match(line)
+    for line in text.splitlines():
+        match = re.match(r"^\| `([^`]+)` \|", line)
         if match:
             assert match.group(1) not in rows, f"{match.group(1)} listed twice"
-            rows[match.group(1)] = match.groups()[1:]
+            rows[match.group(1)] = line
     return rows
 
 
-def shown(value) -> str:
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, str):
-        return f"`{value or chr(39) * 2}`"
-    return f"`{value}`"
+def test_docs_parameters_is_made_from_the_tables():
+    """docs/parameters.md is what tools/parameter_docs writes: no row can drift from the code."""
+    written = (REPO / "docs" / "parameters.md").read_text()
+    assert written == document(), (
+        "docs/parameters.md differs from the parameter tables: run "
+        "`python -m lednet_ros.tools.parameter_docs`")
+    sections = written.split("\n## ")[1:]
+    assert len(sections) == 3
+    for section, specs in zip(sections, (PARAMETERS, CAMERA, EVALUATOR), strict=True):
+        assert list(table_rows(section)) == list(specs), section.splitlines()[0]
 
 
-def shown_range(spec) -> str:
-    if spec.choices:
-        return ", ".join(spec.choices)
-    bounds = spec.integers or spec.floats
-    if bounds is None:
-        return "-"
-    return "..".join("π" if abs(v) == math.pi and v > 0 else "-π" if abs(v) == math.pi
-                     else str(v) for v in bounds)
+def test_the_table_shows_what_a_changed_default_or_range_would_change():
+    """The made table follows the specs (so the equality above is a real check)."""
+    spec = PARAMETERS["overlay_alpha"]
+    before = markdown_table({"overlay_alpha": spec})
+    after = markdown_table({"overlay_alpha": Spec(0.7, spec.description, floats=(0.0, 0.9))})
+    assert "`0.5`" in before and "0.0..1.0" in before
+    assert "`0.7`" in after and "0.0..0.9" in after
 
 
-def test_the_readme_lists_every_parameter_as_the_code_declares_it():
-    specs = {**PARAMETERS, **GROUND_PARAMETERS}
-    rows = readme_rows()
-    listed = {name for name in rows if not name.startswith(("groups.", "costmap."))}
-    assert listed - {"use_sim_time"} == set(specs), "README table and node parameters differ"
-    for name, spec in specs.items():
-        kind, default, bounds, change, description = rows[name]
-        assert kind == TYPES[type(spec.default)], name
-        assert default == shown(spec.default), name
-        assert bounds == shown_range(spec), name
-        assert change == ("read-only" if spec.read_only else "runtime"), name
-        assert description == spec.description, name
+def test_the_readme_rows_are_the_tables_rows():
+    text = README.read_text()
+    section = text[text.index("### Parameters"):text.index("### Engine and precision")]
+    rows = table_rows(section)
+    assert len(rows) >= 5, "the README's parameter section lost its table"
+    made = table_rows(markdown_table(PARAMETERS))
+    for name, row in rows.items():
+        assert row == made.get(name), f"README row of {name} differs from the table"
+
+
+def test_help_lists_every_parameter_of_the_table():
+    text = usage("segmentation_node", "The node.", PARAMETERS)
+    for name, spec in PARAMETERS.items():
+        assert f"  {name} ({spec.type_name}, default " in text
+        assert spec.description in text
 
 
 def test_every_parameter_set_in_docs_launch_files_and_tools_is_declared():
     """Each `-p NAME:=` / `--param NAME:=` shown names a parameter a node declares.
 
-    In the README, docs, launch files and tools; use_sim_time is every node's.
+    In the README, docs, launch files and tools; use_sim_time is every node's;
+    groups.classes.<name> stands for one parameter per group name.
     """
-    from lednet_ros.nodes.camera_publisher import PARAMETERS as CAMERA
-    from lednet_ros.nodes.evaluator_node import PARAMETERS as EVALUATOR
-
-    declared = {*PARAMETERS, *GROUND_PARAMETERS, *CAMERA, *EVALUATOR, "use_sim_time"}
-    root = README.parent
-    files = [README, *root.glob("docs/*.md"), *root.glob("launch/*.py"),
-             *root.glob("lednet_ros/tools/*.py")]
+    declared = {*PARAMETERS, *CAMERA, *EVALUATOR, "use_sim_time"}
+    files = [README, *REPO.glob("docs/*.md"), *REPO.glob("launch/*.py"),
+             *REPO.glob("lednet_ros/tools/*.py")]
     used = {(path.name, name) for path in files
             for name in re.findall(r"(?:-p|--param) ([a-z_.]+):=", path.read_text())}
     assert used, "no parameter set anywhere: the pattern is wrong"
     unknown = sorted((path, name) for path, name in used
-                     if name not in declared and name != "name")  # NAME:=VALUE in help texts
+                     if name not in declared and name != "name"  # NAME:=VALUE in help texts
+                     and not re.fullmatch(r"groups\.classes\.[A-Za-z]\w*", name))
     assert not unknown, unknown
+
+
+def test_the_tables_defaults_are_the_cores_default_settings():
+    """The node with no parameters set runs what the core's settings default to."""
+    from lednet_ros.core.ground.settings import GroundSettings
+    from lednet_ros.core.runtime.pipeline import FrameSettings
+    from lednet_ros.ros.segmentation_parameters import frame_settings, ground_settings
+
+    defaults = {name: spec.default for name, spec in PARAMETERS.items()}
+    assert frame_settings(defaults) == FrameSettings()
+    assert ground_settings(defaults) == GroundSettings()

@@ -42,12 +42,24 @@ def test_the_input_size_is_the_frames_own_and_no_attribute_is_set(pipeline):
     assert f"input {own[0]}x{own[1]}" in pipeline.describe(FrameSettings())
 
 
-@pytest.mark.parametrize("settings, message", [
-    (FrameSettings(input_size=(0, 9000)), "input size .* outside 1..8192"),
-    (FrameSettings(output_resolution="half"), "output_resolution is 'half'"),
-    (FrameSettings(overlay_alpha=1.5), "overlay alpha must be in"),
-    (FrameSettings(grid=(0, 3)), "region grid 0x3"),
+@pytest.mark.parametrize("values, message", [
+    ({"input_size": (0, 9000)}, "input_height is 9000; expected 0 .* to 8192"),
+    ({"input_size": (-1, 0)}, "input_width is -1"),
+    ({"output_resolution": "half"}, "output_resolution is 'half'"),
+    ({"overlay_alpha": 1.5}, "overlay_alpha is 1.5"),
+    ({"grid": (0, 3)}, "region grid 0x3"),
+    ({"max_image_pixels": 0}, "max_image_pixels is 0"),
 ])
-def test_settings_that_cannot_work_are_refused_naming_the_value(pipeline, settings, message):
+def test_settings_are_checked_once_where_they_are_built(values, message):
+    """A FrameSettings that cannot work does not exist: building it names the value."""
     with pytest.raises(ValueError, match=message):
-        pipeline.check(settings)
+        FrameSettings(**values)
+
+
+def test_settings_that_do_not_fit_the_weights_are_refused_naming_the_value(pipeline):
+    """What only the weights decide: a region grid larger than network-size labels."""
+    pipeline.check(FrameSettings(output_resolution="network", grid=(64, 64)))
+    with pytest.raises(ValueError, match="region grid .* does not fit the 8x6 label images"):
+        pipeline.check(FrameSettings(input_size=(8, 6), output_resolution="network",
+                                     grid=(7, 3)))
+    pipeline.check(FrameSettings(input_size=(8, 6), output_resolution="original", grid=(7, 3)))

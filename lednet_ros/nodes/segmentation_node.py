@@ -15,7 +15,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
 
@@ -26,17 +25,21 @@ from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 from lednet_ros.core.runtime.stats import PipelineStats
 from lednet_ros.core.runtime.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
-from lednet_ros.nodes.segmentation_parameters import (
-    FRAME_PARAMETERS, PARAMETERS, frame_settings,
-)
 from lednet_ros.ros.adapt_service import AdaptService
 from lednet_ros.ros.diagnostics import InputWatch, diagnostic_array, pipeline_status
-from lednet_ros.ros.ground_outputs import GROUND_PARAMETERS, GroundOutputs
+from lednet_ros.ros.ground_outputs import GroundOutputs
 from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
+    stamp_age,
 )
-from lednet_ros.ros.parameters import LATCHED, check_choices, declare, qos
+from lednet_ros.ros.parameters import (
+    LATCHED, declare, qos, undeclared_overrides, warn_undeclared,
+)
 from lednet_ros.ros.runner import refuse_start, run_node
+from lednet_ros.ros.segmentation_parameters import (
+    FIXED_PARAMETERS, PARAMETERS, class_groups, declare_groups, frame_settings, ground_settings,
+    refuse_renamed,
+)
 
 NODE_NAME = "lednet_segmentation"
 WARNING_PERIOD_S = 5.0
@@ -50,16 +53,21 @@ class SegmentationNode(Node):
         self.stats = PipelineStats()
         self._worker = None
         try:
-            self.values = declare(self, PARAMETERS)
+            self.values = declare(self, FIXED_PARAMETERS)
+            refuse_renamed(undeclared_overrides(self))
             self.weights_path = self.values["weights"] or str(default_weights_path())
             self.pipeline = Pipeline(Segmenter.from_weights(
                 self.weights_path, device=self.values["device"],
                 precision=self.values["precision"], engine=self.values["engine"]))
+            metadata = self.pipeline.segmenter.metadata
+            self.values |= declare_groups(self, metadata.dataset)
             self.settings = frame_settings(self.values)
             self.pipeline.check(self.settings)
-            self.ground = GroundOutputs(self, self.pipeline.segmenter.metadata)
+            self.ground = GroundOutputs(self, metadata, class_groups(
+                self.values, metadata.class_names), ground_settings(self.values))
         except (ParameterException, CheckpointError, ValueError) as exc:
             refuse_start(self, exc)
+        warn_undeclared(self)
         self.segmenter = self.pipeline.segmenter
         self.get_logger().info(f"{self.pipeline.describe(self.settings)}; weights "
                                f"{self.weights_path} ({metrics_summary(self.segmenter.metadata)})")
@@ -105,23 +113,19 @@ class SegmentationNode(Node):
     # ---- parameters: checked before a change, cached after it ------------------------------
 
     def _check_change(self, parameters) -> SetParametersResult:
-        result = check_choices(PARAMETERS, parameters)
-        changes = {p.name: p.value for p in parameters}
-        if result.successful:
-            try:
-                self.pipeline.check(frame_settings({**self.values, **changes}))
-            except ValueError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
-            result = self.ground.check(changes)
-        return result
+        values = {**self.values, **{p.name: p.value for p in parameters}}
+        try:
+            self.pipeline.check(frame_settings(values))
+            self.ground.check(ground_settings(values))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
 
     def _apply_change(self, parameters) -> None:
         old_size = self.pipeline.input_size(self.settings)
-        changes = {p.name: p.value for p in parameters}
-        self.ground.apply(changes)
-        self.values = {**self.values, **changes}
-        if any(p.name in FRAME_PARAMETERS for p in parameters):
-            self.settings = frame_settings(self.values)
+        self.values = {**self.values, **{p.name: p.value for p in parameters}}
+        self.settings = frame_settings(self.values)
+        self.ground.update(ground_settings(self.values))
         new_size = self.pipeline.input_size(self.settings)
         if new_size != old_size:
             self.get_logger().info(f"network input size now {new_size[0]}x{new_size[1]}")
@@ -174,7 +178,7 @@ class SegmentationNode(Node):
                        else f"processing failed: {type(exc).__name__}: {exc}")
             self._reject(msg.header, problem)
             return
-        self.stats.count_processed(self._latency(msg.header), result.inference_s)
+        self.stats.count_processed(stamp_age(msg.header, self.get_clock()), result.inference_s)
         try:
             self.ground.publish(msg.header, result.labels, self._camera_info, result.confidence)
         except ValueError as exc:  # the frame's other outputs are out; say why no grids came
@@ -206,13 +210,6 @@ class SegmentationNode(Node):
             self.segmenter.metadata, self.weights_path, self.pipeline.input_size(self.settings),
             header))
 
-    def _latency(self, header: Header) -> float | None:
-        """Seconds from the image stamp to now on the node's clock; None when unstamped."""
-        if header.stamp.sec == 0 and header.stamp.nanosec == 0:
-            return None
-        now = self.get_clock().now()
-        return (now - Time.from_msg(header.stamp, clock_type=now.clock_type)).nanoseconds / 1e9
-
     def _reject(self, header: Header, problem: str) -> None:
         stamp = f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
         error = f"frame {stamp} ({header.frame_id or 'no frame_id'}) dropped: {problem}"
@@ -227,7 +224,7 @@ class SegmentationNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SegmentationNode, {**PARAMETERS, **GROUND_PARAMETERS}, __doc__, args,
+    return run_node(SegmentationNode, PARAMETERS, __doc__, args,
                     "segmentation_node")
 
 

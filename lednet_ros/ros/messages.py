@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
+from rclpy.time import Time
 from std_msgs.msg import ColorRGBA, Header
 
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
@@ -140,3 +141,11 @@ def class_topic_names(class_names) -> list[str]:
             token = f"{token}_{index}"
         names.append(token)
     return names
+
+
+def stamp_age(header: Header, clock) -> float | None:
+    """Seconds from the header's stamp to now on ``clock``; None when unstamped."""
+    if header.stamp.sec == 0 and header.stamp.nanosec == 0:
+        return None
+    now = clock.now()
+    return (now - Time.from_msg(header.stamp, clock_type=now.clock_type)).nanoseconds / 1e9

@@ -1,23 +1,30 @@
 """Parameters and QoS shared by every node: one way to declare, describe and check parameters.
 
-A node lists its parameters as :class:`Spec` values; :func:`declare` declares them all with
-descriptors (description, read-only, integer or float range, allowed values in
-``additional_constraints``) and checks fixed-choice values at start-up; :func:`check_choices`
-refuses runtime changes outside the allowed values. rclpy itself enforces the ranges.
+A node lists its parameters as :class:`Spec` values in one table; :func:`declare` declares them
+with descriptors (description, read-only, integer or float range, allowed values in
+``additional_constraints``) and checks fixed-choice values at start-up; rclpy itself enforces
+the ranges, and a node's settings objects check what is left when a value changes. The same
+table gives ``--help`` (ros/runner.py) and docs/parameters.md (:func:`markdown_table`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import (
-    FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult,
+    FloatingPointRange, IntegerRange, ParameterDescriptor,
 )
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
                "reliable": ReliabilityPolicy.RELIABLE}
+
+
+def _number(value) -> str:
+    return {math.pi: "π", -math.pi: "-π"}.get(value, str(value))
 
 
 class ConfigurationError(ValueError):
@@ -26,7 +33,13 @@ class ConfigurationError(ValueError):
 
 @dataclass(frozen=True)
 class Spec:
-    """A parameter: default (its type is the parameter's), description and constraints."""
+    """A parameter: default (its type is the parameter's), description and constraints.
+
+    A tuple default is a string list (``str[]``). ``by_weights``: the default depends on the
+    weights' class set and is given when the parameter is declared (``default`` is the
+    packaged CamVid weights' one). A name with ``<name>`` is a pattern: one parameter per value
+    of another parameter, declared by the node.
+    """
 
     default: object
     description: str
@@ -34,6 +47,18 @@ class Spec:
     integers: tuple[int, int] | None = None
     floats: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    by_weights: bool = False
+
+    @property
+    def type_name(self) -> str:
+        return "str[]" if isinstance(self.default, tuple) else type(self.default).__name__
+
+    def limits(self) -> list[str]:
+        """Range, choices and read-only as short texts (for --help and docs)."""
+        limits = [f"{_number(low)}..{_number(high)}"
+                  for low, high in filter(None, (self.integers, self.floats))]
+        limits += [f"one of: {', '.join(self.choices)}"] if self.choices else []
+        return limits + (["read-only"] if self.read_only else [])
 
     def descriptor(self) -> ParameterDescriptor:
         descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
@@ -54,8 +79,11 @@ class Spec:
         return f"parameter {name} is {value!r}; expected one of {', '.join(self.choices)}"
 
 
-def declare(node: Node, specs: dict[str, Spec]) -> dict[str, object]:
-    """Declare every parameter of ``specs``; return their values.
+def declare(node: Node, specs: dict[str, Spec], defaults: dict | None = None
+            ) -> dict[str, object]:
+    """Declare every parameter of ``specs`` (patterns aside); return their values.
+
+    ``defaults`` overrides the specs' defaults (those that depend on the weights).
 
     Raises:
         ConfigurationError: a value outside its choices (ranges are refused by rclpy itself,
@@ -63,21 +91,55 @@ def declare(node: Node, specs: dict[str, Spec]) -> dict[str, object]:
     """
     values = {}
     for name, spec in specs.items():
-        values[name] = node.declare_parameter(name, spec.default, spec.descriptor()).value
+        if "<" in name:
+            continue
+        default = (defaults or {}).get(name, spec.default)
+        if isinstance(default, tuple | list):  # an empty list has no type of its own
+            default = list(default) or Parameter.Type.STRING_ARRAY
+        value = node.declare_parameter(name, default, spec.descriptor()).value
+        values[name] = list(value or []) if isinstance(spec.default, tuple) else value
         problem = spec.refusal(name, values[name])
         if problem:
             raise ConfigurationError(problem)
     return values
 
 
-def check_choices(specs: dict[str, Spec], parameters) -> SetParametersResult:
-    """Return an on-set-parameters result refusing values outside their choices (with reason)."""
-    for parameter in parameters:
-        spec = specs.get(parameter.name)
-        problem = spec.refusal(parameter.name, parameter.value) if spec else ""
-        if problem:
-            return SetParametersResult(successful=False, reason=problem)
-    return SetParametersResult(successful=True)
+def undeclared_overrides(node: Node) -> list[str]:
+    """Names given to ``node`` (-p, --params-file) that it has not declared: ignored by rclpy.
+
+    rclpy keeps a node's overrides in ``Node._parameter_overrides`` and offers no public call.
+    """
+    given = getattr(node, "_parameter_overrides", {})
+    return sorted(name for name in given if not node.has_parameter(name))
+
+
+def warn_undeclared(node: Node) -> None:
+    """Log a warning for each parameter given to ``node`` that it has not declared."""
+    for name in undeclared_overrides(node):
+        node.get_logger().warning(f"parameter {name} was given but this node has none of that "
+                                  "name: ignored")
+
+
+def markdown_table(specs: dict[str, Spec]) -> str:
+    """Return a Markdown table of ``specs``: name, type, default, range, change, description."""
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, tuple):
+            return f"`[{', '.join(value)}]`"
+        return f"`{value}`" if value != "" else "`''`"
+
+    lines = ["| name | type | default | range / choices | change | description |",
+             "|---|---|---|---|---|---|"]
+    for name, spec in specs.items():
+        limits = [limit for limit in spec.limits() if limit != "read-only"]
+        default = "per group" if "<" in name else shown(spec.default)
+        default += " (CamVid weights)" if spec.by_weights else ""
+        change = "read-only" if spec.read_only else "runtime"
+        lines.append(f"| `{name}` | {spec.type_name} | {default} | "
+                     f"{'; '.join(limits).replace('one of: ', '') or '-'} | {change} | "
+                     f"{spec.description} |")
+    return "\n".join(lines) + "\n"
 
 
 def qos(reliability: str, depth: int) -> QoSProfile:

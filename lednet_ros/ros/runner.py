@@ -19,16 +19,13 @@ def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
     lines = [f"usage: ros2 run lednet_ros {executable} [--ros-args -p NAME:=VALUE ...]", "",
              summary.strip().splitlines()[0], "", "parameters:"]
     for name, spec in specs.items():
-        limits = [f"{low}..{high}" for low, high in filter(None, (spec.integers, spec.floats))]
-        limits += [f"one of: {', '.join(spec.choices)}"] if spec.choices else []
-        limits += ["read-only"] if spec.read_only else []
+        limits = spec.limits()
         extra = f" [{'; '.join(limits)}]" if limits else ""
-        lines.append(f"  {name} ({type(spec.default).__name__}, default {spec.default!r}){extra}")
+        default = repr(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
+        if spec.by_weights:
+            default = "by the weights' class set" + (f"; CamVid {default}" if spec.default else "")
+        lines.append(f"  {name} ({spec.type_name}, default {default}){extra}")
         lines.append(f"      {spec.description}")
-    if any(name.startswith("ground.") for name in specs):
-        lines += ["  groups.names, groups.<name>, groups.obstacles, costmap.drivable (string "
-                  "lists, read-only)", "      Class groups of the ground grids; default: those "
-                  "of the weights' class set (config/lednet.yaml)."]
     return "\n".join(lines)
 
 

@@ -59,7 +59,8 @@ def ground_parameters(weights) -> dict:
         dataset = read_metadata(weights or default_weights_path()).dataset
     except CheckpointError:  # the node says what is wrong with the file when it starts
         dataset = ""
-    return {**DEMO_POSE, **({"groups.obstacle": CAMVID_OBSTACLES} if dataset == "camvid" else {})}
+    obstacles = {"groups.classes.obstacle": CAMVID_OBSTACLES} if dataset == "camvid" else {}
+    return {**DEMO_POSE, **obstacles}
 
 
 def start_process(module: str, parameters: dict, log_path: Path) -> subprocess.Popen:

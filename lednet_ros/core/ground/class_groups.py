@@ -17,20 +17,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Per class set: groups (name -> class names), the obstacle groups and the drivable groups.
+# Per class set, as the node's parameters groups.classes.<name>, groups.obstacle_groups and
+# groups.free_groups: groups (name -> class names), those that stand on the ground, those free.
 DEFAULT_GROUPS = {
     "camvid": {
-        "groups": {
+        "classes": {
             "drivable": ["road"],
             "sidewalk": ["pavement"],
             "obstacle": ["car", "pedestrian", "bicyclist", "pole", "fence", "sign symbol",
                          "building", "tree"],
         },
-        "obstacle": ["obstacle"],
-        "drivable": ["drivable"],
+        "obstacle_groups": ["obstacle"],
+        "free_groups": ["drivable"],
     },
     "cityscapes": {
-        "groups": {
+        "classes": {
             "drivable": ["road"],
             "sidewalk": ["sidewalk"],
             "terrain": ["terrain"],
@@ -38,8 +39,8 @@ DEFAULT_GROUPS = {
                          "vegetation", "person", "rider", "car", "truck", "bus", "train",
                          "motorcycle", "bicycle"],
         },
-        "obstacle": ["obstacle"],
-        "drivable": ["drivable"],
+        "obstacle_groups": ["obstacle"],
+        "free_groups": ["drivable"],
     },
 }
 
@@ -131,4 +132,5 @@ def default_class_groups(class_set_name: str, class_names: Sequence[str]) -> Cla
         raise ValueError(f"no default class groups for class set {class_set_name!r}; expected "
                          f"one of {sorted(DEFAULT_GROUPS)}")
     spec = DEFAULT_GROUPS[class_set_name]
-    return ClassGroups.build(class_names, spec["groups"], spec["obstacle"], spec["drivable"])
+    return ClassGroups.build(class_names, spec["classes"], spec["obstacle_groups"],
+                             spec["free_groups"])

@@ -53,6 +53,7 @@ MAX_CELLS_PER_SIDE = 4096
 DEFAULT_FOOTPRINT_RUN = 0.03
 # ...and the confidence its most confident pixel reaches (a road misread as tree is unsure)
 DEFAULT_FOOTPRINT_CONFIDENCE = 0.7
+MAX_FOOTPRINT_RUN = 0.5
 UNKNOWN = -1
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"],
                         "formats": [np.float32, np.float32, np.float32, np.float32, np.uint8],
@@ -225,10 +226,17 @@ def footprint_rows(obstacle: np.ndarray, min_run: int = 1, confidence: np.ndarra
     return footprint
 
 
+def check_footprint_run(fraction: float) -> float:
+    """``fraction`` when it is a footprint run 0..MAX_FOOTPRINT_RUN of the image height."""
+    if not 0.0 <= fraction <= MAX_FOOTPRINT_RUN:
+        raise ValueError(f"ground.footprint_run is {fraction} of the image height; expected 0 "
+                         f"to {MAX_FOOTPRINT_RUN}")
+    return fraction
+
+
 def footprint_run(fraction: float, label_height: int) -> int:
     """Pixels in a footprint run: ``fraction`` of the label image's height, at least 1."""
-    if not 0.0 <= fraction <= 0.5:
-        raise ValueError(f"footprint run {fraction} of the image height; expected 0 to 0.5")
+    check_footprint_run(fraction)
     return max(1, math.ceil(fraction * label_height - 1e-9))
 
 

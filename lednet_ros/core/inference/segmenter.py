@@ -71,6 +71,14 @@ def cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def check_output_resolution(output: str) -> str:
+    """``output`` when it is one of OUTPUT_RESOLUTIONS; else ValueError naming it."""
+    if output not in OUTPUT_RESOLUTIONS:
+        raise ValueError(f"output_resolution is {output!r}; expected one of "
+                         f"{', '.join(OUTPUT_RESOLUTIONS)}")
+    return output
+
+
 def check_input_size(size) -> tuple[int, int]:
     """(width, height) of positive integers up to MAX_INPUT_SIDE."""
     width, height = (int(v) for v in size)
@@ -183,8 +191,7 @@ class Segmenter:
             to the output size by nearest neighbour, so each pixel's confidence is that of its
             own label.
         """
-        if output not in OUTPUT_RESOLUTIONS:
-            raise ValueError(f"output resolution must be 'original' or 'network', got {output!r}")
+        check_output_resolution(output)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         size = check_input_size(input_size) if input_size else self.input_size

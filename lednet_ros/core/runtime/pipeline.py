@@ -16,21 +16,41 @@ import numpy as np
 
 from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
 from lednet_ros.core.runtime.occupancy import Occupancy, class_occupancy
-from lednet_ros.core.runtime.rendering import colorize, overlay
-from lednet_ros.core.inference.segmenter import OUTPUT_RESOLUTIONS, Segmenter, check_input_size
+from lednet_ros.core.runtime.rendering import check_overlay_alpha, colorize, overlay
+from lednet_ros.core.inference.segmenter import (
+    MAX_INPUT_SIDE, Segmenter, check_output_resolution,
+)
 
 MAX_GRID = 64
 
 
 @dataclass(frozen=True)
 class FrameSettings:
-    """What one frame is processed with (the node's runtime parameters)."""
+    """What one frame is processed with (the node's runtime parameters), checked when built.
+
+    Raises:
+        ValueError: a value outside its range or choices, named as the node's parameter.
+    """
 
     input_size: tuple[int, int] = (0, 0)  # network input (w, h); 0: the weights' width/height
     output_resolution: str = "original"  # labels at the image's size, or the network's
     overlay_alpha: float = 0.5
     grid: tuple[int, int] = (3, 3)  # occupancy region grid (rows, cols)
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self):
+        for name, value in zip(("input_width", "input_height"), self.input_size, strict=True):
+            if not 0 <= value <= MAX_INPUT_SIDE:
+                raise ValueError(f"{name} is {value}; expected 0 (the weights' size) to "
+                                 f"{MAX_INPUT_SIDE} pixels")
+        check_output_resolution(self.output_resolution)
+        check_overlay_alpha(self.overlay_alpha)
+        rows, cols = self.grid
+        if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
+            raise ValueError(f"region grid {rows}x{cols} (grid_rows x grid_cols) is outside "
+                             f"1..{MAX_GRID} per side")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels is {self.max_image_pixels}; expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -82,16 +102,12 @@ class Pipeline:
         return self.segmenter.describe(self.input_size(settings))
 
     def check(self, settings: FrameSettings) -> None:
-        """ValueError naming the value when ``settings`` cannot work for any frame."""
-        width, height = check_input_size(self.input_size(settings))
-        if settings.output_resolution not in OUTPUT_RESOLUTIONS:
-            raise ValueError(f"output_resolution is {settings.output_resolution!r}; expected one "
-                             f"of {', '.join(OUTPUT_RESOLUTIONS)}")
-        if not 0.0 <= settings.overlay_alpha <= 1.0:
-            raise ValueError(f"overlay alpha must be in [0, 1], got {settings.overlay_alpha}")
+        """ValueError naming the value when ``settings`` cannot work with these weights.
+
+        (Each value's own range was checked when ``settings`` was built.)
+        """
+        width, height = self.input_size(settings)
         rows, cols = settings.grid
-        if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
-            raise ValueError(f"region grid {rows}x{cols} is outside 1..{MAX_GRID} per side")
         if settings.output_resolution == "network" and (rows > height or cols > width):
             raise ValueError(
                 f"region grid {rows}x{cols} (rows x cols) does not fit the {width}x{height} "

@@ -1,0 +1,62 @@
+"""How the ground outputs are made: camera pose, grid, footprint rule, point clouds; checked once.
+
+One frozen object per configuration: the segmentation node builds a new one from its parameters
+when one changes (``ground.*``), so a frame is mapped with one consistent set of values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lednet_ros.core.ground.camera_geometry import CameraPose
+from lednet_ros.core.ground.mapping import (
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, check_footprint_run,
+)
+
+MAX_POINTS_STEP = 64
+
+
+@dataclass(frozen=True)
+class GroundSettings:
+    """The ground outputs' configuration (the node's ``ground.*`` parameters).
+
+    Attributes:
+        pose: the camera on the robot (unused with ``use_tf``: TF gives it per frame).
+        grid: cell size and extent of grids and costmap.
+        base_frame: frame of grids and points.
+        use_tf: take the pose from TF instead of ``pose``.
+        rectified: the images are rectified (camera_info's P, no distortion).
+        points_step: every Nth pixel goes into the ground and free point clouds.
+        footprint_run: a footprint's shortest run of obstacle pixels, fraction of the height.
+        footprint_confidence: the confidence the run's surest pixel reaches (0: any).
+        obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
+
+    Raises:
+        ValueError: a value outside its range, named as the node's parameter.
+    """
+
+    pose: CameraPose = field(default_factory=lambda: CameraPose(height=1.0, pitch=0.1))
+    grid: GridSpec = field(default_factory=GridSpec)
+    base_frame: str = "base_link"
+    use_tf: bool = False
+    rectified: bool = False
+    points_step: int = 4
+    footprint_run: float = DEFAULT_FOOTPRINT_RUN
+    footprint_confidence: float = DEFAULT_FOOTPRINT_CONFIDENCE
+    obstacle_points_height: float = 0.3
+    free_points_height: float = 0.0
+
+    def __post_init__(self):
+        if not self.base_frame:
+            raise ValueError("ground.base_frame is ''; expected a frame name such as base_link")
+        if not 1 <= self.points_step <= MAX_POINTS_STEP:
+            raise ValueError(f"ground.points_step is {self.points_step}; expected 1 to "
+                             f"{MAX_POINTS_STEP}")
+        check_footprint_run(self.footprint_run)
+        if not 0.0 <= self.footprint_confidence <= 1.0:
+            raise ValueError(f"ground.footprint_confidence is {self.footprint_confidence}; "
+                             "expected 0 to 1")
+        for name in ("obstacle_points_height", "free_points_height"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"ground.{name} is {getattr(self, name)}; expected metres")

@@ -1,0 +1,209 @@
+"""The segmentation node's parameters: every one in one table, and the settings made from them.
+
+From PARAMETERS come the declarations (with descriptors), `--help`, docs/parameters.md (a test
+compares them) and the checks of config/lednet.yaml and the README. The values turn into the
+core's settings objects, each checked once where it is built: :func:`frame_settings`,
+:func:`ground_settings`, :func:`class_groups`.
+
+Class groups live under ``groups.``: fixed names (``groups.names``, ``groups.obstacle_groups``,
+``groups.free_groups``) and, under ``groups.classes.``, one list per group the user names, so a
+group's name can never collide with a fixed one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from lednet_ros.core.ground.camera_geometry import CameraPose
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
+from lednet_ros.core.ground.mapping import (
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, MAX_FOOTPRINT_RUN, GridSpec,
+)
+from lednet_ros.core.ground.settings import MAX_POINTS_STEP, GroundSettings
+from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
+from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
+from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
+from lednet_ros.core.runtime.pipeline import MAX_GRID, FrameSettings
+from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare
+
+ANGLE = (-math.pi, math.pi)
+CAMVID_GROUPS = DEFAULT_GROUPS["camvid"]
+GROUP_CLASSES = "groups.classes.<name>"
+
+PARAMETERS = {
+    # ---- model (read-only)
+    "weights": Spec("", "Path of a LEDNet weights file (.safetensors with metadata); '' = the "
+                    "packaged CamVid weights. Restart to change.", read_only=True),
+    "device": Spec("auto", "Inference device: auto (cuda if available, else cpu), cpu, cuda or "
+                   "cuda:N.", read_only=True),
+    "precision": Spec(PRECISIONS[0], "Arithmetic precision: auto (the fastest whose labels "
+                      "agree with fp32), fp32 (exact), fp16 (CUDA) or bf16 (CPUs with native "
+                      "bf16).", read_only=True, choices=PRECISIONS),
+    "engine": Spec("auto", "Inference engine: auto (the fastest measured for this device and "
+                   "CPU), or one of the listed engines.", read_only=True, choices=ENGINES),
+    # ---- each frame (runtime): FrameSettings
+    "input_width": Spec(0, "Network input width in pixels; 0 = the weights' training width.",
+                        integers=(0, MAX_INPUT_SIDE)),
+    "input_height": Spec(0, "Network input height in pixels; 0 = the weights' training height.",
+                         integers=(0, MAX_INPUT_SIDE)),
+    "output_resolution": Spec("original", "Size of labels, colour mask and overlay: original "
+                              "(the input image's) or network (the network input's).",
+                              choices=OUTPUT_RESOLUTIONS),
+    "overlay_alpha": Spec(0.5, "Weight of the colour mask in the overlay, 0 (image only) to 1 "
+                          "(mask only).", floats=(0.0, 1.0)),
+    "grid_rows": Spec(3, "Rows of the occupancy region grid.", integers=(1, MAX_GRID)),
+    "grid_cols": Spec(3, "Columns of the occupancy region grid.", integers=(1, MAX_GRID)),
+    "max_image_pixels": Spec(DEFAULT_MAX_PIXELS, "Frames with more pixels (width x height) are "
+                             "rejected.", integers=(1, 2**31 - 1)),
+    "no_frames_timeout": Spec(5.0, "Seconds without a frame while the image topic has "
+                              "publishers before warning once (0 disables).",
+                              floats=(0.0, 3600.0)),
+    # ---- topics (read-only)
+    "publish_class_topics": Spec(False, "Also publish each class's pixel fraction on "
+                                 "~/occupancy/<class> (std_msgs/Float32).", read_only=True),
+    "input_compressed": Spec(False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) "
+                             "instead of image.", read_only=True),
+    "qos_reliability": Spec("best_effort", "Reliability of the image and camera_info "
+                            "subscriptions: best_effort (sensor data) or reliable.",
+                            read_only=True, choices=tuple(RELIABILITY)),
+    "qos_depth": Spec(1, "History depth of the image and camera_info subscriptions.",
+                      read_only=True, integers=(1, 1000)),
+    # ---- the ~/adapt service (runtime)
+    "adapt.frames": Spec(60, "Frames the ~/adapt service gathers from the stream before it "
+                         "recomputes the BatchNorm statistics for this camera.",
+                         integers=(2, 10000)),
+    "adapt.timeout": Spec(60.0, "Seconds ~/adapt waits for its frames before it gives up.",
+                          floats=(1.0, 3600.0)),
+    "adapt.output": Spec("", "Where ~/adapt writes the adapted weights (.safetensors) for the "
+                         "next start ('' = not written)."),
+    # ---- class groups of the ground outputs (read-only; defaults from the weights' class set)
+    "groups.names": Spec(tuple(CAMVID_GROUPS["classes"]), "Names of the class groups mapped on "
+                         "the ground (letters, digits, _), in the order of the ~/grid/<group> "
+                         "topics.", read_only=True, by_weights=True),
+    GROUP_CLASSES: Spec((), "Classes (of the weights) in group <name>, one list per name "
+                        "in groups.names; CamVid: drivable [road], sidewalk [pavement], "
+                        "obstacle [car, pedestrian, bicyclist, pole, fence, sign symbol, "
+                        "building, tree].", read_only=True, by_weights=True),
+    "groups.obstacle_groups": Spec(tuple(CAMVID_GROUPS["obstacle_groups"]), "Groups that stand "
+                                   "on the ground: only their ground contact is mapped; cells "
+                                   "behind them stay unknown.", read_only=True, by_weights=True),
+    "groups.free_groups": Spec(tuple(CAMVID_GROUPS["free_groups"]), "Groups where the costmap "
+                               "is free (0); other mapped groups cost 100.", read_only=True,
+                               by_weights=True),
+    # ---- ground outputs: GroundSettings
+    "ground.base_frame": Spec("base_link", "Frame of the grids and points (the robot's base, "
+                              "REP-103: x forward, y left, z up).", read_only=True),
+    "ground.camera_x": Spec(0.0, "Camera position ahead of base_frame's origin (m).",
+                            floats=(-100.0, 100.0)),
+    "ground.camera_y": Spec(0.0, "Camera position left of base_frame's origin (m).",
+                            floats=(-100.0, 100.0)),
+    "ground.camera_height": Spec(1.0, "Camera height above the ground (m, > 0).",
+                                 floats=(0.0, 100.0)),
+    "ground.camera_roll": Spec(0.0, "Camera roll (rad).", floats=ANGLE),
+    "ground.camera_pitch": Spec(0.1, "Camera pitch (rad, positive = looking down).",
+                                floats=ANGLE),
+    "ground.camera_yaw": Spec(0.0, "Camera yaw (rad, positive = turned left).", floats=ANGLE),
+    "ground.use_tf": Spec(False, "Take the camera pose from TF (base_frame <- the image's "
+                          "frame_id) instead of the camera_* parameters; needs tf2_ros.",
+                          read_only=True),
+    "ground.rectified": Spec(False, "The image is rectified (image_rect): use camera_info's P "
+                             "and no distortion; else K and D.", read_only=True),
+    "ground.resolution": Spec(0.1, "Grid cell size (m).", floats=(0.01, 10.0)),
+    "ground.range": Spec(20.0, "Grid length ahead of the camera (m).", floats=(0.1, 1000.0)),
+    "ground.width": Spec(10.0, "Grid width across, centred on the camera (m).",
+                         floats=(0.1, 1000.0)),
+    "ground.points_step": Spec(4, "Every Nth pixel (in both directions) goes into "
+                               "~/ground_points and ~/free_points.",
+                               integers=(1, MAX_POINTS_STEP)),
+    "ground.footprint_run": Spec(DEFAULT_FOOTPRINT_RUN, "Shortest vertical run of obstacle "
+                                 "pixels that makes a footprint, as a fraction of the label "
+                                 "image's height (0: a single pixel); shorter runs below it "
+                                 "count as nothing; its bottom rows, as many, mark the obstacle.",
+                                 floats=(0.0, MAX_FOOTPRINT_RUN)),
+    "ground.footprint_confidence": Spec(DEFAULT_FOOTPRINT_CONFIDENCE, "Confidence (softmax "
+                                        "maximum, 0..1) the most confident pixel of a "
+                                        "footprint's run reaches (0: any run).",
+                                        floats=(0.0, 1.0)),
+    "ground.obstacle_points_height": Spec(0.3, "Height (m) of ~/obstacle_points above the "
+                                          "ground: inside the marking source's "
+                                          "min/max_obstacle_height.", floats=(-10.0, 10.0)),
+    "ground.free_points_height": Spec(0.0, "Height (m) of ~/free_points above the ground: "
+                                      "inside the clearing source's min/max_obstacle_height.",
+                                      floats=(-10.0, 10.0)),
+}
+FIXED_PARAMETERS = {name: spec for name, spec in PARAMETERS.items() if not spec.by_weights}
+# Names of earlier releases: a params file that still uses one stops the node, naming the new one.
+RENAMED = {"groups.obstacles": "groups.obstacle_groups", "costmap.drivable": "groups.free_groups"}
+GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def frame_settings(values: dict) -> FrameSettings:
+    """FrameSettings from parameter values (name -> value); ValueError naming a bad one."""
+    return FrameSettings(
+        input_size=(values["input_width"], values["input_height"]),
+        output_resolution=values["output_resolution"],
+        overlay_alpha=values["overlay_alpha"],
+        grid=(values["grid_rows"], values["grid_cols"]),
+        max_image_pixels=values["max_image_pixels"],
+    )
+
+
+def ground_settings(values: dict) -> GroundSettings:
+    """GroundSettings from the ``ground.*`` values; ValueError naming a bad one."""
+    ground = {name[len("ground."):]: value for name, value in values.items()
+              if name.startswith("ground.")}
+    pose = CameraPose(**{name: ground.pop(f"camera_{name}")
+                         for name in ("x", "y", "height", "roll", "pitch", "yaw")})
+    grid = GridSpec(**{name: ground.pop(name) for name in ("resolution", "range", "width")})
+    return GroundSettings(pose=pose, grid=grid, **ground)
+
+
+def group_defaults(dataset: str) -> dict[str, list[str]]:
+    """Return the class-group parameters' defaults for a class set (empty lists for none)."""
+    spec = DEFAULT_GROUPS.get(dataset, {"classes": {}, "obstacle_groups": [], "free_groups": []})
+    return {"groups.names": list(spec["classes"]),
+            "groups.obstacle_groups": list(spec["obstacle_groups"]),
+            "groups.free_groups": list(spec["free_groups"]),
+            **{f"groups.classes.{name}": list(classes)
+               for name, classes in spec["classes"].items()}}
+
+
+def group_parameters(names: list[str]) -> dict[str, Spec]:
+    """Return the specs of ``groups.classes.<name>`` per group name; ValueError for a bad name."""
+    for name in names:
+        if not GROUP_NAME.fullmatch(name):
+            raise ValueError(f"groups.names holds {name!r}; expected names of letters, digits "
+                             "and _ that start with a letter")
+    return {GROUP_CLASSES.replace("<name>", name): PARAMETERS[GROUP_CLASSES] for name in names}
+
+
+def declare_groups(node, dataset: str) -> dict[str, object]:
+    """Declare the ``groups.*`` parameters with the defaults of the weights' class set."""
+    defaults = group_defaults(dataset)
+    values = declare(node, {n: s for n, s in PARAMETERS.items() if s.by_weights}, defaults)
+    return values | declare(node, group_parameters(values["groups.names"]), defaults)
+
+
+def class_groups(values: dict, class_names) -> ClassGroups:
+    """ClassGroups from the ``groups.*`` values; ValueError naming a bad group or class."""
+    names = values["groups.names"]
+    return ClassGroups.build(
+        list(class_names), {name: values[f"groups.classes.{name}"] for name in names},
+        obstacle=values["groups.obstacle_groups"], drivable=values["groups.free_groups"])
+
+
+def refuse_renamed(given: list[str]) -> None:
+    """Stop on a parameter given under an earlier release's name (``given``: undeclared names).
+
+    Raises:
+        ConfigurationError: ``groups.obstacles``, ``costmap.drivable`` or ``groups.<name>``,
+            naming what it is called now.
+    """
+    for name in set(given) - set(PARAMETERS):
+        new = RENAMED.get(name)
+        if new is None and name.startswith("groups.") and name.count(".") == 1:
+            new = f"groups.classes.{name[len('groups.'):]}"
+        if new is not None:
+            raise ConfigurationError(f"parameter {name} is now called {new}; rename it in the "
+                                     "parameters file or launch file")
