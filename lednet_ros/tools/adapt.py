@@ -37,7 +37,7 @@ from lednet_ros.core.inference.checkpoint import (
 )
 from lednet_ros.core.data.frame_sampling import FrameSamplingError, Source, gather_frames
 from lednet_ros.core.inference.segmenter import check_input_size, default_weights_path
-from lednet_ros.arguments import parse_size
+from lednet_ros.arguments import attribute_docs, parse_size
 
 
 def progress_bar(description: str):
@@ -53,23 +53,16 @@ def progress_bar(description: str):
     return bar, update
 
 
-SELF_TRAINING_HELP = {
-    "epochs": "passes over the frames",
-    "lr": "Adam's learning rate",
-    "threshold": "confidence (softmax maximum) a pseudo-labelled pixel reaches",
-    "class_quantile": "or, when lower, this quantile of its class's confidences (0: off)",
-    "refresh_labels": "pseudo-labels made again before every epoch",
-    "freeze_bn": "BatchNorm statistics fixed while fine-tuning",
-    "class_balanced": "cross-entropy weighted by 1 / ln(1.02 + class frequency)",
-    "flip_labels": "pseudo-labels from each frame and its mirror image",
-}
+# The self-training settings a user sets here; their help is SelfTrainingSettings' own text.
+SELF_TRAINING_OPTIONS = ("epochs", "lr", "threshold", "class_quantile", "refresh_labels",
+                         "freeze_bn", "class_balanced", "flip_labels")
 
 
 def add_self_training_arguments(group) -> None:
-    """Add an option per SelfTrainingSettings field of SELF_TRAINING_HELP, with its default."""
-    defaults = SelfTrainingSettings()
-    for name, help_text in SELF_TRAINING_HELP.items():
-        default = getattr(defaults, name)
+    """Add an option per field of SELF_TRAINING_OPTIONS, with its text and default."""
+    defaults, texts = SelfTrainingSettings(), attribute_docs(SelfTrainingSettings)
+    for name in SELF_TRAINING_OPTIONS:
+        default, help_text = getattr(defaults, name), texts[name].rstrip(".")
         kind = argparse.BooleanOptionalAction if isinstance(default, bool) else None
         group.add_argument(f"--{name.replace('_', '-')}", default=default,
                            **({"action": kind} if kind else {"type": type(default)}),
@@ -110,8 +103,7 @@ def main(argv=None) -> int:
         model, metadata = load_weights(weights)
         input_size = check_input_size(args.input_size or metadata.input_size)
         settings = SelfTrainingSettings(
-            **{name: getattr(args, name) for name in SELF_TRAINING_HELP}, seed=args.seed)
-        settings.check()
+            **{name: getattr(args, name) for name in SELF_TRAINING_OPTIONS}, seed=args.seed)
         sources = [Source(path, args.topic) for path in args.source]
         bar, update = progress_bar("reading frames")
         with bar:

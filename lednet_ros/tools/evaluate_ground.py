@@ -104,18 +104,17 @@ def main(argv=None) -> int:
                                            input_size=args.input_size)
         grid = GridSpec(resolution=args.resolution, range=args.range, width=args.width)
         mapper = GroundMapper(default_class_groups("camvid", segmenter.class_names))
-        agreement, started, camera = GroundAgreement(), time.perf_counter(), None
+        size = tuple(args.labels_size)
+        rows_kept = keep_top(dataset.load(0)[1], args.keep_top).shape[0]  # every frame's
+        camera, pose = read_cityscapes_camera(args.camera or args.data_path / "camera.json",
+                                              rows_kept)
+        camera, run = camera.scaled(*size), footprint_run(args.footprint_run, size[1])
+        agreement, started = GroundAgreement(), time.perf_counter()
         for index in range(len(dataset)):
             image, truth = (keep_top(a, args.keep_top) for a in dataset.load(index))
-            if camera is None:
-                camera, pose = read_cityscapes_camera(args.camera or args.data_path
-                                                      / "camera.json", image.shape[0])
-                camera = camera.scaled(*args.labels_size)
-            size = tuple(args.labels_size)
             predicted, confidence, truth = (
                 cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
                 for image in (*segmenter.predict(image, confidence=True), truth))
-            run = footprint_run(args.footprint_run, size[1])
             agreement.add(mapper.map(truth, camera, pose, grid),
                           mapper.map(predicted, camera, pose, grid, run, confidence,
                                      args.footprint_confidence))

@@ -106,7 +106,7 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
 
 @dataclass(frozen=True)
 class SelfTrainingSettings:
-    """How self-training runs (recorded in the adapted weights' metadata).
+    """How self-training runs (recorded in the adapted weights' metadata); checked when built.
 
     Attributes:
         epochs: passes over the frames.
@@ -141,7 +141,7 @@ class SelfTrainingSettings:
     bn_batch_size: int = BN_BATCH_SIZE
     seed: int = 0
 
-    def check(self) -> None:
+    def __post_init__(self):
         """AdaptationError naming the first setting out of range."""
         checks = {
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
@@ -262,7 +262,6 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
         settings: epochs, thresholds, augmentation...
         progress: called with (steps done, steps in all).
     """
-    settings.check()
     steps = _StepCounter(progress, total=self_training_steps(len(frames), settings))
     bn = dict(batch_size=settings.bn_batch_size, seed=settings.seed)
     adapted = recompute_bn_statistics(model, frames, input_size, mean, std, **bn,
