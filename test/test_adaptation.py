@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from drawn_scenes import dark_streets
 from lednet_ros.core.adaptation.methods import (
     AdaptationError,
     SelfTrainingSettings,
@@ -242,17 +243,6 @@ def test_unreadable_sources_and_too_few_frames_are_refused_by_name(sources, tmp_
 
 # ---- BatchNorm statistics and self-training ----------------------------------------------------
 
-def made_street(count: int, seed: int = 0) -> list[np.ndarray]:
-    """Dark frames with a light top: a camera unlike any the random model saw."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(count):
-        rgb = rng.integers(0, 60, (SIZE[1], SIZE[0], 3)).astype(np.uint8)
-        rgb[: SIZE[1] // 3] += 150
-        frames.append(rgb)
-    return frames
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -265,7 +255,7 @@ def state(model) -> dict:
 
 def test_bn_changes_only_batchnorm_statistics_and_leaves_the_model_given(model):
     before = state(model)
-    adapted = recompute_bn_statistics(model, made_street(6), INPUT, [0.0] * 3, [1.0] * 3,
+    adapted = recompute_bn_statistics(model, dark_streets(6, SIZE), INPUT, [0.0] * 3, [1.0] * 3,
                                       batch_size=3)
     after = adapted.state_dict()
     statistics = {k for k in after if k.endswith(("running_mean", "running_var",
@@ -281,9 +271,9 @@ def test_bn_changes_only_batchnorm_statistics_and_leaves_the_model_given(model):
 
 def test_bn_refuses_a_single_frame_and_a_batch_of_one(model):
     with pytest.raises(AdaptationError, match="1 frames: BatchNorm statistics need at least 2"):
-        recompute_bn_statistics(model, made_street(1), INPUT, [0.0] * 3, [1.0] * 3)
+        recompute_bn_statistics(model, dark_streets(1, SIZE), INPUT, [0.0] * 3, [1.0] * 3)
     with pytest.raises(AdaptationError, match="batch size 1"):
-        recompute_bn_statistics(model, made_street(4), INPUT, [0.0] * 3, [1.0] * 3,
+        recompute_bn_statistics(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3,
                                 batch_size=1)
 
 
@@ -318,12 +308,12 @@ def test_self_training_adapts_a_copy(model):
     settings = SelfTrainingSettings(epochs=1, batch_size=2, bn_batch_size=2, threshold=0.3,
                                     class_quantile=0.5, refresh_labels=True,
                                     class_balanced=True, freeze_bn=False)
-    adapted = self_train(model, made_street(4), INPUT, [0.0] * 3, [1.0] * 3, settings)
+    adapted = self_train(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3, settings)
     weights = [k for k, v in before.items() if v.is_floating_point() and "running" not in k]
     assert any(not torch.equal(adapted.state_dict()[k], before[k]) for k in weights)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(AdaptationError, match="threshold = 1.5"):
-        self_train(model, made_street(4), INPUT, [0.0] * 3, [1.0] * 3,
+        self_train(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3,
                    SelfTrainingSettings(threshold=1.5))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from drawn_scenes import sky_road_card
 from lednet_ros.core.inference.checkpoint import CheckpointError, load_weights
 from lednet_ros.core.inference.model import LEDNet, channel_shuffle, count_parameters
 from lednet_ros.tools.segment_files import main as segment_files
@@ -85,7 +86,7 @@ def test_offline_entry_point_refuses_oversized_images_and_goes_on(random_weights
 
     (tmp_path / "bomb.png").write_bytes(png_declaring(30000, 30000))
     good = tmp_path / "good.png"
-    cv2.imwrite(str(good), np.full((64, 96, 3), 120, np.uint8))
+    cv2.imwrite(str(good), sky_road_card(64, 96)[..., ::-1])
     out = tmp_path / "out"
     assert segment_files([str(tmp_path / "bomb.png"), str(good), "--weights", str(random_weights),
                           "--out", str(out)]) == 1

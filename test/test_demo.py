@@ -19,6 +19,7 @@ except ImportError as exc:
 import rclpy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
+from drawn_scenes import street  # noqa: E402
 from lednet_ros.tools.demo import DEFAULT_SOURCE  # noqa: E402
 from lednet_ros.core.data.classes import CAMVID, CITYSCAPES  # noqa: E402
 from ros_helpers import (  # noqa: E402
@@ -26,22 +27,11 @@ from ros_helpers import (  # noqa: E402
 )
 
 
-def street_frame(height: int, width: int, shift: int) -> np.ndarray:
-    """Make an RGB frame: sky, buildings, road, and a red box that moves with ``shift``."""
-    rgb = np.zeros((height, width, 3), np.uint8)
-    rgb[: height // 3] = (120, 170, 230)
-    rgb[height // 3: height // 2] = (140, 100, 80)
-    rgb[height // 2:] = (100, 100, 100)
-    x = shift % (width - 20)
-    rgb[height // 2: height // 2 + 20, x: x + 20] = (210, 30, 30)
-    return rgb
-
-
 def write_video(path, frames: int, size=(160, 120)):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
     assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
     for index in range(frames):
-        writer.write(street_frame(size[1], size[0], 7 * index)[:, :, ::-1])
+        writer.write(street(size[1], size[0], shift=7 * index)[:, :, ::-1])
     writer.release()
     return path
 
@@ -101,7 +91,7 @@ def test_camera_publisher_publishes_a_folder_resized_then_finishes(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     for index in range(3):
-        bgr = street_frame(64, 128, 20 * index)[:, :, ::-1]
+        bgr = street(64, 128, shift=20 * index)[:, :, ::-1]
         cv2.imwrite(str(folder / f"{index:02d}.png"), bgr)
     (folder / "03_broken.png").write_bytes(b"not a png")
     namespace = "/camera_publisher_test"
@@ -128,7 +118,7 @@ def test_camera_publisher_publishes_a_folder_resized_then_finishes(tmp_path):
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received]
     assert stamps == sorted(stamps) and stamps[0] > 0
     first = np.frombuffer(received[0].data, np.uint8).reshape(32, 64, 3)
-    expected = cv2.resize(street_frame(64, 128, 0), (64, 32), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(street(64, 128), (64, 32), interpolation=cv2.INTER_AREA)
     assert np.abs(first[:, :, ::-1].astype(int) - expected).max() <= 1  # bgr8 of the RGB frame
     for info in infos.messages:
         assert (info.width, info.height, info.k[0], info.k[2]) == (64, 32, 64.0, 32.0)

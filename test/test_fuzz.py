@@ -43,6 +43,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from drawn_scenes import sky_road_card  # noqa: E402
 from lednet_ros.core.inference.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, metrics_summary, read_metadata,
 )
@@ -763,7 +764,7 @@ def malformed_frames(count: int, seed: int = 7) -> list[Image]:
 
 def test_the_node_survives_malformed_frames_and_counts_them(random_weights):
     frames = malformed_frames(30)
-    good = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    good = sky_road_card()  # 160 x 96: max_image_pixels exactly
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     with ros_context() as context:
         namespace = "/fuzz_node"

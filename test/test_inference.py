@@ -1,7 +1,7 @@
 """Inference engines (lednet_ros/core/inference/engines.py) and the choice of engine and precision.
 
-Stated tolerances, against eager PyTorch fp32 on real CamVid test frames (../shared; a made
-street frame where that is absent), at the weights' input size and at a second size, per frame,
+Stated tolerances, against eager PyTorch fp32 on real CamVid test frames (../shared; drawn
+road scenes where that is absent), at the weights' input size and at a second size, per frame,
 for each engine and precision (TOLERANCES, each with the CPU it was measured on):
 - fp32 CPU engines (onnxruntime, openvino f32): labels equal on >= 99.999% of pixels (measured
   over the whole CamVid test split, 40.3M pixels: ONNX Runtime 5 and OpenVINO 7 pixels differ,
@@ -21,12 +21,12 @@ from __future__ import annotations
 import copy
 import re
 
-import cv2
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from drawn_scenes import road_scene
 from lednet_ros.core.inference.checkpoint import load_weights
 from lednet_ros.core.inference.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.data.datasets import read_rgb
@@ -54,26 +54,13 @@ def model():
     return load_weights(default_weights_path())[0]
 
 
-def street(height=128, width=256, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rgb = np.zeros((height, width, 3), np.float64)
-    rgb[: height // 3] = (235, 238, 242)
-    rgb[height // 3: height // 2] = (120, 100, 90)
-    rgb[height // 2:] = (85, 83, 90)
-    rgb[height // 3: 3 * height // 4, : width // 6] = (60, 90, 40)
-    rgb = np.clip(rgb + rng.normal(0, 8, rgb.shape), 0, 255).astype(np.uint8)
-    cv2.rectangle(rgb, (width // 2, height // 2), (width // 2 + 40, height // 2 + 20),
-                  (40, 40, 120), -1)
-    return rgb
-
-
 @pytest.fixture(scope="module")
 def frames(request) -> list[np.ndarray]:
-    """Three CamVid test frames (480x360), or made street frames where ../shared is absent."""
+    """Three CamVid test frames (480x360), or drawn road scenes where ../shared is absent."""
     try:
         root = request.getfixturevalue("camvid_root")
     except pytest.skip.Exception:
-        return [street(360, 480, seed) for seed in range(3)]
+        return [road_scene(seed=seed) for seed in range(3)]
     paths = sorted((root / "test").glob("*.png"))
     return [read_rgb(paths[i * (len(paths) - 1) // 2]) for i in range(3)]
 
@@ -316,7 +303,7 @@ def test_folding_uses_pytorch_and_keeps_the_logits(model, inputs):
 
 
 def test_preprocess_normalises_with_the_weights_mean_and_std():
-    rgb = street(6, 10)
+    rgb = road_scene(6, 10)
     mean, std = [0.3, 0.4, 0.5], [0.2, 0.25, 0.3]
     with torch.inference_mode():  # the node's context; the constants must not be inference-only
         x = preprocess(rgb, (10, 6), mean, std)
@@ -357,15 +344,15 @@ def test_segmenter_prepares_input_where_its_engine_reads_it(model):
     """
     meta = load_weights(default_weights_path())[1]
     segmenter = Segmenter(model, meta, device="cpu", engine="torch", input_size=(64, 32))
-    x = segmenter._input(street(), (64, 32))
+    x = segmenter._input(road_scene(128, 256), (64, 32))
     assert (x.device, x.dtype, tuple(x.shape)) == (CPU, torch.float32, (1, 3, 32, 64))
-    assert segmenter.segment(street()).shape == (128, 256)
+    assert segmenter.segment(road_scene(128, 256)).shape == (128, 256)
     for engine in sorted(installed_runtimes()):
         segmenter = Segmenter(model, meta, device="cpu", engine=engine, input_size=(64, 32))
-        array = segmenter._input(street(), (64, 32))
+        array = segmenter._input(road_scene(128, 256), (64, 32))
         assert isinstance(array, np.ndarray) and array.dtype == np.float32
         np.testing.assert_allclose(array, x.numpy(), rtol=0, atol=1e-6)
-        assert segmenter.segment(street()).shape == (128, 256)
+        assert segmenter.segment(road_scene(128, 256)).shape == (128, 256)
 
 
 def test_network_input_matches_preprocess_for_any_normalisation():

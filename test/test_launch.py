@@ -259,6 +259,28 @@ def test_params_file_applies_to_the_node_under_a_namespace(tmp_path):
         assert applied == expected
 
 
+def test_the_class_groups_example_of_the_docs_runs_on_the_packaged_weights(tmp_path):
+    """docs/ground.md's groups file, as a user copies it, gives the node those groups."""
+    text = (REPO / "docs" / "ground.md").read_text()
+    example = text[text.index("**Class groups.**"):]
+    example = example[example.index("```yaml\n") + 8:example.index("```\n", 8)]
+    params_file = tmp_path / "groups.yaml"
+    params_file.write_text(example)
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "--params-file", str(params_file),
+                                      "-p", "engine:=torch", "-p", "precision:=fp32"])
+    try:
+        node = SegmentationNode(context=context, namespace="/groups_example_test")
+        groups = node.ground.groups
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert groups.names == ("road", "walkway", "things")
+    assert groups.is_obstacle == (False, False, True)
+    assert groups.is_drivable == (True, True, False)
+    assert len(groups.class_ids[2]) == 7
+
+
 # ---- Fast DDS profile -------------------------------------------------------------------------
 
 def test_fastdds_profile_carries_4k_frames_over_shared_memory_and_keeps_udp():

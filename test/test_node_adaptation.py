@@ -16,7 +16,7 @@ pytest.importorskip("std_srvs.srv", reason="std_srvs is not installed")
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from drawn_scenes import sky_road_card  # noqa: E402
+from drawn_scenes import exposed_card  # noqa: E402
 from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 from ros_helpers import make_image, wait_for_subscribers, wait_until  # noqa: E402
@@ -36,12 +36,6 @@ def status_values(rig, diagnostics) -> dict:
             if status.name == f"{rig.name}: segmentation":
                 return {kv.key: kv.value for kv in status.values}
     return {}
-
-
-def street(seed: int) -> np.ndarray:
-    """Return a made street frame, darker or lighter by seed (a camera of its own)."""
-    rgb = sky_road_card(seed=seed).astype(np.float32) * (0.55 + 0.1 * (seed % 4))
-    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp_path):
@@ -66,7 +60,7 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
         sent += 1
         labels.wait(sent, timeout=20)
 
-    send(street(0))
+    send(exposed_card(0))
     answer = call(client)
     assert answer.success, answer.message
     assert answer.message == "gathering the next 3 frames, then adapting in the background"
@@ -74,7 +68,7 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
     assert not again.success and "already adapting: gathering frames (0/3)" in again.message
     original = rig.node.segmenter
     for seed in (1, 2, 3):
-        send(street(seed))
+        send(exposed_card(seed))
     wait_until(output.exists, 30, "the adapted weights file")
     wait_until(lambda: rig.node._adapt.live.adaptations == 1, 30, "the adaptation to finish")
 
@@ -84,7 +78,7 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
     assert adaptation["sources"][0]["kind"] == "live topic"
     assert meta.reported_mean_iou is None and meta.metrics == {}
 
-    last = street(5)
+    last = exposed_card(5)
     send(last)  # the worker swaps the adapted segmenter in before this frame
     assert rig.node.segmenter is not original
     expected = Segmenter(*load_weights(output), device="cpu", engine="torch").segment(last)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not installed")
@@ -26,6 +25,7 @@ except ImportError as exc:
 import rclpy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from drawn_scenes import street  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
 from node_rig import LATCHED, RELIABLE  # noqa: E402
 from ros_helpers import (  # noqa: E402
@@ -50,10 +50,7 @@ def frames_folder(tmp_path_factory) -> Path:
     """Two small street-like frames; the camera publisher scales them up to 2048x1024."""
     folder = tmp_path_factory.mktemp("transport_frames")
     for index in range(2):
-        rgb = np.zeros((128, 256, 3), np.uint8)
-        rgb[:64] = (90, 140, 200)
-        rgb[64:] = (110, 110, 110)
-        rgb[40:100, 40 + 80 * index:100 + 80 * index] = (200, 30, 30)
+        rgb = street(128, 256, shift=80 * index)
         cv2.imwrite(str(folder / f"frame_{index}.png"), rgb[:, :, ::-1])
     return folder
 
