@@ -61,8 +61,8 @@ def random_weights(tmp_path_factory) -> Path:
     """
     import torch
 
-    from lednet_ros.core.inference.checkpoint import WeightsMetadata, save_weights
     from lednet_ros.core.data.classes import CITYSCAPES
+    from lednet_ros.core.inference.checkpoint import WeightsMetadata, save_weights
     from lednet_ros.core.inference.model import LEDNet
 
     torch.manual_seed(0)
@@ -79,8 +79,9 @@ def small_shipped_segmenter():
     Their outputs follow the input (a random model labels every pixel alike, so it could not
     tell frames apart).
     """
-    from drawn_scenes import MADE_SIZE
     from lednet_ros.core.inference.segmenter import Segmenter
+
+    from drawn_scenes import MADE_SIZE
 
     return Segmenter.from_weights(None, engine="torch", input_size=MADE_SIZE)
 

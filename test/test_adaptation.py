@@ -17,41 +17,27 @@ import numpy as np
 import pytest
 import torch
 
-from drawn_scenes import dark_streets
 from lednet_ros.core.adaptation.methods import (
-    AdaptationError,
-    SelfTrainingSettings,
-    adapted_metadata,
-    pseudo_labels,
-    recompute_bn_statistics,
-    self_train,
-    settings_record,
+    AdaptationError, SelfTrainingSettings, adapted_metadata, pseudo_labels,
+    recompute_bn_statistics, self_train, settings_record,
 )
 from lednet_ros.core.data.bags import write_bag
-from lednet_ros.core.inference.checkpoint import (
-    file_sha256,
-    load_weights,
-    metrics_summary,
-    read_metadata,
-)
 from lednet_ros.core.data.classes import (
-    CAMVID,
-    CITYSCAPES_LABEL_TO_CAMVID,
-    CITYSCAPES_LABEL_TO_TRAIN_ID,
-    lookup_table,
+    CAMVID, CITYSCAPES_LABEL_TO_CAMVID, CITYSCAPES_LABEL_TO_TRAIN_ID, lookup_table,
 )
-from lednet_ros.core.data.datasets import CityscapesAsCamVid, Cityscapes, keep_top, open_split
+from lednet_ros.core.data.datasets import Cityscapes, CityscapesAsCamVid, keep_top, open_split
 from lednet_ros.core.data.frame_sampling import (
-    FrameSamplingError,
-    Source,
-    frames_per_source,
-    gather_frames,
-    spread_indices,
+    FrameSamplingError, Source, frames_per_source, gather_frames, spread_indices,
+)
+from lednet_ros.core.inference.checkpoint import (
+    file_sha256, load_weights, metrics_summary, read_metadata,
 )
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
 from lednet_ros.tools import evaluate_cityscapes, evaluate_ground
+
+from drawn_scenes import dark_streets
 
 # the weights packaged before robust_v1 (run 6): bound to CamVid's camera, kept for these tests
 RUN6_WEIGHTS = (default_weights_path().parents[2] / "training" / "checkpoints"

@@ -18,11 +18,12 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
-from training import train  # noqa: E402
 from lednet_ros.core.data.datasets import CamVid, Cityscapes, DatasetError, open_split  # noqa: E402
+from training import train  # noqa: E402
 from training.presets import train_preset  # noqa: E402
 from training.transforms import (  # noqa: E402
-    Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor)
+    Compose, RandomCrop, RandomHorizontalFlip, RandomScale, RandomTranslate, Resize, ToTensor,
+)
 
 # cityscapesScripts helpers/labels.py: labelId -> trainId for the 19 evaluated classes; every other
 # id (0-6, 9, 10, 14-16, 18, 29, 30, and anything above 33) is ignored (255).

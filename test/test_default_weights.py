@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.inference.checkpoint import load_weights, read_metadata
 from lednet_ros.core.data.classes import CAMVID
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata
 from lednet_ros.core.inference.model import count_parameters
 from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
+
 from drawn_scenes import road_scene
 
 

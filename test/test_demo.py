@@ -19,9 +19,10 @@ except ImportError as exc:
 import rclpy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from drawn_scenes import street  # noqa: E402
-from lednet_ros.tools.demo import DEFAULT_SOURCE  # noqa: E402
 from lednet_ros.core.data.classes import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.tools.demo import DEFAULT_SOURCE  # noqa: E402
+
+from drawn_scenes import street  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, ros_context, run_process, spinning, wait_until,
 )

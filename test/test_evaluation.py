@@ -13,10 +13,10 @@ import pytest
 
 from lednet_ros.core.data.bags import BagError, BagTopics, read_frames, write_bag
 from lednet_ros.core.data.datasets import CamVid
-from lednet_ros.tools.evaluate_bag import evaluate_bag
-from lednet_ros.core.evaluation.scoring import REPORT_FILES, Evaluation, StampMatcher, write_report
 from lednet_ros.core.evaluation.metrics import ConfusionMatrix
+from lednet_ros.core.evaluation.scoring import REPORT_FILES, Evaluation, StampMatcher, write_report
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.tools.evaluate_bag import evaluate_bag
 
 from drawn_scenes import made_frames, perfect_bag
 

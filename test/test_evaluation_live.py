@@ -30,16 +30,17 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from lednet_ros.core.data.bags import BagTopics, read_frames, write_bag  # noqa: E402
 from lednet_ros.core.data.datasets import CamVid  # noqa: E402
-from lednet_ros.tools.evaluate_bag import evaluate_bag  # noqa: E402
-from lednet_ros.core.evaluation.scoring import REPORT_FILES  # noqa: E402
 from lednet_ros.core.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.evaluation.scoring import REPORT_FILES  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path  # noqa: E402
+from lednet_ros.tools.evaluate_bag import evaluate_bag  # noqa: E402
+
+from drawn_scenes import MADE_SIZE, made_frames, perfect_bag  # noqa: E402
+from node_rig import next_namespace  # noqa: E402
 from ros_helpers import (  # noqa: E402
     NodeProcess, make_image, node_command, ros_context, run_process, spinning,
     wait_for_subscribers, wait_until,
 )
-from drawn_scenes import MADE_SIZE, made_frames, perfect_bag  # noqa: E402
-from node_rig import next_namespace  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 

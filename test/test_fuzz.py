@@ -43,16 +43,17 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from drawn_scenes import sky_road_card  # noqa: E402
 from lednet_ros.core.inference.checkpoint import (  # noqa: E402
     CheckpointError, WeightsMetadata, load_weights, metrics_summary, read_metadata,
 )
 from lednet_ros.core.inference.model import DECODER_VARIANTS  # noqa: E402
-from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
 from lednet_ros.core.runtime.images import (  # noqa: E402
     DEFAULT_MAX_PIXELS, ENCODINGS, SUPPORTED_ENCODINGS, ImageFormatError, compressed_image_size,
     rgb_from_compressed, rgb_from_message,
 )
+from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+
+from drawn_scenes import sky_road_card  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, make_image, ros_context, spinning, wait_for_subscribers, wait_until,
 )

@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups, default_class_groups
 from lednet_ros.core.data.classes import CAMVID, CITYSCAPES, CLASS_SETS, cityscapes_label_id_lut
 from lednet_ros.core.data.datasets import read_label
-from lednet_ros.core.ground.scores import GroundAgreement
-from lednet_ros.core.ground.mapping import (
-    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture,
-    footprint_rows, footprint_run, ground_points,
-)
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups, default_class_groups
 from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
+from lednet_ros.core.ground.mapping import (
+    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture, footprint_rows,
+    footprint_run, ground_points,
+)
+from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.ground.settings import GroundSettings
 
 WIDTH, HEIGHT = 640, 480
@@ -118,13 +118,6 @@ def test_ground_settings_are_checked_once_where_they_are_built(values, message):
         GroundSettings(**values)
 
 
-def test_ground_settings_defaults_are_the_nodes():
-    settings = GroundSettings()
-    assert (settings.pose.height, settings.pose.pitch) == (1.0, 0.1)
-    assert settings.grid == GridSpec()
-    assert (settings.footprint_run, settings.footprint_confidence) == (0.03, 0.7)
-
-
 # ---- class groups
 
 
@@ -133,7 +126,7 @@ def test_default_groups_resolve_for_their_class_sets():
         groups = default_class_groups(name, CLASS_SETS[name].names)
         assert groups.names == tuple(spec["classes"])
         assert groups.is_obstacle == tuple(g in spec["obstacle_groups"] for g in groups.names)
-        assert groups.is_drivable == tuple(g in spec["free_groups"] for g in groups.names)
+        assert groups.is_free == tuple(g in spec["free_groups"] for g in groups.names)
         lut = groups.group_lut()
         assert lut[CLASS_SETS[name].names.index("sky")] == -1  # the sky is never on the ground
         assert lut[255] == -1
@@ -146,10 +139,10 @@ def test_default_groups_resolve_for_their_class_sets():
     ({"a": ["road"], "b": ["car", "road"]}, (), (), r"'road' is in groups 'a' and 'b'"),
     ({"a": []}, (), (), r"group 'a' is \[\]"),
     ({"a": "road"}, (), (), r"group 'a' is 'road'"),
-    ({"a": ["road"]}, ["things"], (), r"obstacle groups .*'things'.*groups are \['a'\]"),
-    ({"a": ["road"]}, (), ["roads"], r"drivable groups .*'roads'"),
-    ({"a": ["road"]}, "a", (), r"obstacle groups 'a'.*list of group names"),
-    ({"a": ["road"]}, ["a"], ["a"], r"'a' is both an obstacle and a drivable group"),
+    ({"a": ["road"]}, ["things"], (), r"obstacle_groups .*'things'.*groups are \['a'\]"),
+    ({"a": ["road"]}, (), ["roads"], r"free_groups .*'roads'"),
+    ({"a": ["road"]}, "a", (), r"obstacle_groups 'a'.*list of group names"),
+    ({"a": ["road"]}, ["a"], ["a"], r"'a' is in both obstacle_groups and free_groups"),
 ])
 def test_bad_groups_are_refused_with_the_reason(groups, obstacle, drivable, message):
     with pytest.raises(ValueError, match=message):

@@ -19,6 +19,7 @@ from sensor_msgs.msg import CompressedImage  # noqa: E402
 from lednet_ros.core.runtime.images import (  # noqa: E402
     ImageFormatError, rgb_from_compressed, rgb_from_message,
 )
+
 from ros_helpers import make_image  # noqa: E402
 
 RNG = np.random.default_rng(7)

@@ -26,17 +26,18 @@ import onnx
 import pytest
 import torch
 
-from drawn_scenes import road_scene
+from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.checkpoint import load_weights
 from lednet_ros.core.inference.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
-from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.engine_choice import (
     ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, installed_runtimes,
 )
 from lednet_ros.core.inference.engines import TorchEngine, fold_batchnorm, make_engine
-from lednet_ros.core.inference.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine
 from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
+from lednet_ros.core.inference.onnx_engines import OnnxRuntimeEngine, OpenVinoEngine
 from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
+
+from drawn_scenes import road_scene
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")

@@ -43,6 +43,7 @@ from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # no
 from lednet_ros.ros.segmentation_parameters import (  # noqa: E402
     FIXED_PARAMETERS, class_groups, group_defaults, group_parameters,
 )
+
 from ros_helpers import (  # noqa: E402
     process_environment, ros_context, run_process, spinning, wait_until,
 )
@@ -215,9 +216,8 @@ def test_the_commented_class_groups_of_the_params_file_are_the_packaged_weights_
     groups = flatten(yaml.safe_load("\n".join(line[4:] for line in block)), "")
     metadata = read_metadata(default_weights_path())
     assert groups == group_defaults(metadata.dataset)
-    assert set(groups) - set(FIXED_PARAMETERS) == {
-        "groups.names", "groups.obstacle_groups", "groups.free_groups",
-        *group_parameters(groups["groups.names"])}
+    assert set(groups) == {"groups.names", "groups.obstacle_groups", "groups.free_groups",
+                           *group_parameters(groups["groups.names"])}
     assert class_groups(groups, metadata.class_names).names == tuple(groups["groups.names"])
 
 
@@ -277,7 +277,7 @@ def test_the_class_groups_example_of_the_docs_runs_on_the_packaged_weights(tmp_p
         rclpy.try_shutdown(context=context)
     assert groups.names == ("road", "walkway", "things")
     assert groups.is_obstacle == (False, False, True)
-    assert groups.is_drivable == (True, True, False)
+    assert groups.is_free == (True, True, False)
     assert len(groups.class_ids[2]) == 7
 
 

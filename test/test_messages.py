@@ -14,18 +14,22 @@ except ImportError as exc:
     pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
                 "install/setup.bash", allow_module_level=True)
 
+from rclpy.clock import Clock, ClockType  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from drawn_scenes import sky_road_card  # noqa: E402
-from lednet_ros.core.inference.checkpoint import WeightsMetadata  # noqa: E402
 from lednet_ros.core.data.classes import CAMVID, CITYSCAPES  # noqa: E402
+from lednet_ros.core.inference.checkpoint import WeightsMetadata  # noqa: E402
 from lednet_ros.core.runtime.images import rgb_from_message  # noqa: E402
 from lednet_ros.core.runtime.occupancy import class_occupancy  # noqa: E402
 from lednet_ros.ros.messages import (  # noqa: E402
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
+    stamp_age,
 )
+
+from drawn_scenes import sky_road_card  # noqa: E402
 
 RNG = np.random.default_rng(7)
 
@@ -131,3 +135,10 @@ def test_class_topic_names_are_valid_and_unique():
                       "traffic_light_5", "a_b"]
     for token in tokens + class_topic_names(CITYSCAPES.names) + class_topic_names(CAMVID.names):
         validate_full_topic_name(f"/lednet_segmentation/occupancy/{token}")  # raises if invalid
+
+
+def test_stamp_age_is_seconds_on_the_given_clock_and_none_when_unstamped():
+    clock = Clock(clock_type=ClockType.ROS_TIME)
+    stamp = (clock.now() - Duration(seconds=2.5)).to_msg()
+    assert 2.5 <= stamp_age(Header(stamp=stamp), clock) < 3.5
+    assert stamp_age(Header(), clock) is None  # 0.0: no stamp, not 56 years of latency

@@ -27,26 +27,26 @@ import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from rclpy.qos import (  # noqa: E402
-    QoSProfile, ReliabilityPolicy, qos_profile_sensor_data,
-)
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
+from lednet_ros.core.data.classes import palette  # noqa: E402
 from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
 from lednet_ros.core.inference.engine_choice import installed_runtimes  # noqa: E402
-from lednet_ros.core.data.classes import palette  # noqa: E402
-from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
+from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 from lednet_ros.core.runtime.occupancy import grid_edges  # noqa: E402
 from lednet_ros.core.runtime.rendering import overlay  # noqa: E402
-from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
-from ros_helpers import (  # noqa: E402
-    Collector, NodeProcess, make_image, node_command, run_process, set_parameters,
-    spinning, wait_for_subscribers, wait_until,
-)
+from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
+
 from drawn_scenes import sky_road_card  # noqa: E402
 from node_rig import LATCHED, RELIABLE, next_namespace  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    Collector, NodeProcess, make_image, node_command, run_process, set_parameters, spinning,
+    wait_for_subscribers, wait_until,
+)
+
 
 def status_of(rig, array: DiagnosticArray):
     for status in array.status:

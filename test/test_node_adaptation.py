@@ -16,9 +16,10 @@ pytest.importorskip("std_srvs.srv", reason="std_srvs is not installed")
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from drawn_scenes import exposed_card  # noqa: E402
 from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
+
+from drawn_scenes import exposed_card  # noqa: E402
 from ros_helpers import make_image, wait_for_subscribers, wait_until  # noqa: E402
 
 

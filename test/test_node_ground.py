@@ -21,8 +21,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
 from lednet_ros.ros.parameters import ConfigurationError  # noqa: E402
-from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
+
 from drawn_scenes import road_scene, sky_road_card  # noqa: E402
+from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
 
 WIDTH, HEIGHT = 160, 96
 
@@ -81,7 +82,7 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
 
 
 @pytest.mark.parametrize("values, reason", [
-    ({"ground.camera_height": 0.0}, "camera height 0.0 m; expected > 0"),
+    ({"ground.camera_height": 0.0}, "ground.camera_height"),  # rclpy's range check
     ({"ground.resolution": 0.0}, "ground.resolution"),  # rclpy's range check
     ({"ground.range": 1000.0, "ground.width": 1000.0, "ground.resolution": 0.01},
      "grid of"),
@@ -189,7 +190,7 @@ def test_class_groups_from_parameters_name_the_grids(rig_factory):
         "groups.free_groups": ["road_only"]})
     groups = rig.node.ground.groups
     assert groups.names == ("road_only", "things")
-    assert (groups.is_obstacle, groups.is_drivable) == ((False, True), (True, False))
+    assert (groups.is_obstacle, groups.is_free) == ((False, True), (True, False))
     assert rig.node.get_parameter("groups.classes.things").value == ["car", "person"]
     grid = rig.collect(OccupancyGrid, "grid/road_only")
     image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
@@ -217,6 +218,8 @@ def test_class_groups_that_cannot_work_stop_start_up_naming_them(rig_factory, pa
 
 
 def test_a_parameter_the_node_lacks_is_reported(rig_factory, capfd):
-    rig_factory(**{"ground.camera_hieght": 1.5})
-    assert ("parameter ground.camera_hieght was given but this node has none of that name"
-            in capfd.readouterr().err)
+    """A typo is a warning, also one that looks like a group parameter (no group 'name')."""
+    rig_factory(**{"ground.camera_hieght": 1.5, "groups.name": ["drivable"]})
+    err = capfd.readouterr().err
+    for typo in ("ground.camera_hieght", "groups.name"):
+        assert f"parameter {typo} was given but this node has none of that name" in err

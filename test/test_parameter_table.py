@@ -73,23 +73,47 @@ def test_help_lists_every_parameter_of_the_table():
         assert spec.description in text
 
 
+def launch_arguments() -> set[str]:
+    return {name for path in REPO.glob("launch/*.py")
+            for name in re.findall(r'DeclareLaunchArgument\(\s*"(\w+)"', path.read_text())}
+
+
+def is_declared(name: str) -> bool:
+    """Say whether a node declares ``name`` (use_sim_time is every node's)."""
+    return (name in {*PARAMETERS, *CAMERA, *EVALUATOR, "use_sim_time"}
+            or re.fullmatch(r"groups\.classes\.[A-Za-z]\w*", name) is not None)
+
+
+SETTINGS = {  # how a parameter is set in text: -p/--param (also as list items), `name:=value`
+    "-p": r'(?:-p|--param)"?,?\s+(?:f?")?([A-Za-z_][\w.]*):=',
+    "backticks": r"`([A-Za-z_][\w.]*):=",
+    "f-string": r'f"([A-Za-z_][\w.]*):=\{',
+}
+
+
 def test_every_parameter_set_in_docs_launch_files_and_tools_is_declared():
-    """Each `-p NAME:=` / `--param NAME:=` shown names a parameter a node declares.
+    """Each parameter a README, docs, launch file, tool or CI script sets is declared.
 
-    In the README, docs, launch files and tools; use_sim_time is every node's;
-    groups.classes.<name> stands for one parameter per group name.
+    Launch arguments (`rviz:=true`), remappings (`__ns:=`) and the NAME:=VALUE of help texts
+    aside; the demo's parameters are checked from its own table.
     """
-    declared = {*PARAMETERS, *CAMERA, *EVALUATOR, "use_sim_time"}
-    files = [README, *REPO.glob("docs/*.md"), *REPO.glob("launch/*.py"),
-             *REPO.glob("lednet_ros/tools/*.py")]
-    used = {(path.name, name) for path in files
-            for name in re.findall(r"(?:-p|--param) ([a-z_.]+):=", path.read_text())}
-    assert used, "no parameter set anywhere: the pattern is wrong"
-    unknown = sorted((path, name) for path, name in used
-                     if name not in declared and name != "name"  # NAME:=VALUE in help texts
-                     and not re.fullmatch(r"groups\.classes\.[A-Za-z]\w*", name))
-    assert not unknown, unknown
+    from lednet_ros.tools.demo import ground_parameters
 
+    files = [README, *REPO.glob("docs/*.md"), *REPO.glob("launch/*.py"),
+             *REPO.glob("lednet_ros/tools/*.py"), *(p for p in REPO.glob(".ci/*") if p.is_file())]
+    skipped = launch_arguments() | {"NAME", "name"}
+    assert {"rviz", "image", "params_file"} <= skipped
+    used = set()
+    for form, pattern in SETTINGS.items():
+        found = {(path.name, name) for path in files
+                 for name in re.findall(pattern, path.read_text())
+                 if not name.startswith("__") and name not in skipped}
+        assert found, f"no parameter set as {form} anywhere: the pattern is wrong"
+        used |= found
+    used |= {("demo.py", name) for name in ground_parameters(None)}
+    assert ("demo.py", "groups.classes.obstacle") in used
+    unknown = sorted((path, name) for path, name in used if not is_declared(name))
+    assert not unknown, unknown
 
 def test_the_tables_defaults_are_the_cores_default_settings():
     """The node with no parameters set runs what the core's settings default to."""
@@ -100,3 +124,17 @@ def test_the_tables_defaults_are_the_cores_default_settings():
     defaults = {name: spec.default for name, spec in PARAMETERS.items()}
     assert frame_settings(defaults) == FrameSettings()
     assert ground_settings(defaults) == GroundSettings()
+
+
+def test_every_ground_setting_is_a_parameter_and_every_ground_parameter_a_setting():
+    """No GroundSettings field can fall back to its default for want of a parameter."""
+    from dataclasses import fields
+
+    from lednet_ros.core.ground.camera_geometry import CameraPose
+    from lednet_ros.core.ground.mapping import GridSpec
+    from lednet_ros.core.ground.settings import GroundSettings
+
+    own = {f"ground.{f.name}" for f in fields(GroundSettings)} - {"ground.pose", "ground.grid"}
+    expected = (own | {f"ground.camera_{f.name}" for f in fields(CameraPose)}
+                | {f"ground.{f.name}" for f in fields(GridSpec)})
+    assert {name for name in PARAMETERS if name.startswith("ground.")} == expected

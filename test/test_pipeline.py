@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drawn_scenes import road_scene
-from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
+
+from drawn_scenes import road_scene
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from drawn_scenes import sky_road_card
 from lednet_ros.tools.segment_files import main as segment_files
+
+from drawn_scenes import sky_road_card
 
 
 def test_offline_entry_point_writes_mask_and_overlay(cityscapes_frame, random_weights, tmp_path):

@@ -27,15 +27,15 @@ import torch.nn.functional as F
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
 from conftest import write_tiny_cityscapes  # noqa: E402
-from training import export, losses, train, transforms  # noqa: E402
 
-from lednet_ros.core.inference import cpu  # noqa: E402
-from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.data.classes import CITYSCAPES  # noqa: E402
 from lednet_ros.core.data.datasets import Cityscapes  # noqa: E402
 from lednet_ros.core.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.inference import cpu  # noqa: E402
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.inference.model import LEDNet  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
+from training import export, losses, train, transforms  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "training" / "train.py"

@@ -18,11 +18,10 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ (after the install space)
 
+from lednet_ros.core.data.classes import CITYSCAPES, IGNORE_INDEX  # noqa: E402
+from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
 from training import train, transforms  # noqa: E402
 from training.presets import CAMERA_AUGMENTATION_P  # noqa: E402
-
-from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
-from lednet_ros.core.data.classes import CITYSCAPES, IGNORE_INDEX  # noqa: E402
 
 # Each transform at a strength that visibly changes a 96x64 textured image.
 TRANSFORMS_ON = {

@@ -25,8 +25,9 @@ except ImportError as exc:
 import rclpy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from drawn_scenes import street  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
+
+from drawn_scenes import street  # noqa: E402
 from node_rig import LATCHED, RELIABLE  # noqa: E402
 from ros_helpers import (  # noqa: E402
     Collector, NodeProcess, node_command, process_environment, ros_context, spinning, wait_until,

@@ -25,10 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lednet_ros.core.inference.checkpoint import (  # noqa: E402
-    METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights)
-from lednet_ros.core.inference.onnx_export import export_onnx  # noqa: E402
+    METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights,
+)
 from lednet_ros.core.inference.model import LEDNet  # noqa: E402
 from lednet_ros.core.inference.network_io import labels_from_logits, preprocess  # noqa: E402
+from lednet_ros.core.inference.onnx_export import export_onnx  # noqa: E402
 
 MAX_LABEL_DISAGREEMENT = 0.001
 

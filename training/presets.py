@@ -12,7 +12,8 @@ from lednet_ros.core.data.classes import IGNORE_INDEX
 from training.transforms import (
     ColorJitter, Compose, RandomApply, RandomAspect, RandomBlur, RandomCrop, RandomGamma,
     RandomHorizontalFlip, RandomHue, RandomJpeg, RandomNoise, RandomPitch, RandomScale,
-    RandomTranslate, RandomWhiteBalance, Resize, ToTensor)
+    RandomTranslate, RandomWhiteBalance, Resize, ToTensor,
+)
 
 # How often the camera augmentations that are not centred on "no change" are applied: half the
 # samples keep CamVid's own geometry and image quality.

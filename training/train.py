@@ -34,14 +34,15 @@ from torch.optim.lr_scheduler import LambdaLR
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lednet_ros.core.inference import cpu  # noqa: E402
-from lednet_ros.core.inference.checkpoint import (  # noqa: E402
-    CheckpointError, WeightsMetadata, load_weights, save_weights)
+from lednet_ros.arguments import parse_size  # noqa: E402
 from lednet_ros.core.data.classes import IGNORE_INDEX  # noqa: E402
 from lednet_ros.core.data.datasets import DATASETS, DatasetError, open_split, split_names  # noqa: E402
 from lednet_ros.core.evaluation.metrics import ConfusionMatrix  # noqa: E402
+from lednet_ros.core.inference import cpu  # noqa: E402
+from lednet_ros.core.inference.checkpoint import (  # noqa: E402
+    CheckpointError, WeightsMetadata, load_weights, save_weights,
+)
 from lednet_ros.core.inference.model import LEDNet  # noqa: E402
-from lednet_ros.arguments import parse_size  # noqa: E402
 from training.losses import SegmentationLoss  # noqa: E402
 from training.presets import eval_preset, train_preset  # noqa: E402
 

@@ -22,10 +22,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.evaluation.scoring import Evaluation, stamp_nanoseconds, write_report
-from lednet_ros.core.runtime.images import ImageFormatError, class_ids_from_message
+from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
+from lednet_ros.core.runtime.images import ImageFormatError, class_ids_from_message
 from lednet_ros.ros.parameters import RELIABILITY, Spec, declare, qos
 from lednet_ros.ros.runner import refuse_start, run_node
 

@@ -19,9 +19,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Header
 
 from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 from lednet_ros.core.runtime.images import rgb_from_compressed, rgb_from_message
 from lednet_ros.core.runtime.pipeline import Outputs, Pipeline
-from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 from lednet_ros.core.runtime.stats import PipelineStats
 from lednet_ros.core.runtime.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
@@ -32,9 +32,7 @@ from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
     stamp_age,
 )
-from lednet_ros.ros.parameters import (
-    LATCHED, declare, qos, undeclared_overrides, warn_undeclared,
-)
+from lednet_ros.ros.parameters import LATCHED, declare, qos, undeclared_overrides, warn_undeclared
 from lednet_ros.ros.runner import refuse_start, run_node
 from lednet_ros.ros.segmentation_parameters import (
     FIXED_PARAMETERS, PARAMETERS, class_groups, declare_groups, frame_settings, ground_settings,
@@ -54,21 +52,20 @@ class SegmentationNode(Node):
         self._worker = None
         try:
             self.values = declare(self, FIXED_PARAMETERS)
-            refuse_renamed(undeclared_overrides(self))
+            self.settings, ground = frame_settings(self.values), ground_settings(self.values)
             self.weights_path = self.values["weights"] or str(default_weights_path())
             self.pipeline = Pipeline(Segmenter.from_weights(
                 self.weights_path, device=self.values["device"],
                 precision=self.values["precision"], engine=self.values["engine"]))
             metadata = self.pipeline.segmenter.metadata
             self.values |= declare_groups(self, metadata.dataset)
-            self.settings = frame_settings(self.values)
+            refuse_renamed(undeclared_overrides(self), self.values["groups.names"])
+            warn_undeclared(self)
             self.pipeline.check(self.settings)
             self.ground = GroundOutputs(self, metadata, class_groups(
-                self.values, metadata.class_names), ground_settings(self.values))
+                self.values, metadata.class_names), ground)
         except (ParameterException, CheckpointError, ValueError) as exc:
             refuse_start(self, exc)
-        warn_undeclared(self)
-        self.segmenter = self.pipeline.segmenter
         self.get_logger().info(f"{self.pipeline.describe(self.settings)}; weights "
                                f"{self.weights_path} ({metrics_summary(self.segmenter.metadata)})")
         self.add_on_set_parameters_callback(self._check_change)
@@ -82,6 +79,10 @@ class SegmentationNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
         self.create_timer(1.0, self._on_diagnostics_timer, clock=steady)
         self._worker = NewestItemWorker(self._process, name="lednet_worker")
+
+    @property
+    def segmenter(self) -> Segmenter:
+        return self.pipeline.segmenter
 
     def _create_publishers(self) -> None:
         self._labels_pub = self.create_publisher(Image, "~/labels", 10)
@@ -106,7 +107,7 @@ class SegmentationNode(Node):
             CompressedImage if compressed else Image, topic, self._on_image, input_qos,
             event_callbacks=SubscriptionEventCallbacks(
                 incompatible_qos=self._input.on_incompatible_qos))
-        self._input.topic = self._image_sub.topic_name
+        self._input.watch(self._image_sub.topic_name)
         self._camera_info = None
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
 
@@ -116,7 +117,8 @@ class SegmentationNode(Node):
         values = {**self.values, **{p.name: p.value for p in parameters}}
         try:
             self.pipeline.check(frame_settings(values))
-            self.ground.check(ground_settings(values))
+            if any(p.name.startswith("ground.") for p in parameters):  # rebuilds the lookup
+                self.ground.check(ground_settings(values))
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -143,15 +145,14 @@ class SegmentationNode(Node):
     def _on_diagnostics_timer(self) -> None:
         self._input.check(self.values["no_frames_timeout"])
         self._adapt.check_deadline()
-        topic = self._input.topic
-        snap = self.stats.snapshot()
+        topic, snap = self._input.topic, self.stats.snapshot()
         width, height = self.pipeline.input_size(self.settings)
         seg = self.segmenter
         settings = {"device": seg.device, "precision": seg.precision, "engine": seg.engine.name,
                     "why": seg.choice_reason, "weights": self.weights_path, "image topic": topic,
                     "input size": f"{width}x{height}", "adaptation": self._adapt.live.status}
         status = pipeline_status(
-            f"{self.get_fully_qualified_name()}: segmentation", str(self.segmenter.device), snap,
+            f"{self.get_fully_qualified_name()}: segmentation", str(seg.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
             problem=self._input.problem)
         self._rejected_reported = snap.rejected
@@ -160,7 +161,7 @@ class SegmentationNode(Node):
     # ---- the worker ------------------------------------------------------------------------
 
     def _process(self, msg) -> None:
-        self._adapt.swap_in()  # adapted weights waiting: this frame runs them
+        self.pipeline = self._adapt.swap_in(self.pipeline)  # adapted weights: this frame runs them
         settings = self.settings
         try:
             rgb = self._read_frame(msg, settings.max_image_pixels)

@@ -13,10 +13,10 @@ import time
 
 from std_srvs.srv import Trigger
 
-from lednet_ros.core.inference.checkpoint import file_sha256, load_weights, save_weights
 from lednet_ros.core.adaptation.live import AdaptationRefused, LiveAdaptation
-from lednet_ros.core.runtime.pipeline import Pipeline
+from lednet_ros.core.inference.checkpoint import file_sha256, load_weights, save_weights
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import Pipeline
 
 
 class AdaptService:
@@ -31,16 +31,19 @@ class AdaptService:
         self.ready = None  # an adapted Segmenter not yet swapped in
         node.create_service(Trigger, "~/adapt", self._on_call)
 
-    def swap_in(self) -> None:
-        """Put a waiting adapted Segmenter in the node's place (the worker, between frames)."""
+    def swap_in(self, pipeline: Pipeline) -> Pipeline:
+        """Return the pipeline for the next frame: on the adapted Segmenter once one waits.
+
+        The worker calls it between frames and keeps what it returns.
+        """
         segmenter, self.ready = self.ready, None
         if segmenter is None:
-            return
-        self.node.pipeline, self.node.segmenter = Pipeline(segmenter), segmenter
+            return pipeline
         written = self.node.values["adapt.output"]
         self.node.get_logger().info(
             f"~/adapt: now segmenting with weights adapted to this camera "
             f"({self.live.status})" + (f"; written to {written}" if written else ""))
+        return Pipeline(segmenter)
 
     def check_deadline(self) -> None:
         """Give up gathering past ``adapt.timeout``, saying so (the diagnostics timer)."""

@@ -29,10 +29,14 @@ class InputWatch:
 
     def __init__(self, node: Node, stats: PipelineStats, reliability: str):
         self.node, self.stats, self.reliability = node, stats, reliability
-        self.topic = ""  # set once the subscription exists
+        self.topic = ""  # the subscription's resolved name, once it exists (watch)
         self.problem = ""
         self.last_arrival = None  # time.monotonic() of the last frame
         self._silence = SilenceWatch()
+
+    def watch(self, topic: str) -> None:
+        """Name the image topic watched (known once the subscription exists)."""
+        self.topic = topic
 
     def frame_arrived(self) -> None:
         self.last_arrival = time.monotonic()

@@ -1,4 +1,4 @@
-"""Conversions between ROS messages and the core's numpy arrays; no node, no rclpy.
+"""Conversions between ROS messages and the core's numpy arrays (no node), and stamp ages.
 
 Messages are read by the core (core.runtime.images: rgb_from_message, rgb_from_compressed),
 which only needs their fields; building messages copies the given header.
@@ -10,8 +10,8 @@ import math
 import re
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
 from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 
 from lednet_ros.core.inference.checkpoint import WeightsMetadata

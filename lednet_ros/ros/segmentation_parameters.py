@@ -81,10 +81,11 @@ PARAMETERS = {
     "groups.names": Spec(tuple(CAMVID_GROUPS["classes"]), "Names of the class groups mapped on "
                          "the ground (letters, digits, _), in the order of the ~/grid/<group> "
                          "topics.", read_only=True, by_weights=True),
-    GROUP_CLASSES: Spec((), "Classes (of the weights) in group <name>, one list per name "
-                        "in groups.names; CamVid: drivable [road], sidewalk [pavement], "
-                        "obstacle [car, pedestrian, bicyclist, pole, fence, sign symbol, "
-                        "building, tree].", read_only=True, by_weights=True),
+    GROUP_CLASSES: Spec((), "Classes (of the weights) in group <name>, one list per name in "
+                        "groups.names; CamVid: " + "; ".join(
+                            f"{name} [{', '.join(classes)}]"
+                            for name, classes in CAMVID_GROUPS["classes"].items()) + ".",
+                        read_only=True, by_weights=True),
     "groups.obstacle_groups": Spec(tuple(CAMVID_GROUPS["obstacle_groups"]), "Groups that stand "
                                    "on the ground: only their ground contact is mapped; cells "
                                    "behind them stay unknown.", read_only=True, by_weights=True),
@@ -98,8 +99,8 @@ PARAMETERS = {
                             floats=(-100.0, 100.0)),
     "ground.camera_y": Spec(0.0, "Camera position left of base_frame's origin (m).",
                             floats=(-100.0, 100.0)),
-    "ground.camera_height": Spec(1.0, "Camera height above the ground (m, > 0).",
-                                 floats=(0.0, 100.0)),
+    "ground.camera_height": Spec(1.0, "Camera height above the ground (m).",
+                                 floats=(0.01, 100.0)),
     "ground.camera_roll": Spec(0.0, "Camera roll (rad).", floats=ANGLE),
     "ground.camera_pitch": Spec(0.1, "Camera pitch (rad, positive = looking down).",
                                 floats=ANGLE),
@@ -190,19 +191,22 @@ def class_groups(values: dict, class_names) -> ClassGroups:
     names = values["groups.names"]
     return ClassGroups.build(
         list(class_names), {name: values[f"groups.classes.{name}"] for name in names},
-        obstacle=values["groups.obstacle_groups"], drivable=values["groups.free_groups"])
+        obstacle_groups=values["groups.obstacle_groups"],
+        free_groups=values["groups.free_groups"])
 
 
-def refuse_renamed(given: list[str]) -> None:
+def refuse_renamed(given: list[str], group_names: list[str]) -> None:
     """Stop on a parameter given under an earlier release's name (``given``: undeclared names).
+
+    ``group_names``: the groups now declared; ``groups.<one of them>`` was the old layout.
 
     Raises:
         ConfigurationError: ``groups.obstacles``, ``costmap.drivable`` or ``groups.<name>``,
             naming what it is called now.
     """
-    for name in set(given) - set(PARAMETERS):
+    for name in given:
         new = RENAMED.get(name)
-        if new is None and name.startswith("groups.") and name.count(".") == 1:
+        if new is None and name.startswith("groups.") and name[len("groups."):] in group_names:
             new = f"groups.classes.{name[len('groups.'):]}"
         if new is not None:
             raise ConfigurationError(f"parameter {name} is now called {new}; rename it in the "

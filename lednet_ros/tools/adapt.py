@@ -22,22 +22,17 @@ from pathlib import Path
 
 import torch
 
+from lednet_ros.arguments import attribute_docs, parse_size
 from lednet_ros.core.adaptation.methods import (
-    METHODS,
-    MIN_FRAMES,
-    AdaptationError,
-    SelfTrainingSettings,
-    adapt,
-    adapted_metadata,
+    METHODS, MIN_FRAMES, AdaptationError, SelfTrainingSettings, adapt, adapted_metadata,
     settings_record,
 )
 from lednet_ros.core.data.bags import IMAGE_TOPIC
+from lednet_ros.core.data.frame_sampling import FrameSamplingError, Source, gather_frames
 from lednet_ros.core.inference.checkpoint import (
     CheckpointError, file_sha256, load_weights, save_weights,
 )
-from lednet_ros.core.data.frame_sampling import FrameSamplingError, Source, gather_frames
 from lednet_ros.core.inference.segmenter import check_input_size, default_weights_path
-from lednet_ros.arguments import attribute_docs, parse_size
 
 
 def progress_bar(description: str):

@@ -28,16 +28,16 @@ import cv2
 import numpy as np
 import torch
 
+from lednet_ros.arguments import parse_size
+from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.checkpoint import load_weights
 from lednet_ros.core.inference.cpu import cpu_flags, cpu_model, native_bf16
-from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.engine_choice import (
     ENGINE_PRECISIONS, ENGINES, choose_engine, installed_runtimes,
 )
 from lednet_ros.core.inference.engines import make_engine
 from lednet_ros.core.inference.network_io import preprocess
 from lednet_ros.core.inference.segmenter import default_weights_path, resolve_device
-from lednet_ros.arguments import parse_size
 
 DEFAULT_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
 VARIANT_PRECISIONS = ("fp32", "fp16", "bf16")
@@ -181,9 +181,9 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
     """
     from types import SimpleNamespace
 
+    from lednet_ros.core.inference.segmenter import Segmenter
     from lednet_ros.core.runtime.images import rgb_from_message
     from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
-    from lednet_ros.core.inference.segmenter import Segmenter
 
     rows = []
     rng = np.random.default_rng(0)
@@ -217,15 +217,14 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     0.15 rad, footprints of the default rule; labels and confidence drawn at random (the cost
     barely depends on them).
     """
-    from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
-    from lednet_ros.core.ground.class_groups import default_class_groups
     from lednet_ros.core.data.classes import CAMVID
     from lednet_ros.core.data.frame_sources import pinhole_intrinsics
-    from lednet_ros.core.ground.mapping import (
-        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper,
-        footprint_run,
-    )
+    from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+    from lednet_ros.core.ground.class_groups import default_class_groups
     from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
+    from lednet_ros.core.ground.mapping import (
+        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run,
+    )
 
     rows, rng = [], np.random.default_rng(0)
     mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))

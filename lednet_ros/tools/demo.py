@@ -29,13 +29,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from lednet_ros.msg import ClassInfo, ClassOccupancy
-
-from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.evaluation.scoring import stamp_nanoseconds
 from lednet_ros.core.ground.mapping import costmap_picture
-from lednet_ros.core.runtime.images import rgb_from_message
+from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
+from lednet_ros.core.runtime.images import rgb_from_message
+from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.tools.cli import fastdds_profile
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")

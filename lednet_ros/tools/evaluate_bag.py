@@ -17,20 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-from lednet_ros.core.data.bags import (
-    CAMERA_INFO_TOPIC,
-    GROUND_TRUTH_TOPIC,
-    IMAGE_TOPIC,
-    BagError,
-    BagTopics,
-    read_frames,
-)
-from lednet_ros.core.inference.checkpoint import CheckpointError
-from lednet_ros.core.evaluation.scoring import Evaluation, write_report
 from lednet_ros.arguments import parse_size
+from lednet_ros.core.data.bags import (
+    CAMERA_INFO_TOPIC, GROUND_TRUTH_TOPIC, IMAGE_TOPIC, BagError, BagTopics, read_frames,
+)
+from lednet_ros.core.evaluation.scoring import Evaluation, write_report
+from lednet_ros.core.inference.checkpoint import CheckpointError
 from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
-from lednet_ros.core.runtime.pipeline import FrameSettings, Pipeline
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import FrameSettings, Pipeline
 
 
 def evaluate_bag(bag, segmenter: Segmenter, topics: BagTopics | None = None,

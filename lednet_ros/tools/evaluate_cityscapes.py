@@ -19,17 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
-from lednet_ros.core.data.datasets import (
-    CITYSCAPES_KEEP_TOP,
-    CityscapesAsCamVid,
-    DatasetError,
-    open_split,
-)
-from lednet_ros.core.inference.engine_choice import ENGINES
-from lednet_ros.core.evaluation.scoring import score_dataset
-from lednet_ros.core.inference.segmenter import Segmenter
 from lednet_ros.arguments import parse_size
+from lednet_ros.core.data.datasets import (
+    CITYSCAPES_KEEP_TOP, CityscapesAsCamVid, DatasetError, open_split,
+)
+from lednet_ros.core.evaluation.scoring import score_dataset
+from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.inference.engine_choice import ENGINES
+from lednet_ros.core.inference.segmenter import Segmenter
 
 SPLITS = {"train": "train", "val": "val", "all": "train+val"}
 

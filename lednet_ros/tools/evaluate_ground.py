@@ -25,27 +25,19 @@ from pathlib import Path
 
 import cv2
 
-from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.inference.checkpoint import CheckpointError
-from lednet_ros.core.ground.class_groups import default_class_groups
+from lednet_ros.arguments import parse_size
 from lednet_ros.core.data.datasets import (
-    CITYSCAPES_KEEP_TOP,
-    CityscapesAsCamVid,
-    DatasetError,
-    keep_top,
-    open_split,
+    CITYSCAPES_KEEP_TOP, CityscapesAsCamVid, DatasetError, keep_top, open_split,
 )
-from lednet_ros.core.inference.engine_choice import ENGINES
+from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
+from lednet_ros.core.ground.class_groups import default_class_groups
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE,
-    DEFAULT_FOOTPRINT_RUN,
-    GridSpec,
-    GroundMapper,
-    footprint_run,
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
+from lednet_ros.core.inference.checkpoint import CheckpointError
+from lednet_ros.core.inference.engine_choice import ENGINES
 from lednet_ros.core.inference.segmenter import Segmenter
-from lednet_ros.arguments import parse_size
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 
 

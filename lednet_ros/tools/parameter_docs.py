@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS
 from lednet_ros.nodes import camera_publisher, evaluator_node
 from lednet_ros.ros.parameters import markdown_table
 from lednet_ros.ros.segmentation_parameters import PARAMETERS
@@ -38,16 +39,17 @@ node's (stamps and latency on /clock, for bags played with `--clock`).
 
 `config/lednet.yaml` lists the segmentation node's parameters with their defaults. Its class
 groups (`groups.*`) default to the weights' class set: the CamVid ones below for the packaged
-weights, drivable `[road]`, sidewalk `[sidewalk]`, terrain `[terrain]` and obstacle (the 15
-classes that are things or structures) for Cityscapes weights, none for other class sets. A group
-naming a class the weights lack stops the node with the list of valid names. User-chosen group
-names appear only under `groups.classes.`, so they cannot collide with the fixed names.
+weights, {cityscapes} for Cityscapes weights, none for other class sets. A group naming a class
+the weights lack stops the node with the list of valid names. User-chosen group names appear only
+under `groups.classes.`, so they cannot collide with the fixed names.
 """
 
 
 def document() -> str:
     """Return the Markdown text of docs/parameters.md."""
-    parts = [INTRODUCTION]
+    cityscapes = DEFAULT_GROUPS["cityscapes"]["classes"]
+    parts = [INTRODUCTION.format(cityscapes=", ".join(
+        f"{name} `[{', '.join(classes)}]`" for name, classes in cityscapes.items()))]
     for executable, node_name, specs in NODES:
         parts.append(f"\n## {executable} (node `{node_name}`)\n\n{markdown_table(specs)}")
     return "".join(parts)

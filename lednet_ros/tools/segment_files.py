@@ -17,18 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
-from lednet_ros.core.data.frame_sources import IMAGE_SUFFIXES
-from lednet_ros.core.runtime.images import (
-    DEFAULT_MAX_PIXELS,
-    ImageFormatError,
-    check_image_size,
-    compressed_image_size,
-)
-from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
-from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
-from lednet_ros.core.inference.segmenter import Segmenter
 from lednet_ros.arguments import parse_size
+from lednet_ros.core.data.frame_sources import IMAGE_SUFFIXES
+from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
+from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
+from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.images import (
+    DEFAULT_MAX_PIXELS, ImageFormatError, check_image_size, compressed_image_size,
+)
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
 
 
 def check_pixels(path: Path, width: int, height: int, max_pixels: int, declared_by: str) -> None:

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.core.data.classes import IGNORE_INDEX
+from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.network_io import normalisation, preprocess
 

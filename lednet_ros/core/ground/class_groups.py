@@ -2,12 +2,13 @@
 
 A group is a name with a list of class names of the loaded weights. Ground groups (every pixel lies
 on the ground: drivable, sidewalk) are mapped pixel by pixel; obstacle groups (named in
-``obstacle``) are mapped only where they touch the ground. ``drivable`` names the groups a
-costmap treats as free. Classes in no group (sky, void) are not mapped at all.
+``obstacle_groups``) are mapped only where they touch the ground. ``free_groups`` names the
+groups a costmap treats as free. Classes in no group (sky, void) are not mapped at all. The names
+are those of the node's parameters (groups.obstacle_groups, groups.free_groups).
 
     groups = default_class_groups("camvid", CAMVID.names)
     groups = ClassGroups.build(CAMVID.names, {"road": ["road"], "things": ["car", "pole"]},
-                               obstacle=["things"], drivable=["road"])
+                               obstacle_groups=["things"], free_groups=["road"])
 """
 
 from __future__ import annotations
@@ -55,25 +56,26 @@ class ClassGroups:
         names: group names, in the order of the per-group outputs.
         class_ids: per group, the class indices it holds.
         is_obstacle: per group, True for an obstacle group.
-        is_drivable: per group, True for a drivable group.
+        is_free: per group, True for a free group (costmap 0).
         num_classes: number of classes of the weights.
     """
 
     names: tuple[str, ...]
     class_ids: tuple[tuple[int, ...], ...]
     is_obstacle: tuple[bool, ...]
-    is_drivable: tuple[bool, ...]
+    is_free: tuple[bool, ...]
     num_classes: int
 
     @classmethod
     def build(cls, class_names: Sequence[str], groups: Mapping[str, Sequence[str]],
-              obstacle: Sequence[str] = (), drivable: Sequence[str] = ()) -> ClassGroups:
+              obstacle_groups: Sequence[str] = (), free_groups: Sequence[str] = ()
+              ) -> ClassGroups:
         """Resolve group definitions against ``class_names``.
 
         Raises:
             ValueError: a class the weights lack (listing the valid names), a class in two
-                groups, an empty group, an obstacle or drivable name that is not a group, or a
-                group both obstacle and drivable.
+                groups, an empty group, an obstacle or free group name that is not a group, or a
+                group both obstacle and free.
         """
         class_names = list(class_names)
         owner: dict[str, str] = {}
@@ -92,19 +94,20 @@ class ClassGroups:
                 owner[name] = group
             class_ids.append(tuple(class_names.index(name) for name in members))
         names = tuple(groups)
-        for role, chosen in (("obstacle", obstacle), ("drivable", drivable)):
+        for role, chosen in (("obstacle_groups", obstacle_groups),
+                             ("free_groups", free_groups)):
             if isinstance(chosen, str):
-                raise ValueError(f"{role} groups {chosen!r}; expected a list of group names")
+                raise ValueError(f"{role} {chosen!r}; expected a list of group names")
             unknown = [g for g in chosen if g not in names]
             if unknown:
-                raise ValueError(f"{role} groups {list(chosen)} name {unknown}, which are not "
-                                 f"groups; groups are {list(names)}")
-        both = [g for g in obstacle if g in drivable]
+                raise ValueError(f"{role} {list(chosen)} name {unknown}, which are not groups; "
+                                 f"groups are {list(names)}")
+        both = [g for g in obstacle_groups if g in free_groups]
         if both:
-            raise ValueError(f"{both[0]!r} is both an obstacle and a drivable group; expected "
-                             "obstacles to be not drivable")
-        return cls(names, tuple(class_ids), tuple(g in obstacle for g in names),
-                   tuple(g in drivable for g in names), len(class_names))
+            raise ValueError(f"{both[0]!r} is in both obstacle_groups and free_groups; expected "
+                             "obstacles not to be free")
+        return cls(names, tuple(class_ids), tuple(g in obstacle_groups for g in names),
+                   tuple(g in free_groups for g in names), len(class_names))
 
     def group_lut(self) -> np.ndarray:
         """Return a 256-entry int16 table: class id -> group index, NO_GROUP (-1) for no group."""

@@ -46,7 +46,7 @@ def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndar
         raise ValueError(f"point step {step}; expected an integer >= 1")
     labels = maps.labels[::step, ::step]
     rows = np.arange(0, maps.labels.shape[0], step)[:, None]
-    drivable = np.take(maps.groups.class_table(maps.groups.is_drivable), labels)
+    drivable = np.take(maps.groups.class_table(maps.groups.is_free), labels)
     mask = maps.mapped[::step, ::step] & drivable & (rows > maps.footprint[None, ::step])
     points = maps.lookup.pixel_points[::step, ::step][mask]
     points["z"] = height

@@ -293,7 +293,7 @@ class GroundMaps:
             raise ValueError(f"min_obstacle_pixels {min_obstacle_pixels}; expected >= 1")
         observed = self.observed
         obstacle = self.counts[list(self.groups.is_obstacle)].sum(axis=0)
-        drivable = self.counts[list(self.groups.is_drivable)].sum(axis=0)
+        drivable = self.counts[list(self.groups.is_free)].sum(axis=0)
         blocked = (obstacle >= min_obstacle_pixels) | (2 * drivable <= observed)
         costmap = np.where(blocked, 100, 0).astype(np.int8)
         costmap[observed == 0] = UNKNOWN

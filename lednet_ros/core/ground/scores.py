@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from lednet_ros.core.ground.mapping import GroundMaps
 from lednet_ros.core.ground.clouds import free_points, obstacle_points
+from lednet_ros.core.ground.mapping import GroundMaps
 
 
 @dataclass

@@ -33,7 +33,8 @@ class GroundSettings:
         obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
 
     Raises:
-        ValueError: a value outside its range, named as the node's parameter.
+        ValueError: a value outside its range, named as the node's parameter (CameraPose and
+            GridSpec name theirs as they do: "camera height", "grid resolution").
     """
 
     pose: CameraPose = field(default_factory=lambda: CameraPose(height=1.0, pitch=0.1))

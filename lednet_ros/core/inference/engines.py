@@ -31,8 +31,8 @@ from lednet_ros.core.inference.engine_choice import (
     ONNX_ENGINES, EngineChoice, choose_engine, device_kind,
 )
 from lednet_ros.core.inference.model import ConvBNReLU, LEDNet, SSBranch
-from lednet_ros.core.inference.onnx_engines import make_onnx_engine
 from lednet_ros.core.inference.network_io import confidence_from_logits, labels_from_logits
+from lednet_ros.core.inference.onnx_engines import make_onnx_engine
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

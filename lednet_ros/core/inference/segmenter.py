@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lednet_ros.core.inference.checkpoint import WeightsMetadata, load_weights, read_metadata
 from lednet_ros.core.data.classes import palette
+from lednet_ros.core.inference.checkpoint import WeightsMetadata, load_weights, read_metadata
 from lednet_ros.core.inference.engine_choice import ONNX_ENGINES, choose_engine
+from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
 from lednet_ros.core.inference.onnx_cache import exported_graphs
 from lednet_ros.core.inference.onnx_engines import make_onnx_engine
-from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
 
 if TYPE_CHECKING:
     from lednet_ros.core.inference.model import LEDNet

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, Segmenter, check_output_resolution
 from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
 from lednet_ros.core.runtime.occupancy import Occupancy, class_occupancy
 from lednet_ros.core.runtime.rendering import check_overlay_alpha, colorize, overlay
-from lednet_ros.core.inference.segmenter import (
-    MAX_INPUT_SIDE, Segmenter, check_output_resolution,
-)
 
 MAX_GRID = 64
 
