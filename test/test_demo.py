@@ -9,12 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
-try:
-    import lednet_ros.msg  # noqa: F401
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+from skips import skip_without_built_messages
+
+skip_without_built_messages()
+
 
 import rclpy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402

@@ -27,13 +27,10 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
+from skips import skip_without_built_messages
+
 pytest.importorskip("hypothesis", reason="hypothesis is not installed")
-try:
-    from lednet_ros.msg import ClassInfo  # noqa: F401  (lednet_ros.ros.messages needs it)
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+skip_without_built_messages()
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402

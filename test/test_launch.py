@@ -26,12 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
-try:
-    from lednet_ros.msg import ClassInfo  # noqa: F401
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+from skips import skip_without_built_messages
+
+skip_without_built_messages()
+
 
 import rclpy  # noqa: E402
 from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402

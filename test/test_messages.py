@@ -7,12 +7,10 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
-try:
-    from lednet_ros.msg import ClassInfo, ClassOccupancy  # noqa: F401
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+from skips import skip_without_built_messages
+
+skip_without_built_messages()
+
 
 from rclpy.clock import Clock, ClockType  # noqa: E402
 from rclpy.duration import Duration  # noqa: E402

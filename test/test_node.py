@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
-try:
-    from lednet_ros.msg import ClassInfo, ClassOccupancy
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+from skips import skip_without_built_messages
+
+skip_without_built_messages()
 
 import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
@@ -32,6 +29,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
+from lednet_ros.msg import ClassInfo, ClassOccupancy  # noqa: E402
 from lednet_ros.core.data.classes import palette  # noqa: E402
 from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
 from lednet_ros.core.inference.engine_choice import installed_runtimes  # noqa: E402

@@ -15,16 +15,14 @@ from pathlib import Path
 import cv2
 import pytest
 
-pytest.importorskip("rclpy", reason="rclpy is not installed")
-try:
-    from lednet_ros.msg import ClassInfo
-except ImportError as exc:
-    pytest.skip(f"lednet_ros.msg not importable ({exc}): build with colcon and source "
-                "install/setup.bash", allow_module_level=True)
+from skips import skip_without_built_messages
+
+skip_without_built_messages()
 
 import rclpy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from lednet_ros.msg import ClassInfo  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
 
 from drawn_scenes import street  # noqa: E402

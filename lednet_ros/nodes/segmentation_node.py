@@ -49,7 +49,7 @@ class SegmentationNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.stats = PipelineStats()
-        self._worker = None
+        self._worker, self._rejected_reported = None, 0
         try:
             self.values = declare(self, FIXED_PARAMETERS)
             self.settings, ground = frame_settings(self.values), ground_settings(self.values)
@@ -59,8 +59,8 @@ class SegmentationNode(Node):
                 precision=self.values["precision"], engine=self.values["engine"]))
             metadata = self.pipeline.segmenter.metadata
             self.values |= declare_groups(self, metadata.dataset)
-            refuse_renamed(undeclared_overrides(self), self.values["groups.names"])
-            warn_undeclared(self)
+            refuse_renamed(undeclared := undeclared_overrides(self), self.values["groups.names"])
+            warn_undeclared(self, undeclared)
             self.pipeline.check(self.settings)
             self.ground = GroundOutputs(self, metadata, class_groups(
                 self.values, metadata.class_names), ground)
@@ -74,7 +74,6 @@ class SegmentationNode(Node):
         self._create_publishers()
         self._create_subscriptions()
         self._publish_class_info()
-        self._rejected_reported = 0
         self._adapt = AdaptService(self, self._input)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
         self.create_timer(1.0, self._on_diagnostics_timer, clock=steady)
@@ -117,8 +116,7 @@ class SegmentationNode(Node):
         values = {**self.values, **{p.name: p.value for p in parameters}}
         try:
             self.pipeline.check(frame_settings(values))
-            if any(p.name.startswith("ground.") for p in parameters):  # rebuilds the lookup
-                self.ground.check(ground_settings(values))
+            self.ground.check(ground_settings(values))
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -166,12 +164,14 @@ class SegmentationNode(Node):
         try:
             rgb = self._read_frame(msg, settings.max_image_pixels)
             self._adapt.live.offer(rgb)
+            send_confidence = self._confidence_pub.get_subscription_count() > 0
+            ground = self.ground.wanted()
             wanted = Outputs(color_mask=self._color_mask_pub.get_subscription_count() > 0,
                              overlay=self._overlay_pub.get_subscription_count() > 0,
-                             confidence=self._confidence_pub.get_subscription_count() > 0
-                             or self.ground.needs_confidence())
+                             confidence=send_confidence
+                             or ground and self.ground.needs_confidence())
             result = self.pipeline.process(rgb, settings, wanted)
-            self._publish(msg.header, result, wanted)
+            self._publish(msg.header, result, wanted, send_confidence)
         except Exception as exc:  # a bad frame is counted and logged; the node keeps running
             if not self.context.ok():
                 return  # shutting down: not a frame error
@@ -181,19 +181,21 @@ class SegmentationNode(Node):
             return
         self.stats.count_processed(stamp_age(msg.header, self.get_clock()), result.inference_s)
         try:
-            self.ground.publish(msg.header, result.labels, self._camera_info, result.confidence)
+            if ground:
+                self.ground.publish(msg.header, result.labels, self._camera_info,
+                                    result.confidence)
         except ValueError as exc:  # the frame's other outputs are out; say why no grids came
             self.stats.note_error(f"ground grids: {exc}")
             self.get_logger().warning(f"ground grids: {exc}",
                                       throttle_duration_sec=WARNING_PERIOD_S)
 
-    def _publish(self, header: Header, result, wanted: Outputs) -> None:
+    def _publish(self, header: Header, result, wanted: Outputs, send_confidence: bool) -> None:
         self._labels_pub.publish(image_message(result.labels, "mono8", header))
         if wanted.color_mask:  # also made for the overlay alone; sent only when asked for
             self._color_mask_pub.publish(image_message(result.color_mask, "rgb8", header))
         if result.overlay is not None:
             self._overlay_pub.publish(image_message(result.overlay, "rgb8", header))
-        if result.confidence is not None:
+        if send_confidence:  # also made for the ground outputs alone; sent only when asked for
             self._confidence_pub.publish(image_message(result.confidence, "mono8", header))
         self._occupancy_pub.publish(occupancy_message(
             result.occupancy, self.segmenter.class_names, result.label_size, header))

@@ -9,6 +9,7 @@ frames (swap_in), and ``adapt.output`` receives the weights when set.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from std_srvs.srv import Trigger
@@ -28,7 +29,8 @@ class AdaptService:
     def __init__(self, node, input_watch):
         self.node, self.input_watch = node, input_watch
         self.live = LiveAdaptation(self._adapt, self._adapted)
-        self.ready = None  # an adapted Segmenter not yet swapped in
+        self.ready = None  # an adapted Segmenter not yet swapped in (under _ready_lock)
+        self._ready_lock = threading.Lock()  # the adaptation thread sets it, the worker takes it
         node.create_service(Trigger, "~/adapt", self._on_call)
 
     def swap_in(self, pipeline: Pipeline) -> Pipeline:
@@ -36,7 +38,8 @@ class AdaptService:
 
         The worker calls it between frames and keeps what it returns.
         """
-        segmenter, self.ready = self.ready, None
+        with self._ready_lock:
+            segmenter, self.ready = self.ready, None
         if segmenter is None:
             return pipeline
         written = self.node.values["adapt.output"]
@@ -98,4 +101,5 @@ class AdaptService:
                          precision=current.precision, engine=current.engine.name)
 
     def _adapted(self, segmenter: Segmenter) -> None:
-        self.ready = segmenter
+        with self._ready_lock:
+            self.ready = segmenter

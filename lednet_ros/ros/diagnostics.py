@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -31,15 +30,18 @@ class InputWatch:
         self.node, self.stats, self.reliability = node, stats, reliability
         self.topic = ""  # the subscription's resolved name, once it exists (watch)
         self.problem = ""
-        self.last_arrival = None  # time.monotonic() of the last frame
         self._silence = SilenceWatch()
 
     def watch(self, topic: str) -> None:
         """Name the image topic watched (known once the subscription exists)."""
         self.topic = topic
 
+    @property
+    def last_arrival(self) -> float | None:
+        """time.monotonic() of the last frame; None before the first."""
+        return self._silence.last_frame
+
     def frame_arrived(self) -> None:
-        self.last_arrival = time.monotonic()
         self._silence.frame_arrived()
         if self.problem:
             self.node.get_logger().info(f"frames arrive on {self.topic} now")

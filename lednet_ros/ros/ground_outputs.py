@@ -16,7 +16,7 @@ from std_msgs.msg import Header
 from lednet_ros.core.ground.camera_geometry import Intrinsics
 from lednet_ros.core.ground.class_groups import ClassGroups
 from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
-from lednet_ros.core.ground.mapping import GroundMapper, build_lookup, footprint_run, ground_points
+from lednet_ros.core.ground.mapping import GroundMapper, footprint_run, ground_points
 from lednet_ros.core.ground.settings import GroundSettings
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
@@ -52,10 +52,13 @@ class GroundOutputs:
     def check(self, settings: GroundSettings) -> None:
         """ValueError when ``settings`` cannot map the last camera's frames.
 
-        E.g. a pitch that puts the horizon below the image.
+        E.g. a pitch that puts the horizon below the image. The lookup made here is the
+        mapper's cached one, so the next frame reuses it (and unchanged pose and grid cost
+        nothing).
         """
         if self.last_camera is not None:
-            build_lookup(self.last_camera[0], settings.pose, self.last_camera[1], settings.grid)
+            self.mapper.lookup(self.last_camera[0], settings.pose, self.last_camera[1],
+                               settings.grid)
 
     def update(self, settings: GroundSettings) -> None:
         """Map the next frames with ``settings`` (checked by :meth:`check`)."""
@@ -69,19 +72,18 @@ class GroundOutputs:
         return any(p.get_subscription_count() for p in publishers)
 
     def needs_confidence(self) -> bool:
-        """Whether the next frame's ground outputs need its confidence (footprint_confidence)."""
-        return self.settings.footprint_confidence > 0 and self.wanted()
+        """Whether ground outputs with these settings need the frame's confidence."""
+        return self.settings.footprint_confidence > 0
 
     def publish(self, header: Header, labels, info: CameraInfo | None, confidence=None) -> None:
         """Map ``labels`` with the camera of ``info`` and publish what is subscribed.
 
         ``confidence`` (uint8, the labels' size) is needed while ground.footprint_confidence > 0.
+        The caller asks :meth:`wanted` first: nothing here while nobody subscribes.
 
         Raises:
             ValueError: no camera_info yet, or a pose/grid/camera that sees no ground.
         """
-        if not self.wanted():
-            return
         if info is None:
             raise ValueError("ground grids need the camera's camera_info; none received yet")
         settings = self.settings

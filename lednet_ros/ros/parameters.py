@@ -111,9 +111,9 @@ def undeclared_overrides(node: Node) -> list[str]:
     return sorted(name for name in given if not node.has_parameter(name))
 
 
-def warn_undeclared(node: Node) -> None:
-    """Log a warning for each parameter given to ``node`` that it has not declared."""
-    for name in undeclared_overrides(node):
+def warn_undeclared(node: Node, names: list[str]) -> None:
+    """Log a warning for each parameter given to ``node`` that it has not declared (``names``)."""
+    for name in names:
         node.get_logger().warning(f"parameter {name} was given but this node has none of that "
                                   "name: ignored")
 

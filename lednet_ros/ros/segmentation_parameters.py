@@ -18,17 +18,18 @@ import re
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, MAX_FOOTPRINT_RUN, GridSpec,
+    MAX_FOOTPRINT_RUN, GridSpec,
 )
 from lednet_ros.core.ground.settings import MAX_POINTS_STEP, GroundSettings
 from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
-from lednet_ros.core.runtime.images import DEFAULT_MAX_PIXELS
 from lednet_ros.core.runtime.pipeline import MAX_GRID, FrameSettings
 from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare
 
 ANGLE = (-math.pi, math.pi)
 CAMVID_GROUPS = DEFAULT_GROUPS["camvid"]
+GROUND = GroundSettings()  # the ground.* defaults are the core's
+FRAME = FrameSettings()  # and so are the frame parameters' defaults
 GROUP_CLASSES = "groups.classes.<name>"
 
 PARAMETERS = {
@@ -43,18 +44,24 @@ PARAMETERS = {
     "engine": Spec("auto", "Inference engine: auto (the fastest measured for this device and "
                    "CPU), or one of the listed engines.", read_only=True, choices=ENGINES),
     # ---- each frame (runtime): FrameSettings
-    "input_width": Spec(0, "Network input width in pixels; 0 = the weights' training width.",
+    "input_width": Spec(FRAME.input_size[0],
+                        "Network input width in pixels; 0 = the weights' training width.",
                         integers=(0, MAX_INPUT_SIDE)),
-    "input_height": Spec(0, "Network input height in pixels; 0 = the weights' training height.",
+    "input_height": Spec(FRAME.input_size[1],
+                         "Network input height in pixels; 0 = the weights' training height.",
                          integers=(0, MAX_INPUT_SIDE)),
-    "output_resolution": Spec("original", "Size of labels, colour mask and overlay: original "
+    "output_resolution": Spec(FRAME.output_resolution,
+                              "Size of labels, colour mask and overlay: original "
                               "(the input image's) or network (the network input's).",
                               choices=OUTPUT_RESOLUTIONS),
-    "overlay_alpha": Spec(0.5, "Weight of the colour mask in the overlay, 0 (image only) to 1 "
+    "overlay_alpha": Spec(FRAME.overlay_alpha,
+                          "Weight of the colour mask in the overlay, 0 (image only) to 1 "
                           "(mask only).", floats=(0.0, 1.0)),
-    "grid_rows": Spec(3, "Rows of the occupancy region grid.", integers=(1, MAX_GRID)),
-    "grid_cols": Spec(3, "Columns of the occupancy region grid.", integers=(1, MAX_GRID)),
-    "max_image_pixels": Spec(DEFAULT_MAX_PIXELS, "Frames with more pixels (width x height) are "
+    "grid_rows": Spec(FRAME.grid[0], "Rows of the occupancy region grid.", integers=(1, MAX_GRID)),
+    "grid_cols": Spec(FRAME.grid[1],
+                      "Columns of the occupancy region grid.", integers=(1, MAX_GRID)),
+    "max_image_pixels": Spec(FRAME.max_image_pixels,
+                             "Frames with more pixels (width x height) are "
                              "rejected.", integers=(1, 2**31 - 1)),
     "no_frames_timeout": Spec(5.0, "Seconds without a frame while the image topic has "
                               "publishers before warning once (0 disables).",
@@ -93,43 +100,50 @@ PARAMETERS = {
                                "is free (0); other mapped groups cost 100.", read_only=True,
                                by_weights=True),
     # ---- ground outputs: GroundSettings
-    "ground.base_frame": Spec("base_link", "Frame of the grids and points (the robot's base, "
+    "ground.base_frame": Spec(GROUND.base_frame,
+                              "Frame of the grids and points (the robot's base, "
                               "REP-103: x forward, y left, z up).", read_only=True),
-    "ground.camera_x": Spec(0.0, "Camera position ahead of base_frame's origin (m).",
+    "ground.camera_x": Spec(GROUND.pose.x, "Camera position ahead of base_frame's origin (m).",
                             floats=(-100.0, 100.0)),
-    "ground.camera_y": Spec(0.0, "Camera position left of base_frame's origin (m).",
+    "ground.camera_y": Spec(GROUND.pose.y, "Camera position left of base_frame's origin (m).",
                             floats=(-100.0, 100.0)),
-    "ground.camera_height": Spec(1.0, "Camera height above the ground (m).",
+    "ground.camera_height": Spec(GROUND.pose.height, "Camera height above the ground (m).",
                                  floats=(0.01, 100.0)),
-    "ground.camera_roll": Spec(0.0, "Camera roll (rad).", floats=ANGLE),
-    "ground.camera_pitch": Spec(0.1, "Camera pitch (rad, positive = looking down).",
+    "ground.camera_roll": Spec(GROUND.pose.roll, "Camera roll (rad).", floats=ANGLE),
+    "ground.camera_pitch": Spec(GROUND.pose.pitch, "Camera pitch (rad, positive = looking down).",
                                 floats=ANGLE),
-    "ground.camera_yaw": Spec(0.0, "Camera yaw (rad, positive = turned left).", floats=ANGLE),
-    "ground.use_tf": Spec(False, "Take the camera pose from TF (base_frame <- the image's "
+    "ground.camera_yaw": Spec(GROUND.pose.yaw,
+                              "Camera yaw (rad, positive = turned left).", floats=ANGLE),
+    "ground.use_tf": Spec(GROUND.use_tf, "Take the camera pose from TF (base_frame <- the image's "
                           "frame_id) instead of the camera_* parameters; needs tf2_ros.",
                           read_only=True),
-    "ground.rectified": Spec(False, "The image is rectified (image_rect): use camera_info's P "
+    "ground.rectified": Spec(GROUND.rectified,
+                             "The image is rectified (image_rect): use camera_info's P "
                              "and no distortion; else K and D.", read_only=True),
-    "ground.resolution": Spec(0.1, "Grid cell size (m).", floats=(0.01, 10.0)),
-    "ground.range": Spec(20.0, "Grid length ahead of the camera (m).", floats=(0.1, 1000.0)),
-    "ground.width": Spec(10.0, "Grid width across, centred on the camera (m).",
+    "ground.resolution": Spec(GROUND.grid.resolution, "Grid cell size (m).", floats=(0.01, 10.0)),
+    "ground.range": Spec(GROUND.grid.range,
+                         "Grid length ahead of the camera (m).", floats=(0.1, 1000.0)),
+    "ground.width": Spec(GROUND.grid.width, "Grid width across, centred on the camera (m).",
                          floats=(0.1, 1000.0)),
-    "ground.points_step": Spec(4, "Every Nth pixel (in both directions) goes into "
+    "ground.points_step": Spec(GROUND.points_step,
+                               "Every Nth pixel (in both directions) goes into "
                                "~/ground_points and ~/free_points.",
                                integers=(1, MAX_POINTS_STEP)),
-    "ground.footprint_run": Spec(DEFAULT_FOOTPRINT_RUN, "Shortest vertical run of obstacle "
+    "ground.footprint_run": Spec(GROUND.footprint_run, "Shortest vertical run of obstacle "
                                  "pixels that makes a footprint, as a fraction of the label "
                                  "image's height (0: a single pixel); shorter runs below it "
                                  "count as nothing; its bottom rows, as many, mark the obstacle.",
                                  floats=(0.0, MAX_FOOTPRINT_RUN)),
-    "ground.footprint_confidence": Spec(DEFAULT_FOOTPRINT_CONFIDENCE, "Confidence (softmax "
+    "ground.footprint_confidence": Spec(GROUND.footprint_confidence, "Confidence (softmax "
                                         "maximum, 0..1) the most confident pixel of a "
                                         "footprint's run reaches (0: any run).",
                                         floats=(0.0, 1.0)),
-    "ground.obstacle_points_height": Spec(0.3, "Height (m) of ~/obstacle_points above the "
+    "ground.obstacle_points_height": Spec(GROUND.obstacle_points_height,
+                                          "Height (m) of ~/obstacle_points above the "
                                           "ground: inside the marking source's "
                                           "min/max_obstacle_height.", floats=(-10.0, 10.0)),
-    "ground.free_points_height": Spec(0.0, "Height (m) of ~/free_points above the ground: "
+    "ground.free_points_height": Spec(GROUND.free_points_height,
+                                      "Height (m) of ~/free_points above the ground: "
                                       "inside the clearing source's min/max_obstacle_height.",
                                       floats=(-10.0, 10.0)),
 }

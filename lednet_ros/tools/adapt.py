@@ -80,7 +80,8 @@ def main(argv=None) -> int:
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
     add_self_training_arguments(parser.add_argument_group(
         "self-training (defaults: the recipe measured best in docs/weights.md)"))
-    parser.add_argument("--seed", type=int, default=0, help="shuffles and augmentation")
+    parser.add_argument("--seed", type=int, default=SelfTrainingSettings.seed,
+                        help=attribute_docs(SelfTrainingSettings)["seed"].rstrip("."))
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)

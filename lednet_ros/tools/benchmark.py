@@ -33,7 +33,7 @@ from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.checkpoint import load_weights
 from lednet_ros.core.inference.cpu import cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.inference.engine_choice import (
-    ENGINE_PRECISIONS, ENGINES, choose_engine, installed_runtimes,
+    ENGINE_PRECISIONS, ENGINES, ONNX_ENGINES, choose_engine, installed_runtimes,
 )
 from lednet_ros.core.inference.engines import make_engine
 from lednet_ros.core.inference.network_io import preprocess
@@ -53,7 +53,7 @@ def describe_machine() -> dict:
             "native_bf16": native_bf16(flags), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    for name in ("onnxruntime", "openvino"):
+    for name in ONNX_ENGINES:
         try:
             info[name] = __import__(name).__version__
         except ImportError:
@@ -261,10 +261,6 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     return rows
 
 
-def _grids(maps) -> None:
-    maps.group_grids(), maps.costmap()
-
-
 def write_report(out: Path, result: dict) -> None:
     """Write <out>/benchmark.json and <out>/benchmark.md."""
     out.mkdir(parents=True, exist_ok=True)
@@ -364,8 +360,8 @@ def main(argv=None) -> None:
 
         params = [f"device:={args.device}", f"precision:={args.pipeline_precision}"]
         engines = args.node_engines or ["auto"] + (
-            [e for e in ("onnxruntime", "openvino", "torch")
-             if e == "torch" or e in installed_runtimes()] if device == "cpu" else [])
+            [e for e in ONNX_ENGINES if e in installed_runtimes()] + ["torch"]
+            if device == "cpu" else [])
         result["node"] = benchmark_node(args.weights, args.sizes, args.node_frames, params=params,
                                         rate=args.node_rate, engines=engines)
         pipeline = result["pipeline"][0]

@@ -153,7 +153,7 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0,
           node_started: float = float("nan"), change_every: float = 0.0, outputs=()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rclpy.parameter import Parameter
     from rcl_interfaces.srv import SetParameters
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -196,11 +196,7 @@ def probe(size, frames: int, node_pid: int, timeout: float, rate: float = 0.0,
                   "input_height": int(height * 2 / 3) if small else height,
                   "overlay_alpha": 0.3 if small else 0.5}
         request = SetParameters.Request(parameters=[
-            Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER,
-                                                      integer_value=value)
-                      if isinstance(value, int) else
-                      ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
-            for name, value in values.items()])
+            Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
         setter.call_async(request)
         changes.append(values)
 

@@ -30,6 +30,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from lednet_ros.core.evaluation.scoring import stamp_nanoseconds
+from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS
 from lednet_ros.core.ground.mapping import costmap_picture
 from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
@@ -49,7 +50,8 @@ SETTLE_S = 3.0  # after the camera finished, no new result for this long: done
 DEMO_POSE = {"ground.camera_height": 4.0, "ground.camera_pitch": 0.5}
 # CamVid has no grass class: its lawn comes out as 'tree', which as an obstacle would hide
 # everything behind the image's bottom row, so with CamVid weights the demo maps trees in no group.
-CAMVID_OBSTACLES = "[car, pedestrian, bicyclist, pole, fence, sign symbol, building]"
+CAMVID_OBSTACLES = "[{}]".format(", ".join(  # the CamVid obstacle group without tree
+    name for name in DEFAULT_GROUPS["camvid"]["classes"]["obstacle"] if name != "tree"))
 
 
 def ground_parameters(weights) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import islice
 from pathlib import Path
 
 from lednet_ros.core.data.bags import (
@@ -22,13 +23,6 @@ from lednet_ros.core.data.bags import (
 )
 from lednet_ros.core.data.datasets import DATASETS, DatasetError
 from lednet_ros.core.data.frame_sources import FrameReadError
-
-
-def _limited(frames, limit: int):
-    for index, frame in enumerate(frames):
-        if limit and index >= limit:
-            return
-        yield frame
 
 
 def main(argv=None) -> int:
@@ -57,7 +51,7 @@ def main(argv=None) -> int:
             frames = folder_frames(args.images, args.labels)
         else:
             frames = video_frames(args.video)
-        count = write_bag(args.out, _limited(frames, args.limit), storage=args.storage,
+        count = write_bag(args.out, islice(frames, args.limit or None), storage=args.storage,
                           rate_hz=args.rate)
     except (BagError, DatasetError, FrameReadError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -44,10 +44,10 @@ def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndar
     """
     if step < 1:
         raise ValueError(f"point step {step}; expected an integer >= 1")
-    labels = maps.labels[::step, ::step]
-    rows = np.arange(0, maps.labels.shape[0], step)[:, None]
-    drivable = np.take(maps.groups.class_table(maps.groups.is_free), labels)
-    mask = maps.mapped[::step, ::step] & drivable & (rows > maps.footprint[None, ::step])
+    # mapped keeps non-obstacle pixels only below their column's footprint (which is an
+    # obstacle pixel, and no group is both obstacle and free): in front of it
+    free = np.take(maps.groups.class_table(maps.groups.is_free), maps.labels[::step, ::step])
+    mask = maps.mapped[::step, ::step] & free
     points = maps.lookup.pixel_points[::step, ::step][mask]
     points["z"] = height
     return points

@@ -107,14 +107,8 @@ class GroundLookup:
     cells: np.ndarray  # (n,) int32 flat cell index (row-major) of each pair
     rows: np.ndarray  # (n,) int32 image row of each pair's pixel
     cols: np.ndarray  # (n,) int32 image column of each pair's pixel
-    ground_xy: np.ndarray  # (forward, 2) float32 ground points of the leading pixel -> cell pairs
+    forward: int  # how many leading pairs come from a pixel's own ray (the rest fill cells)
     pixel_points: np.ndarray  # (h, w) XYZ_DTYPE each pixel's ground point, NaN off the grid
-    on_grid: np.ndarray  # (h, w) bool: the pixel's own ray lands on the grid
-
-    @property
-    def forward(self) -> int:
-        """How many leading pairs come from a pixel's own ray (the rest fill cells between)."""
-        return len(self.ground_xy)
 
 
 def build_lookup(intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[int, int],
@@ -155,14 +149,13 @@ def build_lookup(intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[in
     seen_by = _pixels_seeing(missed_cells, camera, pose, grid, normal)
     seen = (seen_by >= 0) & down[np.maximum(seen_by, 0)]
     pixels = np.concatenate([forward, seen_by[seen]]).astype(np.int32)
-    ground_xy = np.stack([x[forward], y[forward]], axis=1).astype(np.float32)
     pixel_points = np.full(height * width, np.nan, dtype=XYZ_DTYPE)
-    pixel_points["x"][forward], pixel_points["y"][forward] = ground_xy.T
+    pixel_points["x"][forward], pixel_points["y"][forward] = x[forward], y[forward]
     pixel_points["z"][forward] = 0.0
     return GroundLookup((height, width), (rows, cols), origin, grid.resolution, pixels,
                         np.concatenate([cells, missed_cells[seen]]).astype(np.int32),
-                        pixels // width, pixels % width, ground_xy,
-                        pixel_points.reshape(height, width), on_grid.reshape(height, width))
+                        pixels // width, pixels % width, len(forward),
+                        pixel_points.reshape(height, width))
 
 
 def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid: GridSpec,
@@ -252,23 +245,20 @@ class GroundMaps:
     kept: np.ndarray  # (pairs,) bool: the lookup's (pixel, cell) pairs that were counted
     footprint: np.ndarray  # (w,) int32 each column's footprint row, -1 where none
     labels: np.ndarray  # (h, w) uint8 the frame's class ids
-    obstacle: np.ndarray  # (h, w) bool its obstacle pixels
-    depth: int = 1  # rows of each footprint's run mapped as the obstacle
 
     @cached_property
     def mapped(self) -> np.ndarray:
         """(h, w) bool: the pixels mapped on the grid by their own ray.
 
-        Ground in front of its column's footprint and the footprint's ``depth`` rows, where the
-        pixel's ray lands on the grid. Sky, classes in no group, other obstacle pixels and
-        everything above the footprint are not.
+        Ground in front of its column's footprint and the footprint's run depth, where the
+        pixel's ray lands on the grid: the counted pairs among the lookup's leading ones (one
+        per such pixel). Sky, classes in no group, other obstacle pixels and everything above
+        the footprint are not.
         """
-        rows = np.arange(self.labels.shape[0], dtype=np.int32)[:, None]
-        in_group = np.take(self.groups.class_table((True,) * len(self.groups.names)),
-                           self.labels)
-        return (in_group & self.lookup.on_grid
-                & _in_front_or_footprint(rows, self.footprint[None, :], self.obstacle,
-                                         self.depth))
+        lookup = self.lookup
+        mapped = np.zeros(self.labels.size, dtype=bool)
+        mapped[lookup.pixels[:lookup.forward]] = self.kept[:lookup.forward]
+        return mapped.reshape(self.labels.shape)
 
     @property
     def observed(self) -> np.ndarray:
@@ -304,26 +294,27 @@ class GroundMapper:
     """Maps label images onto the ground grid, caching the pixel -> cell lookup.
 
     The lookup is rebuilt only when the intrinsics, pose, label size or grid change; ``builds``
-    counts how many times it was built.
+    counts how many times it was built. The cache is one (key, lookup) pair, replaced whole, so
+    a thread checking a new pose (the node's parameter check) and the frame thread can share it.
     """
 
     def __init__(self, groups: ClassGroups):
         self.groups = groups
         self._group_lut = groups.group_lut()
         self._obstacle_lut = groups.class_table(groups.is_obstacle)
-        self._key = None
-        self._lookup = None
+        self._cached = (None, None)  # (key, lookup)
         self.builds = 0
 
     def lookup(self, intrinsics: Intrinsics, pose: CameraPose, label_shape: tuple[int, int],
                grid: GridSpec) -> GroundLookup:
         """Return the lookup for these inputs: the cached one, or a new one (``builds`` + 1)."""
         key = (intrinsics, pose, tuple(label_shape), grid)
-        if key != self._key:
-            self._lookup = build_lookup(intrinsics, pose, tuple(label_shape), grid)
-            self._key = key
+        cached_key, lookup = self._cached
+        if key != cached_key:
+            lookup = build_lookup(intrinsics, pose, tuple(label_shape), grid)
+            self._cached = (key, lookup)
             self.builds += 1
-        return self._lookup
+        return lookup
 
     def map(self, labels: np.ndarray, intrinsics: Intrinsics, pose: CameraPose,
             grid: GridSpec = GridSpec(), min_run: int = 1, confidence: np.ndarray | None = None,
@@ -351,7 +342,7 @@ class GroundMapper:
         counts = np.bincount(group[kept].astype(np.int64) * (rows * cols) + lookup.cells[kept],
                              minlength=len(self.groups.names) * rows * cols)
         return GroundMaps(self.groups, counts.reshape(-1, rows, cols), lookup.origin,
-                          lookup.resolution, lookup, kept, footprint, labels, obstacle, min_run)
+                          lookup.resolution, lookup, kept, footprint, labels)
 
 
 def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np.ndarray,
@@ -392,7 +383,8 @@ def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[S
         table[: len(class_colors)] = np.asarray(class_colors, dtype=np.uint32).reshape(-1, 3)
         rgb = table[label]
     points = np.zeros(len(pixels), dtype=POINT_DTYPE)
-    points["x"], points["y"] = lookup.ground_xy[forward].T
+    ground = lookup.pixel_points.ravel()[pixels]
+    points["x"], points["y"] = ground["x"], ground["y"]
     points["rgb"] = ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).view(np.float32)
     points["label"] = label
     return points

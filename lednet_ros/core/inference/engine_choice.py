@@ -171,7 +171,7 @@ def _auto_engine(kind: str, precision: str, flags: frozenset[str],
 
 
 def _check_engine(engine: str, device, installed: frozenset[str]) -> None:
-    if engine in ("onnxruntime", "openvino"):
+    if engine in ONNX_ENGINES:
         if device_kind(device) != "cpu":
             raise ValueError(f"engine {engine!r} runs on the CPU here; the device is {device}")
         if engine not in installed:

@@ -64,9 +64,8 @@ def normalisation(mean: tuple, std: tuple, device):
     import torch
 
     with torch.inference_mode(False):
-        scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
-        shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, 3, 1, 1)
-    return scale, shift
+        return tuple(torch.tensor(array, device=device).view(1, 3, 1, 1)  # a copy
+                     for array in _scale_shift(mean, std))
 
 
 def labels_from_logits(logits) -> np.ndarray:

@@ -17,14 +17,14 @@ import tempfile
 from pathlib import Path
 
 from lednet_ros.core.inference.checkpoint import CheckpointError, file_sha256
-from lednet_ros.core.inference.onnx_engines import GRAPH_OUTPUTS, graph_file_name
+from lednet_ros.core.inference.onnx_engines import DEFAULT_CACHE, GRAPH_OUTPUTS, graph_file_name
 
 EXPORT_VERSION = 1  # raise when the exported graphs change, so old folders are not reused
 
 
 def cache_root() -> Path:
     """``$LEDNET_ROS_CACHE`` or ``~/.cache/lednet_ros``."""
-    return Path(os.environ.get("LEDNET_ROS_CACHE") or Path.home() / ".cache" / "lednet_ros")
+    return Path(os.environ.get("LEDNET_ROS_CACHE") or DEFAULT_CACHE)
 
 
 def exported_graphs(weights_path) -> Path:

@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-TENSORRT_CACHE = Path.home() / ".cache" / "lednet_ros" / "tensorrt"
+DEFAULT_CACHE = Path.home() / ".cache" / "lednet_ros"  # onnx_cache.cache_root's default
+TENSORRT_CACHE = DEFAULT_CACHE / "tensorrt"
 OUTPUTS = ("logits", "labels", "confidence")
 # the output sets the engines run: labels alone, labels with confidence, logits (tests, tools)
 GRAPH_OUTPUTS = (("labels",), ("labels", "confidence"), ("logits",))

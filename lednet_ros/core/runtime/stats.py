@@ -147,11 +147,11 @@ class SilenceWatch:
 
     def __init__(self, clock=time.monotonic):
         self._clock = clock
-        self._last_frame = clock()
+        self.last_frame = None  # clock() of the last frame, None before the first
         self._publishers_since = None
 
     def frame_arrived(self) -> None:
-        self._last_frame = self._clock()
+        self.last_frame = self._clock()
 
     def silent_for(self, publishers: int, timeout: float) -> float:
         """Seconds without a frame while publishers existed, when at least ``timeout``; else 0."""
@@ -161,5 +161,5 @@ class SilenceWatch:
             return 0.0
         if self._publishers_since is None:
             self._publishers_since = now
-        silent = now - max(self._publishers_since, self._last_frame)
+        silent = now - max(self._publishers_since, self.last_frame or self._publishers_since)
         return silent if silent >= timeout else 0.0
