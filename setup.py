@@ -1,6 +1,6 @@
 """pip install of the pure-Python core for machines without ROS (e.g. training servers).
 
-    pip install .            # core: model, checkpoints, processing, segmenter, lednet-segment
+    pip install .            # core (inference, runtime, ground, data, ...), lednet-segment
     pip install .[train]     # + matplotlib, onnx, onnxruntime
 
 On a ROS 2 machine build with colcon instead: package.xml selects ament_cmake, which also generates

@@ -42,6 +42,13 @@ def camvid_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def run6_weights() -> Path:
+    """Return run 6's weights (committed): bound to CamVid's camera, for the adaptation tests."""
+    return (REPO / "training" / "checkpoints" / "camvid_v4_lovasz"
+            / "lednet_camvid_run6.safetensors")
+
+
+@pytest.fixture(scope="session")
 def cityscapes_root() -> Path:
     return _shared("cityscapes_mini")
 

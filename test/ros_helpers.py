@@ -38,7 +38,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointField
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -246,3 +246,13 @@ class NodeProcess:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def points_from_message(msg) -> np.ndarray:
+    """Return the structured array a PointCloud2 describes, read only from its fields and data."""
+    types = {PointField.UINT8: np.uint8, PointField.UINT32: np.uint32,
+             PointField.FLOAT32: np.float32, PointField.INT16: np.int16}
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [types[f.datatype] for f in msg.fields],
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)

@@ -1,7 +1,5 @@
 """Adaptation to a new camera and out-of-domain scoring, without labels and without ROS.
 
-Also the ground outputs' out-of-domain score (tools/evaluate_ground).
-
 lednet_ros/core/{frame_sampling,adaptation}.py and the tools adapt and evaluate_cityscapes on
 videos, image folders and bags made here at small sizes; the Cityscapes -> CamVid table; and,
 where ../shared/data holds cityscapes_mini, the packaged weights' out-of-domain score.
@@ -9,7 +7,6 @@ where ../shared/data holds cityscapes_mini, the packaged weights' out-of-domain 
 
 from __future__ import annotations
 
-import json
 import re
 
 import cv2
@@ -35,13 +32,11 @@ from lednet_ros.core.inference.checkpoint import (
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
-from lednet_ros.tools import evaluate_cityscapes, evaluate_ground
+from lednet_ros.tools import evaluate_cityscapes
 
 from drawn_scenes import dark_streets
 
 # the weights packaged before robust_v1 (run 6): bound to CamVid's camera, kept for these tests
-RUN6_WEIGHTS = (default_weights_path().parents[2] / "training" / "checkpoints"
-                / "camvid_v4_lovasz" / "lednet_camvid_run6.safetensors")
 SIZE = (64, 48)  # width, height of made frames
 INPUT = (64, 48)  # network input in these tests: small, so every test is fast
 
@@ -164,7 +159,8 @@ def test_packaged_weights_out_of_domain_on_real_cityscapes(cityscapes_root, caps
 
 
 
-def test_bn_on_real_clips_lifts_the_out_of_domain_score(cityscapes_root, tmp_path, capsys):
+def test_bn_on_real_clips_lifts_the_out_of_domain_score(cityscapes_root, run6_weights, tmp_path,
+                                                        capsys):
     """The adapt tool on 45 frames of three unlabelled clips, then the seven labelled frames.
 
     On the camera-bound run-6 weights (packaged before robust_v1; measured with 90 frames: 25.8%
@@ -176,10 +172,10 @@ def test_bn_on_real_clips_lifts_the_out_of_domain_score(cityscapes_root, tmp_pat
     output = tmp_path / "bn.safetensors"
     args = [arg for clip in clips for arg in ("--source", str(clip))]
     assert adapt_tool.main(args + ["--frames", "45", "--output", str(output), "--threads", "2",
-                                   "--weights", str(RUN6_WEIGHTS)]) == 0
+                                   "--weights", str(run6_weights)]) == 0
     assert [s["frames"] for s in read_metadata(output).recipe["adaptation"]["sources"]] == [15] * 3
     scores = []
-    for weights in (RUN6_WEIGHTS, output):
+    for weights in (run6_weights, output):
         assert evaluate_cityscapes.main(["--data-path", str(cityscapes_root), "--engine", "torch",
                                          "--weights", str(weights)]) == 0
         scores.append(float(re.search(r"7 frames .* mIoU ([\d.]+)%",
@@ -382,53 +378,3 @@ def test_adapt_writes_nothing_when_a_frame_cannot_be_decoded(sources, tmp_path, 
                             "--output", str(output)]) == 1
     assert "f2.png: not a readable image" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
-
-
-# ---- ground outputs scored against the labels' own (evaluate_ground) ---------------------------
-
-def cityscapes_camera(path, image_size=(64, 32)):
-    """Write a Cityscapes camera file for ``image_size`` frames; return its path."""
-    scale = image_size[0] / 2048
-    path.write_text(json.dumps({
-        "image_size": list(image_size),
-        "intrinsic": {"fx": 2262.5 * scale, "fy": 2265.3 * scale, "u0": 1097.0 * scale,
-                      "v0": 513.1 * scale},
-        "extrinsic": {"x": 1.7, "y": 0.1, "z": 1.22, "roll": 0.0, "pitch": 0.2, "yaw": 0.0}}))
-    return path
-
-
-def test_evaluate_ground_prints_every_score_and_refuses_a_bad_camera(tiny_cityscapes, tmp_path,
-                                                                    capsys):
-    camera = cityscapes_camera(tmp_path / "camera.json")
-    args = ["--data-path", str(tiny_cityscapes), "--engine", "torch", "--input-size", "64x32",
-            "--labels-size", "64x32", "--range", "10", "--width", "10"]
-    assert evaluate_ground.main(args + ["--camera", str(camera)]) == 0
-    out = capsys.readouterr().out
-    assert "10 frames (all)" in out and "footprint run 0.03 of the height (1 px)" in out
-    for score in ("cells known", "free IoU", "blocked IoU", "free cells truly blocked",
-                  "obstacle cells blocked \\(1 cell\\)", "obstacle points precision",
-                  "obstacle points recall", "free points on blocked cells"):
-        assert re.search(rf"\| {score} \| (n/a|\d+\.\d) \|", out), score
-    camera.write_text('{"intrinsic": {"fx": 1}}')
-    assert evaluate_ground.main(args + ["--camera", str(camera)]) == 1
-    assert re.search(r"camera file .*camera.json: KeyError\('extrinsic'\); expected a "
-                     "Cityscapes camera file", capsys.readouterr().err)
-
-
-def test_footprint_rules_let_the_costmap_know_more_of_real_cityscapes(cityscapes_root, capsys):
-    """The camera-bound run-6 weights, seven frames (docs/nav2.md).
-
-    Cells known 34.6% with single-pixel footprints, 56.1% with the defaults (run 0.03,
-    confidence 0.7); free cells truly blocked 1.8% and 1.7%.
-    """
-    scores = []
-    for run, confidence in (("0", "0"), ("0.03", "0.7")):
-        assert evaluate_ground.main(["--data-path", str(cityscapes_root), "--engine", "torch",
-                                     "--weights", str(RUN6_WEIGHTS),
-                                     "--footprint-run", run,
-                                     "--footprint-confidence", confidence]) == 0
-        out = capsys.readouterr().out
-        scores.append([float(re.search(rf"\| {name} \| ([\d.]+) \|", out).group(1))
-                       for name in ("cells known", "free cells truly blocked")])
-    (known_before, _), (known, wrongly_free) = scores
-    assert known > max(50.0, known_before + 10.0) and wrongly_free < 3.0, scores

@@ -16,6 +16,8 @@ from lednet_ros.ros.ground_messages import (  # noqa: E402
     occupancy_grid_message, point_cloud_message,
 )
 
+from ros_helpers import points_from_message  # noqa: E402
+
 RNG = np.random.default_rng(11)
 
 
@@ -23,16 +25,6 @@ def header(frame_id="base_footprint"):
     h = Header(frame_id=frame_id)
     h.stamp.sec, h.stamp.nanosec = 12, 345
     return h
-
-
-def points_from_message(msg) -> np.ndarray:
-    """Return the structured array a PointCloud2 describes, read only from its fields and data."""
-    types = {PointField.UINT8: np.uint8, PointField.UINT32: np.uint32,
-             PointField.FLOAT32: np.float32, PointField.INT16: np.int16}
-    dtype = np.dtype({"names": [f.name for f in msg.fields],
-                      "formats": [types[f.datatype] for f in msg.fields],
-                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
-    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (100, 200)])

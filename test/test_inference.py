@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from lednet_ros.core.data.datasets import read_rgb
-from lednet_ros.core.inference.checkpoint import load_weights
+from lednet_ros.core.inference.checkpoint import load_weights, read_metadata
 from lednet_ros.core.inference.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.inference.engine_choice import (
     ENGINE_PRECISIONS, ENGINES, OPENVINO_CPU_FLAGS, PRECISIONS, choose_engine, installed_runtimes,
@@ -53,6 +53,12 @@ BOTH = frozenset({"onnxruntime", "openvino"})
 @pytest.fixture(scope="module")
 def model():
     return load_weights(default_weights_path())[0]
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    """Return the packaged weights' metadata (read without loading the model again)."""
+    return read_metadata(default_weights_path())
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +215,7 @@ def test_openvino_fp32_is_exact_fp32_on_every_cpu(predictions):
     assert compiled.get_property("NUM_STREAMS") == 1
 
 
-def test_bf16_is_refused_naming_the_missing_cpu_features(model):
+def test_bf16_is_refused_naming_the_missing_cpu_features(model, metadata):
     flags = cpu_flags()
     for missing in (EPYC_AVX2, frozenset()):  # a CPU without them: refused on any machine
         with pytest.raises(ValueError, match="precision 'bf16' refused.*avx512_bf16.*amx_bf16"):
@@ -218,7 +224,7 @@ def test_bf16_is_refused_naming_the_missing_cpu_features(model):
         pytest.skip(f"this CPU has {'/'.join(f for f in BF16_FLAGS if f in flags)}: bf16 runs "
                     "here (checked by the engine tests)")
     with pytest.raises(ValueError, match="precision 'bf16' refused.*avx512_bf16 nor amx_bf16"):
-        Segmenter(model, load_weights(default_weights_path())[1], device="cpu",
+        Segmenter(model, metadata, device="cpu",
                   precision="bf16")
 
 
@@ -269,7 +275,7 @@ def test_auto_follows_the_measured_rule(flags, installed, device, expected):
         assert f"this CPU ({cpu_model()})" in choice.reason
 
 
-def test_auto_picks_what_the_rule_says_for_this_cpu(model):
+def test_auto_picks_what_the_rule_says_for_this_cpu(model, metadata):
     """Check this machine's choice against the rule, restated.
 
     OpenVINO on CPUs with AVX-512 or native bf16, ONNX Runtime elsewhere (each where installed);
@@ -283,7 +289,7 @@ def test_auto_picks_what_the_rule_says_for_this_cpu(model):
         expected = ("onnxruntime" if "onnxruntime" in installed else "openvino", "fp32")
     else:
         expected = ("torch", "fp32")
-    segmenter = Segmenter(model, load_weights(default_weights_path())[1], device="cpu",
+    segmenter = Segmenter(model, metadata, device="cpu",
                           input_size=(64, 32))
     assert (segmenter.engine.name, segmenter.precision) == expected
     assert segmenter.choice_reason == choose_engine("auto", "auto", CPU).reason
@@ -315,13 +321,12 @@ def test_preprocess_normalises_with_the_weights_mean_and_std():
     assert not preprocess(rgb, (10, 6), mean, std).is_inference()
 
 
-def test_segmenter_predicts_labels_and_confidence_at_the_output_size(model, frames):
+def test_segmenter_predicts_labels_and_confidence_at_the_output_size(model, metadata, frames):
     """Confidence comes back only when asked, resized like the labels (nearest neighbour).
 
     segment() still returns the labels alone.
     """
-    meta = load_weights(default_weights_path())[1]
-    segmenter = Segmenter(model, meta, device="cpu", engine="torch", precision="fp32",
+    segmenter = Segmenter(model, metadata, device="cpu", engine="torch", precision="fp32",
                           input_size=(240, 180))
     rgb = frames[0]
     labels, confidence = segmenter.predict(rgb, confidence=True)
@@ -334,22 +339,21 @@ def test_segmenter_predicts_labels_and_confidence_at_the_output_size(model, fram
     assert segmenter.predict(rgb)[1] is None
     np.testing.assert_array_equal(segmenter.segment(rgb), labels)
     # softmax maximum >= 1 / classes; some pixels surer than others
-    assert confidence.max() > confidence.min() >= 255 // meta.num_classes
+    assert confidence.max() > confidence.min() >= 255 // metadata.num_classes
 
 
-def test_segmenter_prepares_input_where_its_engine_reads_it(model):
+def test_segmenter_prepares_input_where_its_engine_reads_it(model, metadata):
     """PyTorch engines read a tensor on their own device and dtype; ONNX engines a NumPy array.
 
     So a CUDA input never goes back to the host for an ONNX engine, and the ONNX engines need
     no torch for their input: network_io.network_input, the same values as preprocess.
     """
-    meta = load_weights(default_weights_path())[1]
-    segmenter = Segmenter(model, meta, device="cpu", engine="torch", input_size=(64, 32))
+    segmenter = Segmenter(model, metadata, device="cpu", engine="torch", input_size=(64, 32))
     x = segmenter._input(road_scene(128, 256), (64, 32))
     assert (x.device, x.dtype, tuple(x.shape)) == (CPU, torch.float32, (1, 3, 32, 64))
     assert segmenter.segment(road_scene(128, 256)).shape == (128, 256)
     for engine in sorted(installed_runtimes()):
-        segmenter = Segmenter(model, meta, device="cpu", engine=engine, input_size=(64, 32))
+        segmenter = Segmenter(model, metadata, device="cpu", engine=engine, input_size=(64, 32))
         array = segmenter._input(road_scene(128, 256), (64, 32))
         assert isinstance(array, np.ndarray) and array.dtype == np.float32
         np.testing.assert_allclose(array, x.numpy(), rtol=0, atol=1e-6)

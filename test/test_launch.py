@@ -232,6 +232,20 @@ def test_params_file_lists_every_node_parameter_with_its_default():
             f"{name}: file has {value!r}, the node's default is {default!r}")
 
 
+def read_node_started_with(params_file: Path, read, namespace: str):
+    """Start a segmentation node with ``params_file`` (torch, fp32); return ``read(node)``."""
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "--params-file", str(params_file),
+                                      "-p", "engine:=torch", "-p", "precision:=fp32"])
+    try:
+        node = SegmentationNode(context=context, namespace=namespace)
+        value = read(node)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    return value
+
+
 def test_params_file_applies_to_the_node_under_a_namespace(tmp_path):
     """Check that rcl parses the file and every value reaches the node with its declared type.
 
@@ -244,15 +258,9 @@ def test_params_file_applies_to_the_node_under_a_namespace(tmp_path):
     params_file = tmp_path / "lednet.yaml"
     params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": changed}}))
     for path, expected in ((CONFIG / "lednet.yaml", values), (params_file, changed)):
-        context = rclpy.Context()
-        rclpy.init(context=context, args=["--ros-args", "--params-file", str(path),
-                                          "-p", "engine:=torch", "-p", "precision:=fp32"])
-        try:
-            node = SegmentationNode(context=context, namespace="/params_file_test")
-            applied = {name: node.get_parameter(name).value for name in expected}
-            node.destroy_node()
-        finally:
-            rclpy.try_shutdown(context=context)
+        applied = read_node_started_with(
+            path, lambda node: {name: node.get_parameter(name).value for name in expected},
+            "/params_file_test")
         expected = dict(expected, engine="torch", precision="fp32")
         assert applied == expected
 
@@ -264,15 +272,8 @@ def test_the_class_groups_example_of_the_docs_runs_on_the_packaged_weights(tmp_p
     example = example[example.index("```yaml\n") + 8:example.index("```\n", 8)]
     params_file = tmp_path / "groups.yaml"
     params_file.write_text(example)
-    context = rclpy.Context()
-    rclpy.init(context=context, args=["--ros-args", "--params-file", str(params_file),
-                                      "-p", "engine:=torch", "-p", "precision:=fp32"])
-    try:
-        node = SegmentationNode(context=context, namespace="/groups_example_test")
-        groups = node.ground.groups
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
+    groups = read_node_started_with(params_file, lambda node: node.ground.groups,
+                                    "/groups_example_test")
     assert groups.names == ("road", "walkway", "things")
     assert groups.is_obstacle == (False, False, True)
     assert groups.is_free == (True, True, False)

@@ -443,6 +443,15 @@ def test_sim_time_stamps_and_latency(rig_factory):
 
 # ---- the node as a process --------------------------------------------------------------------
 
+def node_process_and_probe(context, weights, engine: str, probe_name: str):
+    """Return (namespace, command, probe): a node command in a namespace of its own, a probe."""
+    namespace = next_namespace()
+    command = node_command("lednet_ros.nodes.segmentation_node",
+                           {"weights": str(weights), "engine": engine},
+                           ros_args=["-r", f"__ns:={namespace}"])
+    return namespace, command, rclpy.create_node(probe_name, namespace=namespace, context=context)
+
+
 @pytest.mark.parametrize(
     "parameters, named",
     [
@@ -485,11 +494,8 @@ def test_cuda_without_cuda_stops_start_up(tmp_path, random_weights):
 
 
 def test_process_runs_and_stops_quietly_on_ctrl_c(tmp_path, random_weights, context):
-    namespace = next_namespace()
-    command = node_command("lednet_ros.nodes.segmentation_node",
-                           {"weights": str(random_weights), "engine": "torch"},
-                           ros_args=["-r", f"__ns:={namespace}"])
-    probe = rclpy.create_node("process_probe", namespace=namespace, context=context)
+    namespace, command, probe = node_process_and_probe(context, random_weights, "torch",
+                                                       "process_probe")
     class_info = Collector(probe, ClassInfo, f"{namespace}/{NODE_NAME}/class_info", LATCHED)
     labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
     with spinning(context, probe), NodeProcess(command, tmp_path) as process:
@@ -507,11 +513,8 @@ def test_the_node_on_an_onnx_engine_never_loads_torch(tmp_path, random_weights, 
     """The graphs are exported once in a child process; the node itself maps no torch library."""
     if engine not in installed_runtimes():
         pytest.skip(f"{engine} is not installed")
-    namespace = next_namespace()
-    command = node_command("lednet_ros.nodes.segmentation_node",
-                           {"weights": str(random_weights), "engine": engine},
-                           ros_args=["-r", f"__ns:={namespace}"])
-    probe = rclpy.create_node("torchless_probe", namespace=namespace, context=context)
+    namespace, command, probe = node_process_and_probe(context, random_weights, engine,
+                                                       "torchless_probe")
     class_info = Collector(probe, ClassInfo, f"{namespace}/{NODE_NAME}/class_info", LATCHED)
     labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
     with spinning(context, probe), NodeProcess(command, tmp_path) as process:
@@ -528,11 +531,8 @@ def test_the_node_on_an_onnx_engine_never_loads_torch(tmp_path, random_weights, 
 
 def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
     """The worker stops before the context goes: no frame error, no rosout failure."""
-    namespace = next_namespace()
-    command = node_command("lednet_ros.nodes.segmentation_node",
-                           {"weights": str(random_weights), "engine": "torch"},
-                           ros_args=["-r", f"__ns:={namespace}"])
-    probe = rclpy.create_node("flow_probe", namespace=namespace, context=context)
+    namespace, command, probe = node_process_and_probe(context, random_weights, "torch",
+                                                       "flow_probe")
     labels = Collector(probe, Image, f"{namespace}/{NODE_NAME}/labels", RELIABLE)
     image_pub = probe.create_publisher(Image, "image", RELIABLE)
     frame = make_image(sky_road_card(), "rgb8", stamp=(5, 0))
@@ -547,11 +547,8 @@ def test_ctrl_c_while_frames_flow_is_quiet(tmp_path, random_weights, context):
 
 def test_ctrl_c_during_start_up_is_quiet(tmp_path, random_weights, context):
     """Interrupted while loading weights (the node already in the graph): exit 0, no traceback."""
-    namespace = next_namespace()
-    command = node_command("lednet_ros.nodes.segmentation_node",
-                           {"weights": str(random_weights), "engine": "onnxruntime"},
-                           ros_args=["-r", f"__ns:={namespace}"])
-    probe = rclpy.create_node("startup_probe", namespace=namespace, context=context)
+    namespace, command, probe = node_process_and_probe(context, random_weights, "onnxruntime",
+                                                       "startup_probe")
     with spinning(context, probe), NodeProcess(command, tmp_path) as process:
         wait_until(lambda: NODE_NAME in probe.get_node_names(), timeout=60,
                    message="the node in the graph")

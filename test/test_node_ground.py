@@ -23,7 +23,9 @@ from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E4
 from lednet_ros.ros.parameters import ConfigurationError  # noqa: E402
 
 from drawn_scenes import road_scene, sky_road_card  # noqa: E402
-from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    make_image, points_from_message, set_parameters, wait_for_subscribers, wait_until,
+)
 
 WIDTH, HEIGHT = 160, 96
 
@@ -43,7 +45,15 @@ def send(rig, image_pub, info_pub, sec, rgb=None):
     image_pub.publish(make_image(sky_road_card() if rgb is None else rgb, "rgb8", stamp=(sec, 0)))
 
 
-def street() -> np.ndarray:
+def camera_publishers(rig):
+    """Return the probe's image and camera_info publishers, once the node subscribes to both."""
+    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
+    wait_for_subscribers(image_pub)
+    wait_for_subscribers(info_pub)
+    return image_pub, info_pub
+
+
+def road_frame() -> np.ndarray:
     """Return the drawn street of test_default_weights at this rig's size (road below)."""
     return cv2.resize(road_scene(), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
 
@@ -56,9 +66,7 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     groups = list(rig.node.ground.groups.names)
     costmaps = rig.collect(OccupancyGrid, "costmap")
     grid = rig.collect(OccupancyGrid, f"grid/{groups[0]}")
-    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
-    wait_for_subscribers(image_pub)
-    wait_for_subscribers(info_pub)
+    image_pub, info_pub = camera_publishers(rig)
     send(rig, image_pub, info_pub, 7)
     (costmap,) = costmaps.wait(1, timeout=60)
     (first_group,) = grid.wait(1)
@@ -98,9 +106,7 @@ def test_a_pitch_that_shows_no_ground_is_refused_once_the_camera_is_known(
         rig_factory):
     rig = rig_factory(**{"ground.camera_pitch": 0.3})
     costmaps = rig.collect(OccupancyGrid, "costmap")
-    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
-    wait_for_subscribers(image_pub)
-    wait_for_subscribers(info_pub)
+    image_pub, info_pub = camera_publishers(rig)
     send(rig, image_pub, info_pub, 1)
     costmaps.wait(1, timeout=60)
     (result,) = set_parameters(rig.probe, rig.name, {"ground.camera_pitch": -1.2})
@@ -111,10 +117,8 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     # the packaged CamVid weights see road in the drawn street's lower half: points to map
     rig = rig_factory(weights=str(default_weights_path()), **{"ground.camera_pitch": 0.3})
     labels = rig.collect(Image, "labels")
-    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
-    wait_for_subscribers(image_pub)
-    wait_for_subscribers(info_pub)
-    send(rig, image_pub, info_pub, 1, street())
+    image_pub, info_pub = camera_publishers(rig)
+    send(rig, image_pub, info_pub, 1, road_frame())
     labels.wait(1, timeout=60)
     assert rig.node.ground.mapper.builds == 0  # nobody asked for ground outputs
     assert rig.node.pipeline.computed["confidence"] == 0
@@ -125,7 +129,7 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/confidence") == 1,
                message="confidence subscriber")
     for sec in (2, 3):
-        send(rig, image_pub, info_pub, sec, street())
+        send(rig, image_pub, info_pub, sec, road_frame())
         labels.wait(1, where=lambda m, s=sec: m.header.stamp.sec == s)
     (cloud,) = points.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert cloud.header.frame_id == "base_link" and cloud.width > 0
@@ -142,15 +146,13 @@ def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
     labels = rig.collect(Image, "labels")
     clouds = {name: rig.collect(PointCloud2, name)
               for name in ("obstacle_points", "free_points", "aligned_points")}
-    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
-    wait_for_subscribers(image_pub)
-    wait_for_subscribers(info_pub)
+    image_pub, info_pub = camera_publishers(rig)
     wait_until(lambda: all(rig.probe.count_subscribers(f"{rig.name}/{name}") == 1
                            for name in clouds), message="cloud subscribers")
-    send(rig, image_pub, info_pub, 4, street())
+    send(rig, image_pub, info_pub, 4, road_frame())
     (label_msg,) = labels.wait(1, where=lambda m: m.header.stamp.sec == 4, timeout=60)
-    got = {name: points_of(collector.wait(1, where=lambda m: m.header.stamp.sec == 4)[0])
-           for name, collector in clouds.items()}
+    got = {name: (msg, points_from_message(msg)) for name, collector in clouds.items()
+           for msg in collector.wait(1, where=lambda m: m.header.stamp.sec == 4)}
     for name, (msg, _) in got.items():
         assert msg.header.frame_id == "base_link", name
         assert msg.header.stamp == label_msg.header.stamp, name
@@ -172,14 +174,6 @@ def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
     assert rig.probe.count_subscribers(f"{rig.name}/confidence") == 0
 
 
-def points_of(msg: PointCloud2):
-    """(msg, structured array of its x, y, z floats) read from the fields and data."""
-    dtype = np.dtype({"names": [f.name for f in msg.fields],
-                      "formats": [np.float32] * len(msg.fields),
-                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
-    return msg, np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
-
-
 # ---- class groups from parameters -------------------------------------------------------------
 
 def test_class_groups_from_parameters_name_the_grids(rig_factory):
@@ -193,9 +187,7 @@ def test_class_groups_from_parameters_name_the_grids(rig_factory):
     assert (groups.is_obstacle, groups.is_free) == ((False, True), (True, False))
     assert rig.node.get_parameter("groups.classes.things").value == ["car", "person"]
     grid = rig.collect(OccupancyGrid, "grid/road_only")
-    image_pub, info_pub = rig.publisher(), rig.publisher(CameraInfo, "camera_info")
-    wait_for_subscribers(image_pub)
-    wait_for_subscribers(info_pub)
+    image_pub, info_pub = camera_publishers(rig)
     send(rig, image_pub, info_pub, 3)
     (msg,) = grid.wait(1)
     assert msg.header.stamp.sec == 3

@@ -81,14 +81,12 @@ class AdaptService:
 
         Imports torch (the statistics are recomputed on the model) where the node had not.
         """
-        from lednet_ros.core.adaptation.methods import (
-            adapted_metadata, recompute_bn_statistics, settings_record,
-        )
+        from lednet_ros.core.adaptation.methods import adapt, adapted_metadata, settings_record
 
         node = self.node
         model, metadata = load_weights(node.weights_path)
         size = node.pipeline.input_size(node.settings)
-        adapted = recompute_bn_statistics(model, frames, size, metadata.mean, metadata.std)
+        adapted = adapt(model, metadata, frames, method="bn", input_size=size)  # as recorded
         adapted_meta = adapted_metadata(
             metadata, method="bn", sources=[{"path": self.input_watch.topic, "kind": "live topic",
                                              "frames": len(frames)}],

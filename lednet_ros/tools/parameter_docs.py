@@ -34,8 +34,8 @@ shows it. Read-only parameters need a restart; the others change at run time (`r
 A value the node cannot run with stops it at start-up, and a runtime change it cannot apply is
 refused, each with a message naming the value. A parameter given that the node does not have is
 reported as a warning; one under an earlier release's name (`groups.obstacles`,
-`costmap.drivable`, `groups.<name>`) stops the node, naming the new one. `use_sim_time` is every
-node's (stamps and latency on /clock, for bags played with `--clock`).
+`costmap.drivable`, `groups.<a declared group>`) stops the node, naming the new one.
+`use_sim_time` is every node's (stamps and latency on /clock, for bags played with `--clock`).
 
 `config/lednet.yaml` lists the segmentation node's parameters with their defaults. Its class
 groups (`groups.*`) default to the weights' class set: the CamVid ones below for the packaged

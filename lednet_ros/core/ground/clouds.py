@@ -2,7 +2,7 @@
 
 - obstacle_points: one point per image column with a footprint, at a height inside an
   ObstacleLayer/VoxelLayer marking band;
-- free_points: ground points of drivable pixels in front of the footprints, for clearing (a ray
+- free_points: ground points of free-group pixels in front of the footprints, for clearing (a ray
   from the camera to each crosses only ground seen free);
 - aligned_points: one point per label pixel (organized like the label image), its ground point or
   NaN, for a semantic costmap layer that pairs labels and points pixel by pixel.
@@ -37,7 +37,7 @@ def obstacle_points(maps: GroundMaps, height: float) -> np.ndarray:
 
 
 def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndarray:
-    """XYZ_DTYPE: ground points of drivable pixels in front of their column's footprint.
+    """XYZ_DTYPE: ground points of free-group pixels in front of their column's footprint.
 
     Every ``step``-th pixel along rows and columns, ``height`` m above the ground: clearing
     points (a ray from the camera to each crosses only ground seen free).
