@@ -17,7 +17,7 @@ CHECKED = ["lednet_ros", "launch", "training", "test", "setup.py"]
 def ruff() -> list[str]:
     found = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if found is None:
-        pytest.skip("ruff is not installed (it is in .ci/requirements.in)")
+        pytest.skip("ruff is not installed (it is in .ci/requirements-<lane>.in)")
     return [found]
 
 

@@ -1,10 +1,11 @@
-"""The pinned install: the lock, the venv, and .ci/install_lock on a fresh venv.
+"""The pinned install: the locks, the venv, and .ci/install_lock on a fresh venv.
 
-The lock (made by .ci/lock) must cover every direct requirement within its bounds, pin every
-package with == and sha256 hashes, and be what the running venv holds, version for version: this
-fails where .ci/setup did not install from the lock, or the lock was not refreshed after an edit
-of requirements.in. And .ci/install_lock, run on a venv made as a fresh machine makes it,
-installs a lock exactly even after a newer release. Needs no ROS.
+Each pip lane's lock (jazzy, kilted; made by .ci/lock) must cover every direct requirement
+within its bounds and pin every package with == and sha256 hashes, and the running lane's lock
+must be what its venv holds, version for version: this fails where .ci/setup did not install
+from the lock, or the lock was not refreshed after an edit of requirements-<lane>.in. And
+.ci/install_lock, run on a venv made as a fresh machine makes it, installs a lock exactly even
+after a newer release. Needs no ROS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import operator
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,8 +22,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DIRECT = REPO / ".ci" / "requirements.in"
-LOCK = REPO / ".ci" / "requirements.txt"
+LOCKED_LANES = ("jazzy", "kilted")  # the lanes set up from a lock (.ci/lanes)
+LANE = os.environ.get("LEDNET_LANE", "jazzy")  # the running one (.ci/env exports it)
+
+
+def direct_file(lane: str) -> Path:
+    return REPO / ".ci" / f"requirements-{lane}.in"
+
+
+def lock_file(lane: str) -> Path:
+    return REPO / ".ci" / f"requirements-{lane}.txt"
+
 
 NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 PINNED = re.compile(rf"({NAME})==(\S+)((?: --hash=sha256:[0-9a-f]{{64}})+)")
@@ -93,20 +102,36 @@ def version_problems(pins: dict[str, str], installed: dict[str, str]) -> list[st
             for name, version in sorted(pins.items()) if installed.get(name) != version]
 
 
-def test_every_lock_line_is_pinned_with_hashes():
-    pins, problems = parse_lock(LOCK.read_text())
+@pytest.mark.parametrize("lane", LOCKED_LANES)
+def test_every_lock_line_is_pinned_with_hashes(lane):
+    pins, problems = parse_lock(lock_file(lane).read_text())
     assert not problems, "\n".join(problems)
     assert len(pins) > 100  # the whole closure, not just the direct requirements
 
 
-def test_the_lock_covers_every_direct_requirement_within_its_bounds():
-    pins, _ = parse_lock(LOCK.read_text())
-    problems = direct_problems(DIRECT.read_text(), pins)
+@pytest.mark.parametrize("lane", LOCKED_LANES)
+def test_the_lock_covers_every_direct_requirement_within_its_bounds(lane):
+    pins, _ = parse_lock(lock_file(lane).read_text())
+    problems = direct_problems(direct_file(lane).read_text(), pins)
     assert not problems, "\n".join(problems)
 
 
+def test_the_lanes_lock_the_same_project_requirements():
+    """Both lanes install the same project; only the ROS 2 distribution's wheels differ."""
+    def project(lane):
+        return {line.split("==")[0] for line in logical_lines(direct_file(lane).read_text())
+                if not line.startswith(f"ros-{lane}-")}
+
+    assert project("jazzy") == project("kilted")
+    ros = {lane: {line for line in logical_lines(direct_file(lane).read_text())
+                  if line.startswith(f"ros-{lane}-")} for lane in LOCKED_LANES}
+    assert "ros-jazzy-rclpy" in ros["jazzy"] and "ros-kilted-rclpy" in ros["kilted"]
+
+
 def test_the_venv_holds_exactly_the_locked_versions():
-    pins, _ = parse_lock(LOCK.read_text())
+    if LANE not in LOCKED_LANES:
+        pytest.skip(f"lane {LANE} is not installed from a lock (.ci/lanes)")
+    pins, _ = parse_lock(lock_file(LANE).read_text())
     problems = version_problems(pins, installed_in_venv())
     assert not problems, "set-up did not install the lock (run .ci/setup):\n" + "\n".join(problems)
 
@@ -133,8 +158,8 @@ def test_the_checks_catch_what_they_are_for():
         "typing-extensions: the lock says 4.1.0, the venv has 4.2.0"]
 
 
-# --- The install itself: a venv made as a fresh machine makes it (python3.11 -m venv, with the
-# pip that the interpreter bundles) installs a lock exactly, even when a newer release of a
+# --- The install itself: a venv made as a fresh machine makes it (the lane's python -m venv, with
+# the pip that the interpreter bundles) installs a lock exactly, even when a newer release of a
 # package that another package requires with an extra (pytest-cov: coverage[toml]>=7.10.6)
 # appeared after the lock was made. Made packages in a local folder play the release.
 
@@ -193,8 +218,8 @@ def probe_release(tmp_path_factory):
 
 
 def fresh_venv(path: Path) -> Path:
-    """Make a venv as .ci/setup does on a fresh machine; return its python."""
-    base = shutil.which("python3.11") or sys._base_executable
+    """Make a venv as .ci/setup does on a fresh machine, with the lane's interpreter."""
+    base = sys._base_executable
     subprocess.run([base, "-m", "venv", str(path)], check=True, timeout=120)
     return path / "bin" / "python"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from skips import install_prefix
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Third-party imports -> rosdep keys (ros/rosdistro rosdep/python.yaml). None: no key exists
@@ -160,19 +162,6 @@ def test_setup_py_lists_the_core_requirements():
 
 
 # The build: generated messages and the install space.
-
-def install_prefix() -> Path:
-    """Return the prefix holding this package; skip the test where there is none.
-
-    From AMENT_PREFIX_PATH, else <repo>/install/lednet_ros.
-    """
-    candidates = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates.append(REPO / "install" / "lednet_ros")
-    for prefix in candidates:
-        if (prefix / "share" / "lednet_ros" / "package.xml").is_file():
-            return prefix
-    pytest.skip("no colcon install space of lednet_ros (run .ci/setup, source .ci/env)")
-
 
 def messages():
     install_prefix()
