@@ -18,7 +18,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["lednet_ros", "lednet_ros.core", "lednet_ros.core.*",
                                     "lednet_ros.tools"]),
-    package_data={"lednet_ros": ["weights/*.safetensors", "weights/*.md"]},
+    package_data={"lednet_ros": ["weights/*.safetensors", "weights/*.graphs/*", "weights/*.md"]},
     install_requires=[
         "torch>=2.1",
         "numpy",

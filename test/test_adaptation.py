@@ -30,6 +30,7 @@ from lednet_ros.core.inference.checkpoint import (
     file_sha256, load_weights, metrics_summary, read_metadata,
 )
 from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.onnx_cache import graphs_beside, graphs_match
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
 from lednet_ros.tools import evaluate_cityscapes
@@ -332,7 +333,8 @@ def test_adapt_writes_weights_that_load_and_say_how_they_were_made(sources, tmp_
     assert adaptation["sources"][1]["topic"] == "/camera/image_raw"
     assert meta.recipe["base_weights"]["sha256"] == file_sha256(default_weights_path())
     assert meta.reported_mean_iou is None and meta.input_size == [64, 48]
-    assert [p.name for p in output.parent.iterdir()] == ["mine.safetensors"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["mine.graphs", "mine.safetensors"]
+    assert graphs_match(graphs_beside(output), file_sha256(output))  # the node runs them as-is
 
 
 def test_adapt_by_self_training_from_a_folder(sources, tmp_path):

@@ -32,8 +32,11 @@ from lednet_ros.core.data.classes import CITYSCAPES  # noqa: E402
 from lednet_ros.core.data.datasets import Cityscapes  # noqa: E402
 from lednet_ros.core.evaluation.metrics import ConfusionMatrix  # noqa: E402
 from lednet_ros.core.inference import cpu  # noqa: E402
-from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
+from lednet_ros.core.inference.checkpoint import (  # noqa: E402
+    file_sha256, load_weights, read_metadata,
+)
 from lednet_ros.core.inference.model import LEDNet  # noqa: E402
+from lednet_ros.core.inference.onnx_cache import graphs_beside, graphs_match  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
 from training import export, losses, train, transforms  # noqa: E402
 
@@ -530,6 +533,8 @@ def test_exported_weights_load_in_the_segmenter(exported, trained_run, tiny_city
     assert meta == source_meta and meta.recipe["lr"] == 1e-2
     assert meta.metrics["mean_iou"] == source_meta.metrics["mean_iou"]
     assert state_dicts_equal(model.state_dict(), source_model.state_dict())
+    assert graphs_match(graphs_beside(weights), file_sha256(weights))  # what the node's CPU
+    # engines run, beside the weights
     segmenter = Segmenter.from_weights(weights, device="cpu", engine="torch")
     assert segmenter.input_size == (64, 32) and segmenter.class_names == list(CITYSCAPES.names)
     image = sorted(tiny_cityscapes.glob("leftImg8bit/val/*/*.png"))[0]

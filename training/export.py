@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lednet_ros.core.inference.checkpoint import (  # noqa: E402
     METADATA_KEY, CheckpointError, WeightsMetadata, load_weights, metrics_summary, save_weights,
 )
+from lednet_ros.core.inference.onnx_cache import graphs_beside  # noqa: E402
 from lednet_ros.core.inference.model import LEDNet  # noqa: E402
 from lednet_ros.core.inference.network_io import labels_from_logits, preprocess  # noqa: E402
-from lednet_ros.core.inference.onnx_export import export_onnx  # noqa: E402
+from lednet_ros.core.inference.onnx_export import export_onnx, write_graphs_beside  # noqa: E402
 
 MAX_LABEL_DISAGREEMENT = 0.001
 
@@ -95,7 +96,10 @@ def evaluate_split(model: LEDNet, meta: WeightsMetadata, data_path: Path, split:
 
 
 def export_weights(model: LEDNet, meta: WeightsMetadata, output: Path) -> Path:
-    """Write the weights and their metadata, then read them back and compare every tensor."""
+    """Write the weights and their metadata, then read them back and compare every tensor.
+
+    The ONNX graphs the node's CPU engines run go beside them (onnx_cache.graphs_beside).
+    """
     save_weights(output, model, meta)
     reloaded, reloaded_meta = load_weights(output)
     expected = model.state_dict()
@@ -104,6 +108,7 @@ def export_weights(model: LEDNet, meta: WeightsMetadata, output: Path) -> Path:
             raise ExportError(f"{output}: tensor {key} differs from the source after writing")
     if reloaded_meta != meta:
         raise ExportError(f"{output}: metadata differs from the source after writing")
+    write_graphs_beside(reloaded, output)
     return output
 
 
@@ -201,7 +206,7 @@ def main(argv=None) -> list[OnnxCheck]:
                                                   args.test_split)
         export_weights(model, meta, output)
         print(f"wrote {output} ({metrics_summary(meta)}, input {meta.input_size[0]}x"
-              f"{meta.input_size[1]})")
+              f"{meta.input_size[1]}) and its ONNX graphs {graphs_beside(output)}")
         if args.onnx is None:
             return []
         export_onnx_file(model, meta, args.onnx)

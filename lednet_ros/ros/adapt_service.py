@@ -77,11 +77,12 @@ class AdaptService:
         return response
 
     def _adapt(self, frames):
-        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the file.
+        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the files.
 
         Imports torch (the statistics are recomputed on the model) where the node had not.
         """
         from lednet_ros.core.adaptation.methods import adapt, adapted_metadata, settings_record
+        from lednet_ros.core.inference.onnx_export import write_graphs_beside
 
         node = self.node
         model, metadata = load_weights(node.weights_path)
@@ -94,6 +95,7 @@ class AdaptService:
             settings=settings_record("bn", None), base_path=node.weights_path)
         if node.values["adapt.output"]:
             save_weights(node.values["adapt.output"], adapted, adapted_meta)
+            write_graphs_beside(adapted, node.values["adapt.output"])
         current = node.segmenter
         return Segmenter(adapted, adapted_meta, device=str(current.device),
                          precision=current.precision, engine=current.engine.name)

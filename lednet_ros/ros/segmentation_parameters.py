@@ -82,8 +82,8 @@ PARAMETERS = {
                          integers=(2, 10000)),
     "adapt.timeout": Spec(60.0, "Seconds ~/adapt waits for its frames before it gives up.",
                           floats=(1.0, 3600.0)),
-    "adapt.output": Spec("", "Where ~/adapt writes the adapted weights (.safetensors) for the "
-                         "next start ('' = not written)."),
+    "adapt.output": Spec("", "Where ~/adapt writes the adapted weights (.safetensors, with their "
+                         "ONNX graphs beside them) for the next start ('' = not written)."),
     # ---- class groups of the ground outputs (read-only; defaults from the weights' class set)
     "groups.names": Spec(tuple(CAMVID_GROUPS["classes"]), "Names of the class groups mapped on "
                          "the ground (letters, digits, _), in the order of the ~/grid/<group> "

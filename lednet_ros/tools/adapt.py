@@ -32,6 +32,7 @@ from lednet_ros.core.data.frame_sampling import FrameSamplingError, Source, gath
 from lednet_ros.core.inference.checkpoint import (
     CheckpointError, file_sha256, load_weights, save_weights,
 )
+from lednet_ros.core.inference.onnx_export import write_graphs_beside
 from lednet_ros.core.inference.segmenter import check_input_size, default_weights_path
 
 
@@ -113,12 +114,13 @@ def main(argv=None) -> int:
                                 input_size=input_size,
                                 settings=settings_record(args.method, settings))
         save_weights(args.output, adapted, meta)
+        graphs = write_graphs_beside(adapted, args.output)
     except (AdaptationError, CheckpointError, FrameSamplingError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     taken = ", ".join(f"{r['path']}: {r['frames']}" for r in records)
     print(f"wrote {args.output} ({args.method}, {len(frames)} frames: {taken}; "
-          f"{time.perf_counter() - started:.0f} s)")
+          f"{time.perf_counter() - started:.0f} s) and its ONNX graphs {graphs}")
     return 0
 
 

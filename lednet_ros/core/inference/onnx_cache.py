@@ -1,14 +1,21 @@
-"""The ONNX graphs of a weights file, exported once and kept on disk (no torch in this process).
+"""The ONNX graphs of a weights file: shipped beside it, or exported once and kept on disk.
 
-A node on an ONNX engine (onnxruntime, openvino) needs the graphs, not torch: the first use of a
-weights file exports them in a child process (``python -m lednet_ros.tools.export_onnx``, which
-imports torch and exits), into ``$LEDNET_ROS_CACHE`` (default ``~/.cache/lednet_ros``)
-``/onnx/<SHA-256 of the file>-v<EXPORT_VERSION>/``; later uses read them from there. Each weights
-file's folder holds a few MB; delete the folder to free it.
+A node on an ONNX engine (onnxruntime, openvino) needs the graphs, not torch. They are looked for
+in this order:
+
+1. beside the weights file, in ``<stem>.graphs/`` (``lednet_camvid.safetensors`` ->
+   ``lednet_camvid.graphs/``), as the packaged weights ship them and ``export``, ``adapt`` and
+   ``python -m lednet_ros.tools.export_onnx`` write them: used when its record
+   (``graphs.json``) names the file's SHA-256 and this EXPORT_VERSION;
+2. in ``$LEDNET_ROS_CACHE`` (default ``~/.cache/lednet_ros``)
+   ``/onnx/<SHA-256 of the file>-v<EXPORT_VERSION>/``, exported there by the first use of the
+   weights in a child process (``python -m lednet_ros.tools.export_onnx``, which imports torch
+   and exits). Each weights file's folder holds a few MB; delete it to free them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,11 +27,33 @@ from lednet_ros.core.inference.checkpoint import CheckpointError, file_sha256
 from lednet_ros.core.inference.onnx_engines import DEFAULT_CACHE, GRAPH_OUTPUTS, graph_file_name
 
 EXPORT_VERSION = 1  # raise when the exported graphs change, so old folders are not reused
+GRAPH_RECORD = "graphs.json"  # in a folder of graphs: the weights they were exported from
 
 
 def cache_root() -> Path:
     """``$LEDNET_ROS_CACHE`` or ``~/.cache/lednet_ros``."""
     return Path(os.environ.get("LEDNET_ROS_CACHE") or DEFAULT_CACHE)
+
+
+def graphs_beside(weights_path) -> Path:
+    """Return the folder of graphs that goes with ``weights_path``: ``<stem>.graphs`` beside."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.stem + ".graphs")
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / graph_file_name(o)).is_file() for o in GRAPH_OUTPUTS)
+
+
+def graphs_match(folder, sha256: str) -> bool:
+    """Whether ``folder`` holds all graphs, recorded as exported from weights of ``sha256``."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / GRAPH_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("weights_sha256") == sha256
+            and record.get("export_version") == EXPORT_VERSION and _complete(folder))
 
 
 def exported_graphs(weights_path) -> Path:
@@ -37,8 +66,11 @@ def exported_graphs(weights_path) -> Path:
         CheckpointError: an export that failed (its error).
     """
     weights_path = Path(weights_path)
-    folder = cache_root() / "onnx" / f"{file_sha256(weights_path)}-v{EXPORT_VERSION}"
-    if all((folder / graph_file_name(o)).is_file() for o in GRAPH_OUTPUTS):
+    sha256 = file_sha256(weights_path)
+    if graphs_match(graphs_beside(weights_path), sha256):
+        return graphs_beside(weights_path)
+    folder = cache_root() / "onnx" / f"{sha256}-v{EXPORT_VERSION}"
+    if _complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (an export cut short)

@@ -32,16 +32,17 @@ def graph_file_name(outputs: tuple[str, ...]) -> str:
 def graph_source(source) -> GraphSource:
     """Return graph bytes per set of outputs, from a folder of exported graphs or a LEDNet.
 
-    A LEDNet is exported in memory (imports torch); a folder is read as written by
-    core.inference.onnx_export.write_graphs.
+    A LEDNet is exported in memory when a set of outputs is first asked for (imports torch); a
+    folder is read as written by core.inference.onnx_export.write_graphs.
     """
     if isinstance(source, (str, Path)):
         folder = Path(source)
         return lambda outputs: (folder / graph_file_name(outputs)).read_bytes()
-    from lednet_ros.core.inference.onnx_export import onnx_bytes, onnx_model
+    from functools import cache
 
-    graph = onnx_model(source)
-    return lambda outputs: onnx_bytes(graph, outputs)
+    from lednet_ros.core.inference.onnx_export import graph_bytes
+
+    return cache(lambda outputs: graph_bytes(source, outputs))
 
 
 def as_array(x) -> np.ndarray:
