@@ -19,12 +19,14 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from lednet_ros.ros.launch_checks import fail_when_it_fails, require_file, require_package
+from lednet_ros.ros.launch_checks import (
+    fail_when_it_fails, fastdds_profile_for_all, require_file, require_package,
+)
 
 PACKAGE = "lednet_ros"
 NODE_NAME = "lednet_segmentation"
@@ -62,9 +64,10 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
                         "params_file value (whose '' is the packaged CamVid weights)."),
         DeclareLaunchArgument(
             "fastdds_profile", default_value=os.path.join(config, "fastdds_shm.xml"),
-            description="Fast DDS XML profile set as FASTDDS_DEFAULT_PROFILES_FILE for every "
-                        "process of this launch (large frames over shared memory); '' leaves "
-                        "the environment as it is."),
+            description="Fast DDS XML profile set as FASTDDS_DEFAULT_PROFILES_FILE (Fast DDS "
+                        "3.x) and FASTRTPS_DEFAULT_PROFILES_FILE (2.x) for every process of "
+                        "this launch (large frames over shared memory); '' leaves the "
+                        "environment as it is."),
     ]
 
 
@@ -105,10 +108,8 @@ def launch_nodes(context, config: str) -> list:
 
 def generate_launch_description() -> LaunchDescription:
     config = os.path.join(get_package_share_directory(PACKAGE), "config")
-    profile = LaunchConfiguration("fastdds_profile")
     return LaunchDescription([
         *launch_arguments(config),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile,
-                               condition=IfCondition(NotEqualsSubstitution(profile, ""))),
+        fastdds_profile_for_all("fastdds_profile"),
         OpaqueFunction(function=launch_nodes, args=[config]),
     ])

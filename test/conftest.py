@@ -25,8 +25,9 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lednet_ros_test_lo
 # ONNX graphs exported by the tests (core.inference.onnx_cache) stay out of the user's ~/.cache
 os.environ.setdefault("LEDNET_ROS_CACHE", tempfile.mkdtemp(prefix="lednet_ros_test_cache_"))
 _profile = REPO / "config" / "fastdds_shm.xml"
-if _profile.is_file():
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_profile))
+if _profile.is_file():  # under both names: Fast DDS 3.x (Kilted) and 2.x (Jazzy) read one each
+    for _name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        os.environ.setdefault(_name, str(_profile))
 
 
 def _shared(sub: str) -> Path:

@@ -38,6 +38,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from lednet_ros.core.inference.checkpoint import read_metadata  # noqa: E402
 from lednet_ros.core.inference.segmenter import default_weights_path  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME, SegmentationNode  # noqa: E402
+from lednet_ros.tools.cli import PROFILE_VARIABLES, profile_environment  # noqa: E402
 from lednet_ros.ros.segmentation_parameters import (  # noqa: E402
     FIXED_PARAMETERS, class_groups, group_defaults, group_parameters,
 )
@@ -327,7 +328,8 @@ def test_fast_dds_loads_the_profile_and_makes_the_large_segment(tmp_path):
         pytest.skip("needs Linux /dev/shm and /proc")
     root = ET.parse(PROFILE).getroot()
     segment = int(next(root.iter(f"{FASTDDS}segment_size")).text)
-    env = process_environment({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)})
+    env = {name: value for name, value in process_environment().items()
+           if name not in PROFILE_VARIABLES} | profile_environment(PROFILE)  # as the tools set it
     result = subprocess.run([sys.executable, "-c", PARTICIPANT], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr
@@ -621,7 +623,8 @@ def test_launch_starts_the_node_with_parameters_remappings_and_profile(tmp_path,
                  "camera_info:=/launch_cam/info", f"params_file:={params_file}",
                  f"weights:={random_weights}", "use_sim_time:=true"]
     env = process_environment()
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # the launch file must set it
+    for name in PROFILE_VARIABLES:
+        env.pop(name, None)  # the launch file must set them
     with ros_context() as context, LaunchRun(launch_file, arguments, tmp_path, env) as launched:
         probe = rclpy.create_node("launch_probe", context=context)
         with spinning(context, probe):
@@ -641,8 +644,9 @@ def test_launch_starts_the_node_with_parameters_remappings_and_profile(tmp_path,
                 "grid_rows", "qos_depth", "weights", "use_sim_time", "overlay_alpha"], launched)
         assert values == [2, 3, str(random_weights), True, 0.5]
         node_env = process_environment_of(launched.process.pid, f"__node:={NODE_NAME}")
-        assert node_env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(share / "config"
-                                                                    / "fastdds_shm.xml")
+        profile = str(share / "config" / "fastdds_shm.xml")  # for Fast DDS 3.x and 2.x
+        assert {name: node_env.get(name) for name in PROFILE_VARIABLES} == \
+            dict.fromkeys(PROFILE_VARIABLES, profile)
         launched.ctrl_c(terminal=False)
         assert launched.wait(60) == 0, launched.output()
         assert launched.survivors() == []

@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from lednet_ros.msg import ClassInfo  # noqa: E402
 from lednet_ros.nodes.segmentation_node import NODE_NAME  # noqa: E402
+from lednet_ros.tools.cli import profile_environment  # noqa: E402
 
 from drawn_scenes import street  # noqa: E402
 from node_rig import LATCHED, RELIABLE  # noqa: E402
@@ -41,7 +42,7 @@ FRAMES = 10
 def environment():
     if not PROFILE.is_file():
         pytest.fail(f"{PROFILE} is missing")
-    return process_environment({"FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)})
+    return process_environment(profile_environment(PROFILE))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ TRANSPORT_ADVICE = (
     "check (1) QoS: the publisher's reliability must suit this subscription's qos_reliability "
     "'{reliability}' (a best_effort publisher cannot serve a reliable subscription); "
     "(2) large frames: the publishing process (the camera driver) must load the Fast DDS profile "
-    "config/fastdds_shm.xml too (FASTDDS_DEFAULT_PROFILES_FILE); (3) or use a compressed image "
+    "config/fastdds_shm.xml too (FASTDDS_DEFAULT_PROFILES_FILE for Fast DDS 3.x, "
+    "FASTRTPS_DEFAULT_PROFILES_FILE for 2.x: set both); (3) or use a compressed image "
     "topic with input_compressed:=true"
 )
 

@@ -1,4 +1,6 @@
-"""Checks shared by the launch files: fail loudly, before anything starts, and on a node's error.
+"""What the launch files share: loud failures, and the Fast DDS profile of what they start.
+
+Failures stop a launch before anything starts, or when a node exits with an error.
 
 Imports ROS 2's `launch` (not on PyPI): only the launch files use this module.
 """
@@ -9,8 +11,11 @@ import os
 import signal
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-from launch.actions import RegisterEventHandler
+from launch.actions import OpaqueFunction, RegisterEventHandler, SetEnvironmentVariable
 from launch.event_handlers import OnProcessExit
+from launch.substitutions import LaunchConfiguration
+
+from lednet_ros.tools.cli import PROFILE_VARIABLES
 
 
 class LaunchConfigurationError(RuntimeError):
@@ -77,3 +82,16 @@ def fail_when_it_fails(action, *, status_is_result: bool = False) -> RegisterEve
             raise LaunchConfigurationError(error)
 
     return RegisterEventHandler(OnProcessExit(target_action=action, on_exit=on_exit))
+
+
+def fastdds_profile_for_all(argument: str) -> OpaqueFunction:
+    """Set the launch argument ``argument``'s profile file for every process started after it.
+
+    Under both names (tools.cli.PROFILE_VARIABLES: Fast DDS 3.x and 2.x read different ones);
+    an empty value leaves the environment as it is.
+    """
+    def set_profile(context):
+        path = LaunchConfiguration(argument).perform(context)
+        return [SetEnvironmentVariable(name, path) for name in PROFILE_VARIABLES] if path else []
+
+    return OpaqueFunction(function=set_profile)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lednet_ros.tools.cli import fastdds_profile
+from lednet_ros.tools.cli import PROFILE_VARIABLES, fastdds_profile, profile_environment
 
 NAMESPACE = "/lednet_bench"
 PROFILES = ("shm", "default")
@@ -42,12 +42,13 @@ def environment(profile: str, domain_id: int, log_dir: str) -> dict:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=log_dir)
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    for name in PROFILE_VARIABLES:
+        env.pop(name, None)
     if profile == "shm":
         path = fastdds_profile()
         if path is None:
             raise FileNotFoundError("config/fastdds_shm.xml not found")
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
+        env.update(profile_environment(path))
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_parent, env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep)

@@ -36,10 +36,9 @@ from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.core.runtime.images import rgb_from_message
 from lednet_ros.msg import ClassInfo, ClassOccupancy
-from lednet_ros.tools.cli import fastdds_profile
+from lednet_ros.tools.cli import PROFILE_VARIABLES, fastdds_profile
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 CAMERA_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info"}
 NODE = "/lednet_segmentation"
 START_TIMEOUT_S = 120.0  # the node loads torch and the weights (and may export to ONNX)
@@ -252,8 +251,11 @@ def main(argv=None) -> int:
         return 2
     profile = fastdds_profile()
     if profile is not None:
-        os.environ.setdefault(PROFILE_ENV, str(profile))  # this process and both children
-    print(f"Fast DDS profile: {os.environ.get(PROFILE_ENV, 'none (Fast DDS defaults)')}")
+        for name in PROFILE_VARIABLES:  # this process and both children
+            os.environ.setdefault(name, str(profile))
+    print("Fast DDS profile: " + (", ".join(f"{name}={os.environ[name]}" for name in
+                                            PROFILE_VARIABLES if name in os.environ)
+                                  or "none (Fast DDS defaults)"))
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in [*args.out.glob("overlay_*.png"), *args.out.glob("costmap_*.png")]:
         stale.unlink()
