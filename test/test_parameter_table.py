@@ -17,7 +17,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (the specs build ROS
 from lednet_ros.nodes.camera_publisher import PARAMETERS as CAMERA  # noqa: E402
 from lednet_ros.nodes.evaluator_node import PARAMETERS as EVALUATOR  # noqa: E402
 from lednet_ros.ros.parameters import Spec, markdown_table  # noqa: E402
-from lednet_ros.ros.runner import usage  # noqa: E402
+from lednet_ros.ros.runner import unsupported_rclpy, usage  # noqa: E402
 from lednet_ros.ros.segmentation_parameters import PARAMETERS  # noqa: E402
 from lednet_ros.tools.parameter_docs import document  # noqa: E402
 
@@ -138,3 +138,17 @@ def test_every_ground_setting_is_a_parameter_and_every_ground_parameter_a_settin
     expected = (own | {f"ground.camera_{f.name}" for f in fields(CameraPose)}
                 | {f"ground.{f.name}" for f in fields(GridSpec)})
     assert {name for name in PARAMETERS if name.startswith("ground.")} == expected
+
+
+def test_an_rclpy_without_what_the_nodes_use_is_named_before_anything_starts(monkeypatch):
+    """Humble's rclpy Node has no add_post_set_parameters_callback: say so, not a traceback."""
+    assert unsupported_rclpy() is None  # this rclpy (Jazzy or Kilted)
+
+    class HumbleLikeNode:  # the callbacks Humble's rclpy.node.Node has
+        add_on_set_parameters_callback = None
+
+    monkeypatch.setenv("ROS_DISTRO", "humble")
+    message = unsupported_rclpy(HumbleLikeNode)
+    assert message.startswith("cannot start on ROS 2 humble: its rclpy lacks "
+                              "Node.add_post_set_parameters_callback")
+    assert "Jazzy" in message and "Kilted" in message

@@ -5,13 +5,30 @@ Every node's ``main`` is ``return run_node(NodeClass, PARAMETERS, __doc__, args)
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
 
 from lednet_ros.ros.parameters import ConfigurationError, Spec
+
+
+# What the nodes use of rclpy that ROS 2 Humble's lacks (it came with Iron).
+NEEDED_RCLPY = {"add_post_set_parameters_callback": "parameter changes applied after they are set"}
+
+
+def unsupported_rclpy(node_base=Node) -> str | None:
+    """Say what ``node_base`` (rclpy's Node) lacks of NEEDED_RCLPY, or None when it has it all."""
+    missing = [f"Node.{name} ({use})" for name, use in NEEDED_RCLPY.items()
+               if not hasattr(node_base, name)]
+    if not missing:
+        return None
+    distro = os.environ.get("ROS_DISTRO") or "this ROS 2"
+    return (f"cannot start on ROS 2 {distro}: its rclpy lacks {', '.join(missing)}, which came "
+            "with ROS 2 Iron; use Jazzy (LTS) or Kilted")
 
 
 def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
@@ -57,13 +74,17 @@ def run_node(node_class, specs: dict[str, Spec], summary: str, args=None,
     ``done`` counts only for nodes with that attribute.
     After the node is destroyed (so nothing more goes to /rosout), its ``finish()`` runs if it
     has one and gives the exit status. Returns 0 after a shutdown (also one during start-up:
-    not an error), 1 when the node refused its configuration (it logged why). ``--help`` prints
-    the usage instead.
+    not an error), 1 when the node refused its configuration (it logged why) or this rclpy lacks
+    what the nodes use (unsupported_rclpy). ``--help`` prints the usage instead.
     """
     argv = sys.argv if args is None else list(args)
     if wants_help(argv):
         print(usage(executable or node_class.__name__, summary, specs))
         return 0
+    unsupported = unsupported_rclpy()
+    if unsupported:
+        print(f"{executable or node_class.__name__}: {unsupported}", file=sys.stderr)
+        return 1
     rclpy.init(args=argv)
     node = None
     try:
