@@ -131,6 +131,8 @@ def test_the_lanes_lock_the_same_project_requirements():
 def test_the_venv_holds_exactly_the_locked_versions():
     if LANE not in LOCKED_LANES:
         pytest.skip(f"lane {LANE} is not installed from a lock (.ci/lanes)")
+    assert Path(sys.prefix).match(f"*/.lanes/{LANE}/venv"), \
+        f"LEDNET_LANE is {LANE} but the tests run in {sys.prefix} (source .ci/env of the lane)"
     pins, _ = parse_lock(lock_file(LANE).read_text())
     problems = version_problems(pins, installed_in_venv())
     assert not problems, "set-up did not install the lock (run .ci/setup):\n" + "\n".join(problems)
