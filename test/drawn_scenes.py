@@ -83,6 +83,16 @@ def road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray
                   lane=LANE_WHITE)
 
 
+def grainy_road_scene(height: int = 360, width: int = 480, seed: int = 0) -> np.ndarray:
+    """Draw road_scene's street with a real camera's grain (noise of 12 levels).
+
+    Smooth drawn surfaces look like a covered lens to the perception health (featureless);
+    with this grain they pass its checks.
+    """
+    return street(height, width, seed, noise=12.0, bands=OVERCAST, blocks=TOWERS, car=None,
+                  lane=LANE_WHITE)
+
+
 def dark_streets(count: int, size=MADE_SIZE, seed: int = 0) -> list[np.ndarray]:
     """Make dark frames with a light top: a camera unlike any the random model saw."""
     rng = np.random.default_rng(seed)

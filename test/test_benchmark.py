@@ -51,7 +51,8 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
     (ground,) = result["ground"]
     assert ground["size"] == "128x64" and ground["median_ms"] > 0
     assert ground["all_ms"] > 0 and ground["all_p95_ms"] >= ground["all_ms"]
-    assert "## Ground outputs per frame" in (out / "benchmark.md").read_text()
+    assert ground["health_ms"] > 0 and ground["health_p95_ms"] >= ground["health_ms"]
+    assert "## Ground outputs and health check per frame" in (out / "benchmark.md").read_text()
     assert [(row["engine"], row["profile"]) for row in result["node"]] == [
         (engine, profile) for engine in (auto.engine, "torch")
         for profile in ("fastdds_shm.xml", "default")]

@@ -49,7 +49,10 @@ def test_footprint_rules_let_the_costmap_know_more_of_real_cityscapes(cityscapes
         assert evaluate_ground.main(["--data-path", str(cityscapes_root), "--engine", "torch",
                                      "--weights", str(run6_weights),
                                      "--footprint-run", run,
-                                     "--footprint-confidence", confidence]) == 0
+                                     "--footprint-confidence", confidence,
+                                     # the footprint rules alone (test_fail_safe: the rest)
+                                     "--free-confidence", "0", "--free-margin", "0",
+                                     "--no-health"]) == 0
         out = capsys.readouterr().out
         scores.append([float(re.search(rf"\| {name} \| ([\d.]+) \|", out).group(1))
                        for name in ("cells known", "free cells truly blocked")])

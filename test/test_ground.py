@@ -18,10 +18,12 @@ from lednet_ros.core.data.classes import CAMVID, CITYSCAPES, CLASS_SETS, citysca
 from lednet_ros.core.data.datasets import read_label
 from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups, default_class_groups
-from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
+from lednet_ros.core.ground.clouds import (
+    aligned_points, free_points, ground_points, obstacle_points,
+)
 from lednet_ros.core.ground.mapping import (
     POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture, footprint_rows,
-    footprint_run, ground_points,
+    footprint_run,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.ground.settings import GroundSettings

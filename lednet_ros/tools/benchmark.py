@@ -208,10 +208,11 @@ def benchmark_pipeline(weights, sizes, runs: int, device: str, precision: str) -
 
 
 def benchmark_ground(sizes, runs: int) -> list[dict]:
-    """Time the node's ground outputs per frame, lookup cached.
+    """Time the node's ground outputs per frame, lookup cached, and its perception health check.
 
-    Per-group grids and costmap alone, and all outputs: with the three Nav2 clouds (obstacle,
-    free every 4th pixel, aligned) and their PointCloud2 bytes.
+    Per-group grids and costmap alone (free-space rules of the defaults), and all outputs: with
+    the three Nav2 clouds (obstacle, free every 4th pixel, aligned) and their PointCloud2 bytes.
+    The health check (core.runtime.health, defaults) on a drawn frame of that size.
 
     CamVid class groups, the 10 m x 20 m grid at 0.1 m, a pinhole camera 1.5 m high pitched down
     0.15 rad, footprints of the default rule; labels and confidence drawn at random (the cost
@@ -223,8 +224,10 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     from lednet_ros.core.ground.class_groups import default_class_groups
     from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
     from lednet_ros.core.ground.mapping import (
-        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run,
+        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
+        DEFAULT_FREE_MARGIN, GridSpec, GroundMapper, footprint_run,
     )
+    from lednet_ros.core.runtime.health import HealthMonitor, HealthSettings
 
     rows, rng = [], np.random.default_rng(0)
     mapper = GroundMapper(default_class_groups("camvid", CAMVID.names))
@@ -236,7 +239,9 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
         labels = rng.integers(0, CAMVID.num_classes, (height, width), dtype=np.uint8)
         confidence = rng.integers(0, 256, (height, width), dtype=np.uint8)
         footprint = (footprint_run(DEFAULT_FOOTPRINT_RUN, height), confidence,
-                     DEFAULT_FOOTPRINT_CONFIDENCE)
+                     DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN)
+        frame = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (width, height))
+        monitor = HealthMonitor(HealthSettings())
 
         def grids(labels):
             maps = mapper.map(labels, camera, pose, grid, *footprint)
@@ -249,15 +254,20 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
                            aligned_points(maps)):
                 points.tobytes()
 
+        def health(labels):
+            monitor.check(frame, None, labels, confidence, CAMVID.num_classes)
+
         row = {"size": f"{width}x{height}"}
         for work, median, p95 in ((grids, "median_ms", "p95_ms"),
-                                  (everything, "all_ms", "all_p95_ms")):
+                                  (everything, "all_ms", "all_p95_ms"),
+                                  (health, "health_ms", "health_p95_ms")):
             times = time_engine(work, labels, runs, warmup=2)  # the first builds the lookup
             row[median], row[p95] = (1000 * statistics.median(times),
                                      1000 * percentile(times, 95))
         rows.append(row)
         print(f"ground {width}x{height}: grids + costmap {row['median_ms']:.1f} ms median; "
-              f"with the three clouds {row['all_ms']:.1f} ms")
+              f"with the three clouds {row['all_ms']:.1f} ms; health check "
+              f"{row['health_ms']:.2f} ms")
     return rows
 
 
@@ -294,11 +304,12 @@ def write_report(out: Path, result: dict) -> None:
                   f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['fps']:.1f} |"
                   for r in result["pipeline"]]
     if result.get("ground"):
-        lines += ["", "## Ground outputs per frame (lookup cached)", "",
+        lines += ["", "## Ground outputs and health check per frame (lookup cached)", "",
                   "| label size | grids + costmap ms | p95 ms | with the three clouds ms "
-                  "| p95 ms |", "|---|---|---|---|---|"]
+                  "| p95 ms | health check ms | p95 ms |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
-                  f"{r['all_ms']:.2f} | {r['all_p95_ms']:.2f} |" for r in result["ground"]]
+                  f"{r['all_ms']:.2f} | {r['all_p95_ms']:.2f} | {r['health_ms']:.2f} | "
+                  f"{r['health_p95_ms']:.2f} |" for r in result["ground"]]
     if result.get("node"):
         lines += ["", "## Node end to end over DDS (publish -> labels received)", "",
                   "| size | profile | device | precision | engine | mode | sent | received "

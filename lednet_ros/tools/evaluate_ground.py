@@ -9,10 +9,13 @@ Each frame's predicted labels and its true labels (Cityscapes labelIds mapped to
 classes, the rows below --keep-top cut: the bonnet) are mapped on the same ground grid with the
 node's default class groups and the camera of --camera (a Cityscapes camera file: intrinsics
 fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
-down). Footprints as the node makes them (--footprint-run, --footprint-confidence). Scores
-(core.ground.scores): costmap cells known, free and blocked IoU, free cells truly blocked,
-obstacle cells blocked within one cell, obstacle points within 0.5 m, free points on blocked
-cells.
+down). Footprints and free space as the node makes them (--footprint-run,
+--footprint-confidence, --free-confidence, --free-margin), and, as the node does, no free space
+from a frame the perception health (core.runtime.health, its defaults) flags (--no-health: off).
+--degrade degrades every frame first (core.data.degradations; ``frozen``: the frame checked
+again after 1 + health.frozen_frames copies of it). Scores (core.ground.scores): costmap cells
+known, free and blocked IoU, free cells truly blocked, obstacle cells blocked within one cell,
+obstacle points within 0.5 m, free points on blocked cells; and the frames flagged.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ from lednet_ros.core.data.datasets import (
 )
 from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.ground.class_groups import default_class_groups
+from lednet_ros.core.data.degradations import DEGRADATIONS, degrade
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, GroundMapper, footprint_run,
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
+    DEFAULT_FREE_MARGIN, GridSpec, GroundMapper, footprint_run,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.inference.checkpoint import CheckpointError
 from lednet_ros.core.inference.engine_choice import ENGINES
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.health import HealthMonitor, HealthSettings
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 
 
@@ -83,6 +89,16 @@ def main(argv=None) -> int:
                         default=DEFAULT_FOOTPRINT_CONFIDENCE,
                         help="as the node's ground.footprint_confidence (default "
                              f"{DEFAULT_FOOTPRINT_CONFIDENCE}; 0: off)")
+    parser.add_argument("--free-confidence", type=float, default=DEFAULT_FREE_CONFIDENCE,
+                        help="as the node's ground.free_confidence (default "
+                             f"{DEFAULT_FREE_CONFIDENCE}; 0: off)")
+    parser.add_argument("--free-margin", type=int, default=DEFAULT_FREE_MARGIN,
+                        help=f"as the node's ground.free_margin (default {DEFAULT_FREE_MARGIN}; "
+                             "0: off)")
+    parser.add_argument("--health", action=argparse.BooleanOptionalAction, default=True,
+                        help="no free space from frames the health check flags (default on)")
+    parser.add_argument("--degrade", choices=[*DEGRADATIONS, "frozen"], default=None,
+                        help="degrade every frame first")
     parser.add_argument("--resolution", type=float, default=0.2, help="m per cell (0.2)")
     parser.add_argument("--range", type=float, default=20.0, help="m ahead (20)")
     parser.add_argument("--width", type=float, default=20.0, help="m across (20)")
@@ -101,23 +117,38 @@ def main(argv=None) -> int:
         camera, pose = read_cityscapes_camera(args.camera or args.data_path / "camera.json",
                                               rows_kept)
         camera, run = camera.scaled(*size), footprint_run(args.footprint_run, size[1])
-        agreement, started = GroundAgreement(), time.perf_counter()
+        agreement, started, health, flagged = GroundAgreement(), time.perf_counter(), \
+            HealthSettings(), 0
         for index in range(len(dataset)):
             image, truth = (keep_top(a, args.keep_top) for a in dataset.load(index))
+            if args.degrade in DEGRADATIONS:
+                image = degrade(image, args.degrade, seed=index)
+            labels, confidence = segmenter.predict(image, confidence=True)
+            monitor = HealthMonitor(health)
+            for _ in range(1 + health.frozen_frames if args.degrade == "frozen" else 1):
+                report = monitor.check(image, None, labels, confidence,
+                                       len(segmenter.class_names))
+            withhold = args.health and health.withholds_free(report.level)
+            flagged += withhold
             predicted, confidence, truth = (
                 cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
-                for image in (*segmenter.predict(image, confidence=True), truth))
+                for image in (labels, confidence, truth))
             agreement.add(mapper.map(truth, camera, pose, grid),
                           mapper.map(predicted, camera, pose, grid, run, confidence,
-                                     args.footprint_confidence))
+                                     args.footprint_confidence, args.free_confidence,
+                                     args.free_margin, withhold))
     except (CheckpointError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"{segmenter.describe()}\nweights: {args.weights or 'packaged'}; {len(dataset)} "
           f"frames ({args.split}), labels mapped at {args.labels_size[0]}x{args.labels_size[1]}, "
           f"footprint run {args.footprint_run} of the height ({run} px), footprint confidence "
-          f"{args.footprint_confidence}, grid {args.range:g} m x "
-          f"{args.width:g} m at {args.resolution:g} m, in {time.perf_counter() - started:.1f} s")
+          f"{args.footprint_confidence}, free confidence {args.free_confidence}, free margin "
+          f"{args.free_margin} cells, grid "
+          f"{args.range:g} m x {args.width:g} m at {args.resolution:g} m, degraded: "
+          f"{args.degrade or 'no'}, in {time.perf_counter() - started:.1f} s")
+    print(f"frames with free space withheld (health {'on' if args.health else 'off'}): "
+          f"{flagged} of {len(dataset)}")
     print("| score | % |\n|---|---|")
     for name, value in agreement.percentages().items():
         print(f"| {name} | {'n/a' if value is None else f'{value:.1f}'} |")

@@ -1,5 +1,8 @@
-"""Point clouds for Nav2's costmap layers, from one frame's GroundMaps (ground.mapping); no ROS.
+"""Point clouds from one frame's GroundMaps (ground.mapping); no ROS.
 
+- ground_points: the mapped pixels' ground points with colour and label (RViz);
+
+Nav2's costmap layers:
 - obstacle_points: one point per image column with a footprint, at a height inside an
   ObstacleLayer/VoxelLayer marking band;
 - free_points: ground points of free-group pixels in front of the footprints, for clearing (a ray
@@ -7,14 +10,16 @@
 - aligned_points: one point per label pixel (organized like the label image), its ground point or
   NaN, for a semantic costmap layer that pairs labels and points pixel by pixel.
 
-All XYZ_DTYPE (x, y, z float32) in the base frame of the maps.
+Nav2's clouds are XYZ_DTYPE (x, y, z float32), all in the base frame of the maps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from lednet_ros.core.ground.mapping import XYZ_DTYPE, GroundMaps
+from lednet_ros.core.ground.mapping import POINT_DTYPE, XYZ_DTYPE, GroundMaps
 
 
 def aligned_points(maps: GroundMaps) -> np.ndarray:
@@ -50,4 +55,38 @@ def free_points(maps: GroundMaps, step: int = 4, height: float = 0.0) -> np.ndar
     mask = maps.mapped[::step, ::step] & free
     points = maps.lookup.pixel_points[::step, ::step][mask]
     points["z"] = height
+    return points
+
+
+def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[Sequence[int]],
+                  step: int = 4, image: np.ndarray | None = None) -> np.ndarray:
+    """Ground points (POINT_DTYPE: x, y, z, rgb, label) of the pixels ``maps`` mapped.
+
+    ``labels`` is the frame ``maps`` came from. Every ``step``-th pixel along rows and along
+    columns is kept. ``rgb`` holds 0x00RRGGBB in a float32's bytes, as PointCloud2's "rgb" field
+    expects: the camera ``image`` (h x w x 3 RGB) colour when given, else the class colour.
+    """
+    if step < 1:
+        raise ValueError(f"point step {step}; expected an integer >= 1")
+    lookup = maps.lookup
+    if labels.shape != lookup.label_shape:
+        raise ValueError(f"labels of shape {labels.shape}; expected the mapped frame's "
+                         f"{lookup.label_shape}")
+    forward = np.flatnonzero(maps.kept[: lookup.forward])
+    forward = forward[(lookup.rows[forward] % step == 0) & (lookup.cols[forward] % step == 0)]
+    pixels = lookup.pixels[forward]
+    label = labels.ravel()[pixels]
+    if image is not None:
+        if image.shape != labels.shape + (3,):
+            raise ValueError(f"image of shape {image.shape}; expected {labels.shape + (3,)}")
+        rgb = image.reshape(-1, 3)[pixels].astype(np.uint32)
+    else:
+        table = np.zeros((256, 3), dtype=np.uint32)
+        table[: len(class_colors)] = np.asarray(class_colors, dtype=np.uint32).reshape(-1, 3)
+        rgb = table[label]
+    points = np.zeros(len(pixels), dtype=POINT_DTYPE)
+    ground = lookup.pixel_points.ravel()[pixels]
+    points["x"], points["y"] = ground["x"], ground["y"]
+    points["rgb"] = ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).view(np.float32)
+    points["label"] = label
     return points

@@ -24,8 +24,7 @@ origin is (camera x, camera y - width / 2): the grid starts at the camera and is
     maps.group_grids()["drivable"]  # int8 percent of the cell's mapped pixels, -1 unknown
     maps.costmap()                  # int8: 0 drivable, 100 obstacle or not drivable, -1 unknown
     occupancy_grid_message(maps.costmap(), maps.resolution, maps.origin, header)  # ros/
-    ground_points(maps, labels, CAMVID.colors, step=4)  # x, y, z, rgb, label for PointCloud2
-    # clouds for Nav2's costmap layers: core.ground.clouds
+    # point clouds (RViz's ground_points, Nav2's costmap layers): core.ground.clouds
     costmap_picture(maps.costmap())  # bird's-eye RGB picture, forward up
 
 The (pixel, cell) lookup is built once per (intrinsics, pose, label size, grid), compared by
@@ -37,7 +36,6 @@ static transform), not one that jitters every frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -53,6 +51,12 @@ MAX_CELLS_PER_SIDE = 4096
 DEFAULT_FOOTPRINT_RUN = 0.03
 # ...and the confidence its most confident pixel reaches (a road misread as tree is unsure)
 DEFAULT_FOOTPRINT_CONFIDENCE = 0.7
+# the confidence a free-group pixel needs to count as free: unsure road is no free space
+# (measured on the 7 Cityscapes frames: docs/health.md)
+DEFAULT_FREE_CONFIDENCE = 0.7
+# ...and the cells next to one holding anything else are not free (kerbs: road/sidewalk confusion)
+DEFAULT_FREE_MARGIN = 1
+MAX_FREE_MARGIN = 10
 MAX_FOOTPRINT_RUN = 0.5
 UNKNOWN = -1
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"],
@@ -245,6 +249,10 @@ class GroundMaps:
     kept: np.ndarray  # (pairs,) bool: the lookup's (pixel, cell) pairs that were counted
     footprint: np.ndarray  # (w,) int32 each column's footprint row, -1 where none
     labels: np.ndarray  # (h, w) uint8 the frame's class ids
+    # (rows, cols) bool, or None: cells where nothing is called free (free cells unknown, the
+    # free groups' grids unknown, their free-group pixels not in kept: no clearing points);
+    # the counts stay the evidence
+    withheld: np.ndarray | None = None
 
     @cached_property
     def mapped(self) -> np.ndarray:
@@ -266,10 +274,16 @@ class GroundMaps:
         return self.counts.sum(axis=0)
 
     def group_grids(self) -> dict[str, np.ndarray]:
-        """Group name -> int8 grid: percent (0..100) of the cell's mapped pixels, -1 unknown."""
+        """Group name -> int8 grid: percent (0..100) of the cell's mapped pixels, -1 unknown.
+
+        The free groups' grids are unknown in the ``withheld`` cells.
+        """
         observed = self.observed
         percent = (self.counts * 100 + observed // 2) // np.maximum(observed, 1)
         percent[:, observed == 0] = UNKNOWN
+        if self.withheld is not None:
+            for index in np.flatnonzero(self.groups.is_free):
+                percent[index][self.withheld] = UNKNOWN
         return {name: grid.astype(np.int8)
                 for name, grid in zip(self.groups.names, percent, strict=True)}
 
@@ -277,7 +291,8 @@ class GroundMaps:
         """Return the costmap: an int8 grid of 0 (free), 100 (blocked) or -1 (unknown).
 
         A cell is blocked where at least ``min_obstacle_pixels`` obstacle footprints fall, or
-        where drivable groups hold no more than half of its mapped pixels.
+        where drivable groups hold no more than half of its mapped pixels. The ``withheld``
+        cells that would be free are unknown.
         """
         if min_obstacle_pixels < 1:
             raise ValueError(f"min_obstacle_pixels {min_obstacle_pixels}; expected >= 1")
@@ -287,6 +302,8 @@ class GroundMaps:
         blocked = (obstacle >= min_obstacle_pixels) | (2 * drivable <= observed)
         costmap = np.where(blocked, 100, 0).astype(np.int8)
         costmap[observed == 0] = UNKNOWN
+        if self.withheld is not None:
+            costmap[self.withheld & ~blocked] = UNKNOWN
         return costmap
 
 
@@ -302,6 +319,7 @@ class GroundMapper:
         self.groups = groups
         self._group_lut = groups.group_lut()
         self._obstacle_lut = groups.class_table(groups.is_obstacle)
+        self._free_lut = groups.class_table(groups.is_free)
         self._cached = (None, None)  # (key, lookup)
         self.builds = 0
 
@@ -318,16 +336,22 @@ class GroundMapper:
 
     def map(self, labels: np.ndarray, intrinsics: Intrinsics, pose: CameraPose,
             grid: GridSpec = GridSpec(), min_run: int = 1, confidence: np.ndarray | None = None,
-            min_confidence: float = 0.0) -> GroundMaps:
+            min_confidence: float = 0.0, free_confidence: float = 0.0, free_margin: int = 0,
+            withhold_free: bool = False) -> GroundMaps:
         """Per-group pixel counts on the grid for an h x w uint8 label image.
 
         Footprints as footprint_rows(``min_run``, ``confidence``, ``min_confidence``). The
         bottom ``min_run`` rows of each footprint's run are mapped as the obstacle (where they
         meet the ground: the footprint's depth, as uncertain as the run is tall); other obstacle
-        pixels are left out.
+        pixels are left out. Free-group pixels less sure than ``free_confidence`` (a fraction;
+        needs ``confidence``) are left out too: unsure road is no evidence of free space.
+        Free is withheld (GroundMaps.withheld) from the cells within ``free_margin`` cells of
+        one that holds anything but free-group pixels (a kerb, an obstacle: where road and
+        sidewalk are confused), and with ``withhold_free`` from every cell.
 
         Raises:
-            ValueError: labels that are not a 2-D uint8 array, or a lookup that cannot be built.
+            ValueError: labels that are not a 2-D uint8 array, a lookup that cannot be built,
+                or a confidence floor without the confidence.
         """
         if labels.ndim != 2 or labels.dtype != np.uint8:
             raise ValueError(f"labels of shape {labels.shape} and dtype {labels.dtype}; "
@@ -338,11 +362,35 @@ class GroundMapper:
         group = np.take(self._group_lut, np.take(labels, lookup.pixels))
         kept = (group != NO_GROUP) & _in_front_or_footprint(
             lookup.rows, footprint[lookup.cols], np.take(obstacle, lookup.pixels), min_run)
+        if free_margin < 0:
+            raise ValueError(f"free margin {free_margin}; expected cells >= 0")
+        free = None
+        if free_confidence > 0:
+            if not 0.0 <= free_confidence <= 1.0:
+                raise ValueError(f"free confidence {free_confidence}; expected 0 to 1")
+            if confidence is None or confidence.shape != labels.shape:
+                raise ValueError("a free-space confidence floor needs the confidence at the "
+                                 f"labels' size {labels.shape}; got "
+                                 f"{None if confidence is None else confidence.shape}")
+            free = np.take(self._free_lut, np.take(labels, lookup.pixels))
+            kept &= ~free | (np.take(confidence, lookup.pixels) >= round(255 * free_confidence))
         rows, cols = lookup.grid_shape
         counts = np.bincount(group[kept].astype(np.int64) * (rows * cols) + lookup.cells[kept],
                              minlength=len(self.groups.names) * rows * cols)
-        return GroundMaps(self.groups, counts.reshape(-1, rows, cols), lookup.origin,
-                          lookup.resolution, lookup, kept, footprint, labels)
+        counts = counts.reshape(-1, rows, cols)
+        withheld = None
+        if withhold_free:
+            withheld = np.ones((rows, cols), dtype=bool)
+        elif free_margin > 0:
+            other = counts.sum(axis=0) > counts[list(self.groups.is_free)].sum(axis=0)
+            side = 2 * int(free_margin) + 1
+            withheld = cv2.dilate(other.astype(np.uint8), np.ones((side, side), np.uint8)) > 0
+        if withheld is not None:
+            if free is None:
+                free = np.take(self._free_lut, np.take(labels, lookup.pixels))
+            kept = kept & ~(free & withheld.ravel()[lookup.cells])
+        return GroundMaps(self.groups, counts, lookup.origin, lookup.resolution, lookup, kept,
+                          footprint, labels, withheld)
 
 
 def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np.ndarray,
@@ -354,40 +402,6 @@ def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np
     """
     above = footprint - rows  # int32: rows from the pixel down to its column's footprint
     return np.where(obstacle, above.view(np.uint32) < depth, above <= 0)  # negative: huge
-
-
-def ground_points(maps: GroundMaps, labels: np.ndarray, class_colors: Sequence[Sequence[int]],
-                  step: int = 4, image: np.ndarray | None = None) -> np.ndarray:
-    """Ground points (POINT_DTYPE: x, y, z, rgb, label) of the pixels ``maps`` mapped.
-
-    ``labels`` is the frame ``maps`` came from. Every ``step``-th pixel along rows and along
-    columns is kept. ``rgb`` holds 0x00RRGGBB in a float32's bytes, as PointCloud2's "rgb" field
-    expects: the camera ``image`` (h x w x 3 RGB) colour when given, else the class colour.
-    """
-    if step < 1:
-        raise ValueError(f"point step {step}; expected an integer >= 1")
-    lookup = maps.lookup
-    if labels.shape != lookup.label_shape:
-        raise ValueError(f"labels of shape {labels.shape}; expected the mapped frame's "
-                         f"{lookup.label_shape}")
-    forward = np.flatnonzero(maps.kept[: lookup.forward])
-    forward = forward[(lookup.rows[forward] % step == 0) & (lookup.cols[forward] % step == 0)]
-    pixels = lookup.pixels[forward]
-    label = labels.ravel()[pixels]
-    if image is not None:
-        if image.shape != labels.shape + (3,):
-            raise ValueError(f"image of shape {image.shape}; expected {labels.shape + (3,)}")
-        rgb = image.reshape(-1, 3)[pixels].astype(np.uint32)
-    else:
-        table = np.zeros((256, 3), dtype=np.uint32)
-        table[: len(class_colors)] = np.asarray(class_colors, dtype=np.uint32).reshape(-1, 3)
-        rgb = table[label]
-    points = np.zeros(len(pixels), dtype=POINT_DTYPE)
-    ground = lookup.pixel_points.ravel()[pixels]
-    points["x"], points["y"] = ground["x"], ground["y"]
-    points["rgb"] = ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).view(np.float32)
-    points["label"] = label
-    return points
 
 
 def costmap_picture(costmap: np.ndarray) -> np.ndarray:

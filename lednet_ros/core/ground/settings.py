@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, GridSpec, check_footprint_run,
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
+    DEFAULT_FREE_MARGIN, MAX_FREE_MARGIN, GridSpec, check_footprint_run,
 )
 
 MAX_POINTS_STEP = 64
@@ -30,6 +31,8 @@ class GroundSettings:
         points_step: every Nth pixel goes into the ground and free point clouds.
         footprint_run: a footprint's shortest run of obstacle pixels, fraction of the height.
         footprint_confidence: the confidence the run's surest pixel reaches (0: any).
+        free_confidence: the confidence a free-group pixel needs to count as free (0: any).
+        free_margin: cells around a cell holding anything but free groups that are not free.
         obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
 
     Raises:
@@ -45,6 +48,8 @@ class GroundSettings:
     points_step: int = 4
     footprint_run: float = DEFAULT_FOOTPRINT_RUN
     footprint_confidence: float = DEFAULT_FOOTPRINT_CONFIDENCE
+    free_confidence: float = DEFAULT_FREE_CONFIDENCE
+    free_margin: int = DEFAULT_FREE_MARGIN
     obstacle_points_height: float = 0.3
     free_points_height: float = 0.0
 
@@ -55,9 +60,12 @@ class GroundSettings:
             raise ValueError(f"ground.points_step is {self.points_step}; expected 1 to "
                              f"{MAX_POINTS_STEP}")
         check_footprint_run(self.footprint_run)
-        if not 0.0 <= self.footprint_confidence <= 1.0:
-            raise ValueError(f"ground.footprint_confidence is {self.footprint_confidence}; "
-                             "expected 0 to 1")
+        if not 0 <= self.free_margin <= MAX_FREE_MARGIN:
+            raise ValueError(f"ground.free_margin is {self.free_margin}; expected 0 to "
+                             f"{MAX_FREE_MARGIN} cells")
+        for name in ("footprint_confidence", "free_confidence"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ground.{name} is {getattr(self, name)}; expected 0 to 1")
         for name in ("obstacle_points_height", "free_points_height"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"ground.{name} is {getattr(self, name)}; expected metres")
