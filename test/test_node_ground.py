@@ -53,6 +53,12 @@ def camera_publishers(rig):
     return image_pub, info_pub
 
 
+# The wiring tests run drawn frames (and random weights) that the perception health flags and
+# whose road is unsure: the fail-safe rules (test_fail_safe.py) would leave nothing free.
+NO_FAIL_SAFE = {"health.withhold_free_at": "never", "ground.free_confidence": 0.0,
+                "ground.free_margin": 0}
+
+
 def road_frame() -> np.ndarray:
     """Return the drawn street of test_default_weights at this rig's size (road below)."""
     return cv2.resize(road_scene(), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
@@ -62,7 +68,7 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     # random weights are unsure of every pixel: footprints by run alone, so some cells are known
     rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
                          "ground.camera_height": 1.5, "ground.camera_pitch": 0.3,
-                         "ground.footprint_confidence": 0.0})
+                         "ground.footprint_confidence": 0.0, **NO_FAIL_SAFE})
     groups = list(rig.node.ground.groups.names)
     costmaps = rig.collect(OccupancyGrid, "costmap")
     grid = rig.collect(OccupancyGrid, f"grid/{groups[0]}")
@@ -121,7 +127,7 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     send(rig, image_pub, info_pub, 1, road_frame())
     labels.wait(1, timeout=60)
     assert rig.node.ground.mapper.builds == 0  # nobody asked for ground outputs
-    assert rig.node.pipeline.computed["confidence"] == 0
+    assert rig.node.pipeline.computed["confidence"] == 1  # for the health check alone
 
     points = rig.collect(PointCloud2, "ground_points")
     confidence = rig.collect(Image, "confidence")
@@ -142,7 +148,7 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
 def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
     rig = rig_factory(weights=str(default_weights_path()),
                       **{"ground.camera_pitch": 0.3, "ground.obstacle_points_height": 0.5,
-                         "ground.free_points_height": 0.02})
+                         "ground.free_points_height": 0.02, **NO_FAIL_SAFE})
     labels = rig.collect(Image, "labels")
     clouds = {name: rig.collect(PointCloud2, name)
               for name in ("obstacle_points", "free_points", "aligned_points")}

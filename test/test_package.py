@@ -52,6 +52,7 @@ EXECUTABLES = {
     "evaluate_bag": "tools.evaluate_bag",
     "evaluate_cityscapes": "tools.evaluate_cityscapes",
     "evaluate_ground": "tools.evaluate_ground",
+    "evaluate_health": "tools.evaluate_health",
     "adapt": "tools.adapt",
 }
 OCCUPANCY_FIELDS = {

@@ -26,10 +26,10 @@ from lednet_ros.core.evaluation.scoring import Evaluation, stamp_nanoseconds, wr
 from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.core.runtime.images import ImageFormatError, class_ids_from_message
+from lednet_ros.ros.diagnostics import WARNING_PERIOD_S
 from lednet_ros.ros.parameters import RELIABILITY, Spec, declare, qos
 from lednet_ros.ros.runner import refuse_start, run_node
 
-WARNING_PERIOD_S = 5.0
 PARAMETERS = {
     "weights": Spec("", "Weights the segmentation node runs ('' = packaged); their class names "
                     "and count are the report's.", read_only=True),

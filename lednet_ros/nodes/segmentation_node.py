@@ -1,8 +1,9 @@
 """The LEDNet segmentation node: camera images in; labels, masks and occupancy out.
 
-Wiring only: core.runtime.images reads frames, core.runtime.pipeline segments them, ros.messages
-builds the outputs, ros.adapt_service adapts the weights to this camera. The image callback keeps
-only the newest frame; a worker thread processes it, so services answer during inference.
+Wiring only: core.runtime.images reads frames, core.runtime.pipeline segments them,
+ros.health_outputs checks them (and whether the ground outputs may call anything free),
+ros.messages builds the outputs, ros.adapt_service adapts the weights to this camera. The image
+callback keeps only the newest frame; a worker thread processes it, so services stay answered.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from lednet_ros.core.runtime.stats import PipelineStats
 from lednet_ros.core.runtime.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.ros.adapt_service import AdaptService
-from lednet_ros.ros.diagnostics import InputWatch, diagnostic_array, pipeline_status
+from lednet_ros.ros.diagnostics import (
+    WARNING_PERIOD_S, InputWatch, diagnostic_array, pipeline_status,
+)
 from lednet_ros.ros.ground_outputs import GroundOutputs
+from lednet_ros.ros.health_outputs import HealthOutputs
 from lednet_ros.ros.messages import (
     class_info_message, class_topic_names, image_message, occupancy_message, scaled_camera_info,
     stamp_age,
@@ -36,11 +40,10 @@ from lednet_ros.ros.parameters import LATCHED, declare, qos, undeclared_override
 from lednet_ros.ros.runner import refuse_start, run_node
 from lednet_ros.ros.segmentation_parameters import (
     FIXED_PARAMETERS, PARAMETERS, class_groups, declare_groups, frame_settings, ground_settings,
-    refuse_renamed,
+    health_settings, refuse_renamed,
 )
 
 NODE_NAME = "lednet_segmentation"
-WARNING_PERIOD_S = 5.0
 
 
 class SegmentationNode(Node):
@@ -53,6 +56,7 @@ class SegmentationNode(Node):
         try:
             self.values = declare(self, FIXED_PARAMETERS)
             self.settings, ground = frame_settings(self.values), ground_settings(self.values)
+            health = health_settings(self.values)
             self.weights_path = self.values["weights"] or str(default_weights_path())
             self.pipeline = Pipeline(Segmenter.from_weights(
                 self.weights_path, device=self.values["device"],
@@ -72,6 +76,7 @@ class SegmentationNode(Node):
         self.add_post_set_parameters_callback(self._apply_change)
         self._input = InputWatch(self, self.stats, self.values["qos_reliability"])
         self._create_publishers()
+        self.health = HealthOutputs(self, health)
         self._create_subscriptions()
         self._publish_class_info()
         self._adapt = AdaptService(self, self._input)
@@ -107,8 +112,9 @@ class SegmentationNode(Node):
             event_callbacks=SubscriptionEventCallbacks(
                 incompatible_qos=self._input.on_incompatible_qos))
         self._input.watch(self._image_sub.topic_name)
-        self._camera_info = None
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
+        self._camera_info = None  # the newest
+        self.create_subscription(CameraInfo, "camera_info",
+                                 lambda msg: setattr(self, "_camera_info", msg), input_qos)
 
     # ---- parameters: checked before a change, cached after it ------------------------------
 
@@ -117,6 +123,7 @@ class SegmentationNode(Node):
         try:
             self.pipeline.check(frame_settings(values))
             self.ground.check(ground_settings(values))
+            health_settings(values)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -126,19 +133,15 @@ class SegmentationNode(Node):
         self.values = {**self.values, **{p.name: p.value for p in parameters}}
         self.settings = frame_settings(self.values)
         self.ground.update(ground_settings(self.values))
+        self.health.update(health_settings(self.values))
         new_size = self.pipeline.input_size(self.settings)
         if new_size != old_size:
             self.get_logger().info(f"network input size now {new_size[0]}x{new_size[1]}")
             self._publish_class_info()
 
-    # ---- callbacks -------------------------------------------------------------------------
-
     def _on_image(self, msg) -> None:
         self._input.frame_arrived()
         self.stats.count_received(replaced_unprocessed=self._worker.put(msg))
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
 
     def _on_diagnostics_timer(self) -> None:
         self._input.check(self.values["no_frames_timeout"])
@@ -154,7 +157,8 @@ class SegmentationNode(Node):
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
             problem=self._input.problem)
         self._rejected_reported = snap.rejected
-        self._diagnostics_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), status))
+        self._diagnostics_pub.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), status, self.health.status(str(seg.device))))
 
     # ---- the worker ------------------------------------------------------------------------
 
@@ -168,9 +172,10 @@ class SegmentationNode(Node):
             ground = self.ground.wanted()
             wanted = Outputs(color_mask=self._color_mask_pub.get_subscription_count() > 0,
                              overlay=self._overlay_pub.get_subscription_count() > 0,
-                             confidence=send_confidence
-                             or ground and self.ground.needs_confidence())
+                             confidence=True)  # always: the health check reads it
             result = self.pipeline.process(rgb, settings, wanted)
+            withhold_free = self.health.check(msg.header, rgb, result.labels,
+                                              result.confidence, self.segmenter.class_names)
             self._publish(msg.header, result, wanted, send_confidence)
         except Exception as exc:  # a bad frame is counted and logged; the node keeps running
             if not self.context.ok():
@@ -180,14 +185,9 @@ class SegmentationNode(Node):
             self._reject(msg.header, problem)
             return
         self.stats.count_processed(stamp_age(msg.header, self.get_clock()), result.inference_s)
-        try:
-            if ground:
-                self.ground.publish(msg.header, result.labels, self._camera_info,
-                                    result.confidence)
-        except ValueError as exc:  # the frame's other outputs are out; say why no grids came
-            self.stats.note_error(f"ground grids: {exc}")
-            self.get_logger().warning(f"ground grids: {exc}",
-                                      throttle_duration_sec=WARNING_PERIOD_S)
+        if ground:
+            self.ground.publish_or_warn(msg.header, result.labels, self._camera_info,
+                                        result.confidence, withhold_free, self.stats)
 
     def _publish(self, header: Header, result, wanted: Outputs, send_confidence: bool) -> None:
         self._labels_pub.publish(image_message(result.labels, "mono8", header))

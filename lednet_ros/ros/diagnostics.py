@@ -10,6 +10,8 @@ from std_msgs.msg import Header
 
 from lednet_ros.core.runtime.stats import PipelineStats, SilenceWatch, StatsSnapshot, format_ms
 
+WARNING_PERIOD_S = 5.0  # a warning that repeats is logged at most once per this many seconds
+
 TRANSPORT_ADVICE = (
     "check (1) QoS: the publisher's reliability must suit this subscription's qos_reliability "
     "'{reliability}' (a best_effort publisher cannot serve a reliable subscription); "
@@ -99,6 +101,26 @@ def pipeline_status(name: str, hardware_id: str, snap: StatsSnapshot, settings: 
     }
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
+def health_status(name: str, hardware_id: str, report, counts: dict[str, int],
+                  withheld: bool) -> DiagnosticStatus:
+    """Give the perception health of the last frame (a HealthReport), or that none came yet.
+
+    Level and message are the report's; key-values its figures, whether the ground outputs
+    withheld free space, and how many frames were OK / WARN / ERROR so far.
+    """
+    if report is None:
+        return DiagnosticStatus(level=DiagnosticStatus.OK, name=name, hardware_id=hardware_id,
+                                message="no frame checked yet")
+    values = {**{k: f"{v:.4g}" for k, v in report.figures.items()},
+              "free space withheld": str(withheld).lower(),
+              **{f"frames {level}": str(n) for level, n in counts.items()}}
+    level = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR)[report.level]
+    return DiagnosticStatus(level=level, name=name, hardware_id=hardware_id,
+                            message=report.summary() if report.reasons else "camera sees, "
+                            "network sure",
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
 def diagnostic_array(stamp, *statuses: DiagnosticStatus) -> DiagnosticArray:

@@ -15,12 +15,16 @@ from std_msgs.msg import Header
 
 from lednet_ros.core.ground.camera_geometry import Intrinsics
 from lednet_ros.core.ground.class_groups import ClassGroups
-from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
-from lednet_ros.core.ground.mapping import GroundMapper, footprint_run, ground_points
+from lednet_ros.core.ground.clouds import (
+    aligned_points, free_points, ground_points, obstacle_points,
+)
+from lednet_ros.core.ground.mapping import GroundMapper, footprint_run
 from lednet_ros.core.ground.settings import GroundSettings
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.ros.diagnostics import WARNING_PERIOD_S
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
 from lednet_ros.ros.parameters import LATCHED
+
 
 
 class GroundOutputs:
@@ -73,13 +77,16 @@ class GroundOutputs:
 
     def needs_confidence(self) -> bool:
         """Whether ground outputs with these settings need the frame's confidence."""
-        return self.settings.footprint_confidence > 0
+        return self.settings.footprint_confidence > 0 or self.settings.free_confidence > 0
 
-    def publish(self, header: Header, labels, info: CameraInfo | None, confidence=None) -> None:
+    def publish(self, header: Header, labels, info: CameraInfo | None, confidence=None,
+                withhold_free: bool = False) -> None:
         """Map ``labels`` with the camera of ``info`` and publish what is subscribed.
 
-        ``confidence`` (uint8, the labels' size) is needed while ground.footprint_confidence > 0.
-        The caller asks :meth:`wanted` first: nothing here while nobody subscribes.
+        ``confidence`` (uint8, the labels' size) is needed while ground.footprint_confidence or
+        ground.free_confidence > 0. ``withhold_free``: this frame marks nothing free (the
+        health policy). The caller asks :meth:`wanted` first: nothing here while nobody
+        subscribes.
 
         Raises:
             ValueError: no camera_info yet, or a pose/grid/camera that sees no ground.
@@ -92,13 +99,13 @@ class GroundOutputs:
             info.k, info.d, info.p, info.distortion_model, info.width or labels.shape[1],
             info.height or labels.shape[0], rectified=settings.rectified)
         camera = camera.scaled(labels.shape[1], labels.shape[0])
-        min_confidence = settings.footprint_confidence
-        if min_confidence > 0 and confidence is None:
-            raise ValueError("ground.footprint_confidence needs the frame's confidence; none "
-                             "was computed")
+        if self.needs_confidence() and confidence is None:
+            raise ValueError("ground.footprint_confidence and ground.free_confidence need the "
+                             "frame's confidence; none was computed")
         maps = self.mapper.map(labels, camera, pose, settings.grid,
                                footprint_run(settings.footprint_run, labels.shape[0]),
-                               confidence, min_confidence)
+                               confidence, settings.footprint_confidence,
+                               settings.free_confidence, settings.free_margin, withhold_free)
         self.last_camera = (camera, labels.shape)
         out = Header(stamp=header.stamp, frame_id=settings.base_frame)
         for name, grid in maps.group_grids().items():
@@ -121,6 +128,19 @@ class GroundOutputs:
         for name, points in clouds.items():
             if self.clouds[name].get_subscription_count():
                 self.clouds[name].publish(point_cloud_message(points(), out))
+
+    def publish_or_warn(self, header: Header, labels, info, confidence, withhold_free: bool,
+                        stats) -> None:
+        """:meth:`publish`; a ValueError is noted in ``stats`` and logged (throttled) instead.
+
+        The frame's other outputs are out already: this says why no grids came.
+        """
+        try:
+            self.publish(header, labels, info, confidence, withhold_free)
+        except ValueError as exc:
+            stats.note_error(f"ground grids: {exc}")
+            self.node.get_logger().warning(f"ground grids: {exc}",
+                                           throttle_duration_sec=WARNING_PERIOD_S)
 
     def _publish_label_info(self) -> None:
         """vision_msgs/LabelInfo (transient local) where vision_msgs is installed."""

@@ -15,8 +15,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import ColorRGBA, Header
 
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.core.runtime.health import HealthReport
 from lednet_ros.core.runtime.occupancy import Occupancy
-from lednet_ros.msg import ClassInfo, ClassOccupancy
+from lednet_ros.msg import ClassInfo, ClassOccupancy, PerceptionHealth
 
 # numpy layout of the encodings this module writes
 _WRITE_ENCODINGS = {"mono8": (1, np.uint8), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
@@ -149,3 +150,13 @@ def stamp_age(header: Header, clock) -> float | None:
         return None
     now = clock.now()
     return (now - Time.from_msg(header.stamp, clock_type=now.clock_type)).nanoseconds / 1e9
+
+
+def health_message(report: HealthReport, class_names, free_withheld: bool,
+                   header: Header) -> PerceptionHealth:
+    """lednet_ros/PerceptionHealth of one frame's HealthReport (core.runtime.health)."""
+    return PerceptionHealth(
+        header=header, level=report.level, reasons=list(report.reasons),
+        free_withheld=free_withheld, figure_names=list(report.figures),
+        figure_values=[float(v) for v in report.figures.values()],
+        class_names=list(class_names), class_shares=list(report.class_shares))

@@ -3,7 +3,7 @@
 From PARAMETERS come the declarations (with descriptors), `--help`, docs/parameters.md (a test
 compares them) and the checks of config/lednet.yaml and the README. The values turn into the
 core's settings objects, each checked once where it is built: :func:`frame_settings`,
-:func:`ground_settings`, :func:`class_groups`.
+:func:`ground_settings`, :func:`health_settings`, :func:`class_groups`.
 
 Class groups live under ``groups.``: fixed names (``groups.names``, ``groups.obstacle_groups``,
 ``groups.free_groups``) and, under ``groups.classes.``, one list per group the user names, so a
@@ -18,11 +18,12 @@ import re
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground.mapping import (
-    MAX_FOOTPRINT_RUN, GridSpec,
+    MAX_FOOTPRINT_RUN, MAX_FREE_MARGIN, GridSpec,
 )
 from lednet_ros.core.ground.settings import MAX_POINTS_STEP, GroundSettings
 from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
+from lednet_ros.core.runtime.health import WITHHOLD_CHOICES, HealthSettings
 from lednet_ros.core.runtime.pipeline import MAX_GRID, FrameSettings
 from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare
 
@@ -30,6 +31,7 @@ ANGLE = (-math.pi, math.pi)
 CAMVID_GROUPS = DEFAULT_GROUPS["camvid"]
 GROUND = GroundSettings()  # the ground.* defaults are the core's
 FRAME = FrameSettings()  # and so are the frame parameters' defaults
+HEALTH = HealthSettings()  # and the health.* ones
 GROUP_CLASSES = "groups.classes.<name>"
 
 PARAMETERS = {
@@ -138,6 +140,13 @@ PARAMETERS = {
                                         "maximum, 0..1) the most confident pixel of a "
                                         "footprint's run reaches (0: any run).",
                                         floats=(0.0, 1.0)),
+    "ground.free_confidence": Spec(GROUND.free_confidence, "Confidence (softmax maximum, "
+                                   "0..1) a pixel of a free group needs to count as free "
+                                   "space; less sure ones are left unknown (0: any).",
+                                   floats=(0.0, 1.0)),
+    "ground.free_margin": Spec(GROUND.free_margin, "Cells around a cell that holds anything "
+                               "but free groups (a kerb, an obstacle) that are not free either "
+                               "(unknown; 0: off).", integers=(0, MAX_FREE_MARGIN)),
     "ground.obstacle_points_height": Spec(GROUND.obstacle_points_height,
                                           "Height (m) of ~/obstacle_points above the "
                                           "ground: inside the marking source's "
@@ -146,6 +155,35 @@ PARAMETERS = {
                                       "Height (m) of ~/free_points above the ground: "
                                       "inside the clearing source's min/max_obstacle_height.",
                                       floats=(-10.0, 10.0)),
+    # ---- perception health (runtime): HealthSettings, docs/health.md
+    "health.withhold_free_at": Spec(HEALTH.withhold_free_at, "From which health level the "
+                                    "ground outputs mark as unknown what they would mark free "
+                                    "(no free cells, no clearing points): warn, error, or "
+                                    "never.", choices=WITHHOLD_CHOICES),
+    "health.dark_luma": Spec(HEALTH.dark_luma, "Mean luma (0-255) below which a frame is too "
+                             "dark (ERROR).", floats=(0.0, 255.0)),
+    "health.glare_share": Spec(HEALTH.glare_share, "Share of saturated pixels above which a "
+                               "frame is washed out (ERROR).", floats=(0.0, 1.0)),
+    "health.min_contrast": Spec(HEALTH.min_contrast, "Luma standard deviation over mean luma "
+                                "below which a frame shows nothing to tell apart: fog, glare "
+                                "(ERROR).", floats=(0.0, 10.0)),
+    "health.max_flat_share": Spec(HEALTH.max_flat_share, "Share of flat 10-pixel blocks (of a "
+                                  "160-wide copy) above which a frame is featureless: a "
+                                  "covered lens, darkness (ERROR).", floats=(0.0, 1.0)),
+    "health.min_sharpness": Spec(HEALTH.min_sharpness, "Laplacian over luma standard deviation "
+                                 "below which a frame is blurred (WARN).", floats=(0.0, 10.0)),
+    "health.max_grain": Spec(HEALTH.max_grain, "Lower quartile of the Laplacian's magnitude "
+                             "(luma levels) above which a frame is noisy (WARN).",
+                             floats=(0.0, 255.0)),
+    "health.frozen_frames": Spec(HEALTH.frozen_frames, "Frames in a row with the same pixels "
+                                 "that make the stream frozen (ERROR); 0 = off.",
+                                 integers=(0, 1000)),
+    "health.unsure_confidence": Spec(HEALTH.unsure_confidence, "Confidence (softmax maximum) "
+                                     "below which a pixel is unsure.", floats=(0.0, 1.0)),
+    "health.unsure_warn": Spec(HEALTH.unsure_warn, "Share of unsure pixels above which the "
+                               "network is unsure of the frame (WARN).", floats=(0.0, 1.0)),
+    "health.unsure_error": Spec(HEALTH.unsure_error, "Share of unsure pixels above which the "
+                                "frame is an ERROR.", floats=(0.0, 1.0)),
 }
 FIXED_PARAMETERS = {name: spec for name, spec in PARAMETERS.items() if not spec.by_weights}
 # Names of earlier releases: a params file that still uses one stops the node, naming the new one.
@@ -172,6 +210,12 @@ def ground_settings(values: dict) -> GroundSettings:
                          for name in ("x", "y", "height", "roll", "pitch", "yaw")})
     grid = GridSpec(**{name: ground.pop(name) for name in ("resolution", "range", "width")})
     return GroundSettings(pose=pose, grid=grid, **ground)
+
+
+def health_settings(values: dict) -> HealthSettings:
+    """HealthSettings from the ``health.*`` values; ValueError naming a bad one."""
+    return HealthSettings(**{name[len("health."):]: value for name, value in values.items()
+                             if name.startswith("health.")})
 
 
 def group_defaults(dataset: str) -> dict[str, list[str]]:
