@@ -21,9 +21,9 @@ from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups, def
 from lednet_ros.core.ground.clouds import (
     aligned_points, free_points, ground_points, obstacle_points,
 )
+from lednet_ros.core.ground.footprints import footprint_rows, footprint_run
 from lednet_ros.core.ground.mapping import (
-    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture, footprint_rows,
-    footprint_run,
+    POINT_DTYPE, XYZ_DTYPE, GridSpec, GroundMapper, build_lookup, costmap_picture,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.ground.settings import GroundSettings

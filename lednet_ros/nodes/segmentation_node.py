@@ -1,8 +1,7 @@
 """The LEDNet segmentation node: camera images in; labels, masks and occupancy out.
 
-Wiring only: core.runtime.images reads frames, core.runtime.pipeline segments them,
-ros.health_outputs checks them (and whether the ground outputs may call anything free),
-ros.messages builds the outputs, ros.adapt_service adapts the weights to this camera. The image
+Wiring only: core.runtime reads and segments frames, ros.health_outputs checks them, ros.messages
+and ros.ground_outputs (with depth) publish, ros.adapt_service adapts the weights. The image
 callback keeps only the newest frame; a worker thread processes it, so services stay answered.
 """
 
@@ -151,7 +150,8 @@ class SegmentationNode(Node):
         seg = self.segmenter
         settings = {"device": seg.device, "precision": seg.precision, "engine": seg.engine.name,
                     "why": seg.choice_reason, "weights": self.weights_path, "image topic": topic,
-                    "input size": f"{width}x{height}", "adaptation": self._adapt.live.status}
+                    "input size": f"{width}x{height}", "adaptation": self._adapt.live.status,
+                    "ground source": self.ground.last_source}
         status = pipeline_status(
             f"{self.get_fully_qualified_name()}: segmentation", str(seg.device), snap,
             settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,

@@ -1,13 +1,16 @@
 """The segmentation node's ground outputs: grids, costmap, point clouds for Nav2, label info.
 
-Wiring only (the geometry is core.ground): publishers, and :meth:`GroundOutputs.publish` called
-by the worker with each frame's labels and the newest camera_info. The node gives the class
+Wiring only (the geometry is core.ground): publishers, the depth input (ros.depth_input), and
+:meth:`GroundOutputs.publish` called by the worker with each frame's labels and the newest
+camera_info; with depth paired to the frame its pixels are mapped where they were measured
+(``ground.source``) and ``~/semantic_points`` carries them. The node gives the class
 groups and the GroundSettings (ros/segmentation_parameters.py makes both from its parameters) and
 hands over new settings after a runtime change. Nothing is computed while nobody subscribes.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, PointCloud2
@@ -18,12 +21,15 @@ from lednet_ros.core.ground.class_groups import ClassGroups
 from lednet_ros.core.ground.clouds import (
     aligned_points, free_points, ground_points, obstacle_points,
 )
-from lednet_ros.core.ground.mapping import GroundMapper, footprint_run
+from lednet_ros.core.ground.depth import DepthProjector, semantic_points
+from lednet_ros.core.ground.footprints import footprint_run
+from lednet_ros.core.ground.mapping import GroundMapper
 from lednet_ros.core.ground.settings import GroundSettings
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
+from lednet_ros.ros.depth_input import DepthInput
 from lednet_ros.ros.diagnostics import WARNING_PERIOD_S
 from lednet_ros.ros.ground_messages import occupancy_grid_message, point_cloud_message
-from lednet_ros.ros.parameters import LATCHED
+from lednet_ros.ros.parameters import LATCHED, qos
 
 
 
@@ -49,6 +55,12 @@ class GroundOutputs:
         self.points_pub = node.create_publisher(PointCloud2, "~/ground_points", 10)
         self.clouds = {name: node.create_publisher(PointCloud2, f"~/{name}", 10)
                        for name in ("obstacle_points", "free_points", "aligned_points")}
+        self.semantic_pub = node.create_publisher(PointCloud2, "~/semantic_points", 10)
+        values = node.values
+        self.depth = DepthInput(node, qos(values["qos_reliability"], values["qos_depth"]),
+                                values["depth.max_skew"], settings.rectified)
+        self.projector = DepthProjector()
+        self.last_source = "no frame mapped yet"  # what the last frame was mapped from, and why
         self._publish_label_info()
 
     # ---- settings --------------------------------------------------------------------------
@@ -72,7 +84,7 @@ class GroundOutputs:
 
     def wanted(self) -> bool:
         publishers = [*self.grid_pubs.values(), self.costmap_pub, self.points_pub,
-                      *self.clouds.values()]
+                      *self.clouds.values(), self.semantic_pub]
         return any(p.get_subscription_count() for p in publishers)
 
     def needs_confidence(self) -> bool:
@@ -102,10 +114,13 @@ class GroundOutputs:
         if self.needs_confidence() and confidence is None:
             raise ValueError("ground.footprint_confidence and ground.free_confidence need the "
                              "frame's confidence; none was computed")
+        depth = self._depth(header, labels.shape, info)  # (metres, camera) or None
+        base = None if depth is None else self.projector.points(*depth, pose)
         maps = self.mapper.map(labels, camera, pose, settings.grid,
                                footprint_run(settings.footprint_run, labels.shape[0]),
                                confidence, settings.footprint_confidence,
-                               settings.free_confidence, settings.free_margin, withhold_free)
+                               settings.free_confidence, settings.free_margin, withhold_free,
+                               base, settings.source == "depth", settings.max_height)
         self.last_camera = (camera, labels.shape)
         out = Header(stamp=header.stamp, frame_id=settings.base_frame)
         for name, grid in maps.group_grids().items():
@@ -121,13 +136,38 @@ class GroundOutputs:
             self.points_pub.publish(point_cloud_message(points, out))
         clouds = {
             "obstacle_points": lambda: obstacle_points(
-                maps, settings.obstacle_points_height),
+                maps, settings.obstacle_points_height, settings.points_step),
             "free_points": lambda: free_points(maps, settings.points_step,
                                                settings.free_points_height),
             "aligned_points": lambda: aligned_points(maps)}
         for name, points in clouds.items():
             if self.clouds[name].get_subscription_count():
                 self.clouds[name].publish(point_cloud_message(points(), out))
+        if depth is not None and self.semantic_pub.get_subscription_count():
+            in_base = settings.points_frame == "base"
+            points = base if in_base else self.projector.points(*depth)  # optical frame
+            cloud = semantic_points(points, labels, confidence, self.metadata.class_colors)
+            self.semantic_pub.publish(point_cloud_message(cloud, out if in_base else header))
+
+    def _depth(self, header: Header, label_shape, info):
+        """Return the frame's (depth metres at the labels' size, its camera), or None: flat.
+
+        Sets last_source. Raises ValueError with ground.source depth and no depth to use.
+        """
+        source = self.settings.source
+        if source == "flat":
+            self.last_source = "flat ground (ground.source flat)"
+            return None
+        metres, camera, note = self.depth.for_frame(header, label_shape, info)
+        if metres is None:
+            self.last_source = f"flat ground: {note}" if source == "auto" else f"none: {note}"
+            if source == "depth":
+                raise ValueError(f"ground.source is depth but {note}")
+            return None
+        valid = float(np.isfinite(metres).mean())
+        self.last_source = (f"depth ({note}, {100 * valid:.0f}% of the pixels valid)"
+                            + (", flat ground elsewhere" if source == "auto" else ""))
+        return metres, camera
 
     def publish_or_warn(self, header: Header, labels, info, confidence, withhold_free: bool,
                         stats) -> None:

@@ -17,9 +17,9 @@ import re
 
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
-from lednet_ros.core.ground.mapping import (
-    MAX_FOOTPRINT_RUN, MAX_FREE_MARGIN, GridSpec,
-)
+from lednet_ros.core.ground.depth import POINTS_FRAMES, SOURCES
+from lednet_ros.core.ground.footprints import MAX_FOOTPRINT_RUN
+from lednet_ros.core.ground.mapping import MAX_FREE_MARGIN, GridSpec
 from lednet_ros.core.ground.settings import MAX_POINTS_STEP, GroundSettings
 from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
@@ -147,6 +147,16 @@ PARAMETERS = {
     "ground.free_margin": Spec(GROUND.free_margin, "Cells around a cell that holds anything "
                                "but free groups (a kerb, an obstacle) that are not free either "
                                "(unknown; 0: off).", integers=(0, MAX_FREE_MARGIN)),
+    "ground.source": Spec(GROUND.source, "What the ground outputs are made from: auto (depth "
+                          "where the paired depth image has it, flat ground elsewhere), depth "
+                          "(pixels without depth unknown; no output without a paired depth "
+                          "image) or flat (the flat-ground model alone).", choices=SOURCES),
+    "ground.max_height": Spec(GROUND.max_height, "With depth: points higher than this above the "
+                              "ground (m) are overhangs, left out of grids and clouds.",
+                              floats=(0.01, 100.0)),
+    "ground.points_frame": Spec(GROUND.points_frame, "Frame of ~/semantic_points: depth (the "
+                                "depth image's optical frame) or base (ground.base_frame).",
+                                choices=POINTS_FRAMES),
     "ground.obstacle_points_height": Spec(GROUND.obstacle_points_height,
                                           "Height (m) of ~/obstacle_points above the "
                                           "ground: inside the marking source's "
@@ -155,6 +165,9 @@ PARAMETERS = {
                                       "Height (m) of ~/free_points above the ground: "
                                       "inside the clearing source's min/max_obstacle_height.",
                                       floats=(-10.0, 10.0)),
+    # ---- depth input (read-only): core.ground.depth
+    "depth.max_skew": Spec(0.05, "Largest stamp difference (s) between a colour frame and the "
+                           "depth image paired with it.", floats=(0.0, 1.0), read_only=True),
     # ---- perception health (runtime): HealthSettings, docs/health.md
     "health.withhold_free_at": Spec(HEALTH.withhold_free_at, "From which health level the "
                                     "ground outputs mark as unknown what they would mark free "

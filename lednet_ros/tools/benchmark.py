@@ -212,7 +212,9 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
 
     Per-group grids and costmap alone (free-space rules of the defaults), and all outputs: with
     the three Nav2 clouds (obstacle, free every 4th pixel, aligned) and their PointCloud2 bytes.
-    The health check (core.runtime.health, defaults) on a drawn frame of that size.
+    The health check (core.runtime.health, defaults) on a drawn frame of that size. With depth
+    (core.ground.depth: a depth image of random 0.5-20 m at the labels' size, the top third
+    without depth: sky): its points, grids and costmap from them; and the semantic cloud.
 
     CamVid class groups, the 10 m x 20 m grid at 0.1 m, a pinhole camera 1.5 m high pitched down
     0.15 rad, footprints of the default rule; labels and confidence drawn at random (the cost
@@ -223,10 +225,13 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
     from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
     from lednet_ros.core.ground.class_groups import default_class_groups
     from lednet_ros.core.ground.clouds import aligned_points, free_points, obstacle_points
-    from lednet_ros.core.ground.mapping import (
-        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
-        DEFAULT_FREE_MARGIN, GridSpec, GroundMapper, footprint_run,
+    from lednet_ros.core.ground.footprints import (
+        DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, footprint_run,
     )
+    from lednet_ros.core.ground.mapping import (
+        DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN, GridSpec, GroundMapper,
+    )
+    from lednet_ros.core.ground.depth import DepthProjector, semantic_points
     from lednet_ros.core.runtime.health import HealthMonitor, HealthSettings
 
     rows, rng = [], np.random.default_rng(0)
@@ -242,6 +247,9 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
                      DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN)
         frame = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (width, height))
         monitor = HealthMonitor(HealthSettings())
+        metres = rng.uniform(0.5, 20.0, (height, width)).astype(np.float32)
+        metres[: height // 3] = np.nan  # the sky: no depth, mapped by the flat model (auto)
+        projector = DepthProjector()
 
         def grids(labels):
             maps = mapper.map(labels, camera, pose, grid, *footprint)
@@ -257,17 +265,29 @@ def benchmark_ground(sizes, runs: int) -> list[dict]:
         def health(labels):
             monitor.check(frame, None, labels, confidence, CAMVID.num_classes)
 
+        def with_depth(labels):
+            base = projector.points(metres, camera, pose)
+            maps = mapper.map(labels, camera, pose, grid, *footprint, depth_points=base)
+            maps.group_grids(), maps.costmap()
+            return base
+
+        def semantic_cloud(labels):
+            semantic_points(with_depth(labels), labels, confidence, CAMVID.colors).tobytes()
+
         row = {"size": f"{width}x{height}"}
         for work, median, p95 in ((grids, "median_ms", "p95_ms"),
                                   (everything, "all_ms", "all_p95_ms"),
-                                  (health, "health_ms", "health_p95_ms")):
+                                  (health, "health_ms", "health_p95_ms"),
+                                  (with_depth, "depth_ms", "depth_p95_ms"),
+                                  (semantic_cloud, "semantic_ms", "semantic_p95_ms")):
             times = time_engine(work, labels, runs, warmup=2)  # the first builds the lookup
             row[median], row[p95] = (1000 * statistics.median(times),
                                      1000 * percentile(times, 95))
         rows.append(row)
         print(f"ground {width}x{height}: grids + costmap {row['median_ms']:.1f} ms median; "
               f"with the three clouds {row['all_ms']:.1f} ms; health check "
-              f"{row['health_ms']:.2f} ms")
+              f"{row['health_ms']:.2f} ms; with depth {row['depth_ms']:.1f} ms, and the "
+              f"semantic cloud {row['semantic_ms']:.1f} ms")
     return rows
 
 
@@ -306,10 +326,13 @@ def write_report(out: Path, result: dict) -> None:
     if result.get("ground"):
         lines += ["", "## Ground outputs and health check per frame (lookup cached)", "",
                   "| label size | grids + costmap ms | p95 ms | with the three clouds ms "
-                  "| p95 ms | health check ms | p95 ms |", "|---|---|---|---|---|---|---|"]
+                  "| p95 ms | health check ms | p95 ms | grids + costmap with depth ms | p95 ms "
+                  "| and the semantic cloud ms |", "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['size']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
                   f"{r['all_ms']:.2f} | {r['all_p95_ms']:.2f} | {r['health_ms']:.2f} | "
-                  f"{r['health_p95_ms']:.2f} |" for r in result["ground"]]
+                  f"{r['health_p95_ms']:.2f} | {r['depth_ms']:.2f} | {r['depth_p95_ms']:.2f} | "
+                  f"{r['semantic_ms']:.2f} |"
+                  for r in result["ground"]]
     if result.get("node"):
         lines += ["", "## Node end to end over DDS (publish -> labels received)", "",
                   "| size | profile | device | precision | engine | mode | sent | received "

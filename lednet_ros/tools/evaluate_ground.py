@@ -33,11 +33,13 @@ from lednet_ros.core.data.datasets import (
     CITYSCAPES_KEEP_TOP, CityscapesAsCamVid, DatasetError, keep_top, open_split,
 )
 from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
-from lednet_ros.core.ground.class_groups import default_class_groups
 from lednet_ros.core.data.degradations import DEGRADATIONS, degrade
+from lednet_ros.core.ground.class_groups import default_class_groups
+from lednet_ros.core.ground.footprints import (
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, footprint_run,
+)
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
-    DEFAULT_FREE_MARGIN, GridSpec, GroundMapper, footprint_run,
+    DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN, GridSpec, GroundMapper,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.inference.checkpoint import CheckpointError

@@ -44,20 +44,19 @@ import numpy as np
 
 from lednet_ros.core.ground.camera_geometry import CameraPose, Intrinsics
 from lednet_ros.core.ground.class_groups import NO_GROUP, ClassGroups
+from lednet_ros.core.ground.depth import depth_pixels
+from lednet_ros.core.ground.footprints import in_front_or_footprint, footprint_rows
 
 MAX_CELLS_PER_SIDE = 4096
-# a footprint's shortest run of obstacle pixels, as a fraction of the image height: 3% is a
-# 0.3 m object 10 m away from a camera with a 55-degree vertical field of view (docs/nav2.md)
-DEFAULT_FOOTPRINT_RUN = 0.03
-# ...and the confidence its most confident pixel reaches (a road misread as tree is unsure)
-DEFAULT_FOOTPRINT_CONFIDENCE = 0.7
 # the confidence a free-group pixel needs to count as free: unsure road is no free space
 # (measured on the 7 Cityscapes frames: docs/health.md)
 DEFAULT_FREE_CONFIDENCE = 0.7
 # ...and the cells next to one holding anything else are not free (kerbs: road/sidewalk confusion)
 DEFAULT_FREE_MARGIN = 1
+# with depth: points higher than this above the ground are left out (overhangs, ceilings)
+DEFAULT_MAX_HEIGHT = 2.0
+UNMAPPED = 255  # a class id in no group: pixels the flat-ground lookup leaves alone
 MAX_FREE_MARGIN = 10
-MAX_FOOTPRINT_RUN = 0.5
 UNKNOWN = -1
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"],
                         "formats": [np.float32, np.float32, np.float32, np.float32, np.uint8],
@@ -188,55 +187,6 @@ def _pixels_seeing(cells: np.ndarray, camera: Intrinsics, pose: CameraPose, grid
     return np.where(valid, v * camera.width + u, -1).astype(np.int64)
 
 
-def footprint_rows(obstacle: np.ndarray, min_run: int = 1, confidence: np.ndarray | None = None,
-                   min_confidence: float = 0.0) -> np.ndarray:
-    """Per column of an h x w bool mask: the row of its footprint, -1 where none.
-
-    The footprint is the bottom row of the column's lowest run of at least ``min_run``
-    consecutive True pixels whose most confident pixel reaches ``min_confidence`` (a fraction;
-    ``confidence`` is the uint8 softmax maximum x 255 of each pixel). Shorter or unconfident
-    runs below it (misread pixels) neither make a footprint nor hide what lies above them.
-    ``min_run`` 1 and no confidence: the lowest True pixel.
-    """
-    if min_run < 1:
-        raise ValueError(f"footprint run of {min_run} pixels; expected an integer >= 1")
-    if not 0.0 <= min_confidence <= 1.0:
-        raise ValueError(f"footprint confidence {min_confidence}; expected 0 to 1")
-    height, width = obstacle.shape
-    flat = np.flatnonzero(obstacle.T)  # column by column, top to bottom: col * height + row
-    footprint = np.full(width, -1, dtype=np.int32)
-    if len(flat) == 0:
-        return footprint
-    starts = np.ones(len(flat), dtype=bool)
-    starts[1:] = (np.diff(flat) != 1) | (flat[1:] % height == 0)
-    first = np.flatnonzero(starts)
-    lengths = np.diff(np.append(first, len(flat)))
-    qualifies = lengths >= min_run
-    if confidence is not None and min_confidence > 0:
-        if confidence.shape != obstacle.shape:
-            raise ValueError(f"confidence of shape {confidence.shape}; expected the labels' "
-                             f"{obstacle.shape}")
-        most = np.maximum.reduceat(confidence.T.ravel()[flat], first)
-        qualifies &= most >= round(255 * min_confidence)
-    cols, rows = np.divmod(flat[first] + lengths - 1, height)
-    np.maximum.at(footprint, cols[qualifies], rows[qualifies])
-    return footprint
-
-
-def check_footprint_run(fraction: float) -> float:
-    """``fraction`` when it is a footprint run 0..MAX_FOOTPRINT_RUN of the image height."""
-    if not 0.0 <= fraction <= MAX_FOOTPRINT_RUN:
-        raise ValueError(f"ground.footprint_run is {fraction} of the image height; expected 0 "
-                         f"to {MAX_FOOTPRINT_RUN}")
-    return fraction
-
-
-def footprint_run(fraction: float, label_height: int) -> int:
-    """Pixels in a footprint run: ``fraction`` of the label image's height, at least 1."""
-    check_footprint_run(fraction)
-    return max(1, math.ceil(fraction * label_height - 1e-9))
-
-
 @dataclass(frozen=True)
 class GroundMaps:
     """One frame on the grid: pixel counts per group and cell, and which lookup pairs counted."""
@@ -253,6 +203,10 @@ class GroundMaps:
     # free groups' grids unknown, their free-group pixels not in kept: no clearing points);
     # the counts stay the evidence
     withheld: np.ndarray | None = None
+    # with depth: (h, w, 3) float32 each pixel's measured point in the base frame (NaN none),
+    # and (h, w) bool the pixels mapped at it (the others went through the lookup, if at all)
+    depth_points: np.ndarray | None = None
+    depth_kept: np.ndarray | None = None
 
     @cached_property
     def mapped(self) -> np.ndarray:
@@ -266,7 +220,18 @@ class GroundMaps:
         lookup = self.lookup
         mapped = np.zeros(self.labels.size, dtype=bool)
         mapped[lookup.pixels[:lookup.forward]] = self.kept[:lookup.forward]
-        return mapped.reshape(self.labels.shape)
+        mapped = mapped.reshape(self.labels.shape)
+        return mapped if self.depth_kept is None else mapped | self.depth_kept
+
+    @cached_property
+    def points(self) -> np.ndarray:
+        """(h, w) XYZ_DTYPE each pixel's point: measured where mapped from depth, else flat."""
+        if self.depth_kept is None:
+            return self.lookup.pixel_points
+        points = self.lookup.pixel_points.copy()
+        xyz = points.view(np.float32).reshape(*points.shape, 3)
+        xyz[self.depth_kept] = self.depth_points[self.depth_kept]
+        return points
 
     @property
     def observed(self) -> np.ndarray:
@@ -337,7 +302,8 @@ class GroundMapper:
     def map(self, labels: np.ndarray, intrinsics: Intrinsics, pose: CameraPose,
             grid: GridSpec = GridSpec(), min_run: int = 1, confidence: np.ndarray | None = None,
             min_confidence: float = 0.0, free_confidence: float = 0.0, free_margin: int = 0,
-            withhold_free: bool = False) -> GroundMaps:
+            withhold_free: bool = False, depth_points: np.ndarray | None = None,
+            depth_only: bool = False, max_height: float = DEFAULT_MAX_HEIGHT) -> GroundMaps:
         """Per-group pixel counts on the grid for an h x w uint8 label image.
 
         Footprints as footprint_rows(``min_run``, ``confidence``, ``min_confidence``). The
@@ -349,6 +315,11 @@ class GroundMapper:
         one that holds anything but free-group pixels (a kerb, an obstacle: where road and
         sidewalk are confused), and with ``withhold_free`` from every cell.
 
+        ``depth_points`` (h x w x 3 base-frame points, NaN where no depth: core.ground.depth):
+        each pixel with depth is mapped at its measured x, y (obstacles with no footprint rule,
+        those above ``max_height`` m left out: overhangs), the others through the flat-ground
+        lookup, or not at all with ``depth_only``.
+
         Raises:
             ValueError: labels that are not a 2-D uint8 array, a lookup that cannot be built,
                 or a confidence floor without the confidence.
@@ -357,11 +328,23 @@ class GroundMapper:
             raise ValueError(f"labels of shape {labels.shape} and dtype {labels.dtype}; "
                              "expected an h x w uint8 array of class ids")
         lookup = self.lookup(intrinsics, pose, labels.shape, grid)
-        obstacle = np.take(self._obstacle_lut, labels)
-        footprint = footprint_rows(obstacle, min_run, confidence, min_confidence)
-        group = np.take(self._group_lut, np.take(labels, lookup.pixels))
-        kept = (group != NO_GROUP) & _in_front_or_footprint(
-            lookup.rows, footprint[lookup.cols], np.take(obstacle, lookup.pixels), min_run)
+        rows, cols = lookup.grid_shape
+        every = labels
+        if depth_points is not None:
+            depth = depth_pixels(depth_points, labels, self._group_lut, lookup.origin,
+                                 lookup.resolution, lookup.grid_shape, max_height)
+            labels = np.full_like(every, UNMAPPED) if depth_only else every.copy()
+            labels[depth.measured] = UNMAPPED
+        if depth_points is not None and (depth_only or depth.measured.all()):
+            footprint = np.full(labels.shape[1], -1, dtype=np.int32)  # no flat ground at all
+            group = np.full(len(lookup.pixels), NO_GROUP, dtype=np.int16)
+            kept = np.zeros(len(lookup.pixels), dtype=bool)
+        else:
+            obstacle = np.take(self._obstacle_lut, labels)
+            footprint = footprint_rows(obstacle, min_run, confidence, min_confidence)
+            group = np.take(self._group_lut, np.take(labels, lookup.pixels))
+            kept = (group != NO_GROUP) & in_front_or_footprint(
+                lookup.rows, footprint[lookup.cols], np.take(obstacle, lookup.pixels), min_run)
         if free_margin < 0:
             raise ValueError(f"free margin {free_margin}; expected cells >= 0")
         free = None
@@ -374,9 +357,13 @@ class GroundMapper:
                                  f"{None if confidence is None else confidence.shape}")
             free = np.take(self._free_lut, np.take(labels, lookup.pixels))
             kept &= ~free | (np.take(confidence, lookup.pixels) >= round(255 * free_confidence))
-        rows, cols = lookup.grid_shape
         counts = np.bincount(group[kept].astype(np.int64) * (rows * cols) + lookup.cells[kept],
                              minlength=len(self.groups.names) * rows * cols)
+        if depth_points is not None:
+            if free_confidence > 0:
+                depth.drop(np.take(self._free_lut, every) & (
+                    confidence < round(255 * free_confidence)))
+            counts += depth.counts(len(self.groups.names), rows * cols)
         counts = counts.reshape(-1, rows, cols)
         withheld = None
         if withhold_free:
@@ -389,19 +376,13 @@ class GroundMapper:
             if free is None:
                 free = np.take(self._free_lut, np.take(labels, lookup.pixels))
             kept = kept & ~(free & withheld.ravel()[lookup.cells])
+            if depth_points is not None:
+                depth.drop(np.take(self._free_lut, every) & withheld.ravel()[depth.cell])
+        if depth_points is None:
+            return GroundMaps(self.groups, counts, lookup.origin, lookup.resolution, lookup,
+                              kept, footprint, every, withheld)
         return GroundMaps(self.groups, counts, lookup.origin, lookup.resolution, lookup, kept,
-                          footprint, labels, withheld)
-
-
-def _in_front_or_footprint(rows: np.ndarray, footprint: np.ndarray, obstacle: np.ndarray,
-                           depth: int) -> np.ndarray:
-    """Return which pixels are mapped.
-
-    Ground at or below its column's footprint row, and obstacle pixels in the ``depth`` rows
-    ending at the footprint (footprint -1: none in the column).
-    """
-    above = footprint - rows  # int32: rows from the pixel down to its column's footprint
-    return np.where(obstacle, above.view(np.uint32) < depth, above <= 0)  # negative: huge
+                          footprint, every, withheld, depth_points, depth.kept)
 
 
 def costmap_picture(costmap: np.ndarray) -> np.ndarray:

@@ -10,9 +10,12 @@ import math
 from dataclasses import dataclass, field
 
 from lednet_ros.core.ground.camera_geometry import CameraPose
+from lednet_ros.core.ground.footprints import (
+    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, check_footprint_run,
+)
+from lednet_ros.core.ground.depth import POINTS_FRAMES, SOURCES
 from lednet_ros.core.ground.mapping import (
-    DEFAULT_FOOTPRINT_CONFIDENCE, DEFAULT_FOOTPRINT_RUN, DEFAULT_FREE_CONFIDENCE,
-    DEFAULT_FREE_MARGIN, MAX_FREE_MARGIN, GridSpec, check_footprint_run,
+    DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN, DEFAULT_MAX_HEIGHT, MAX_FREE_MARGIN, GridSpec,
 )
 
 MAX_POINTS_STEP = 64
@@ -34,6 +37,10 @@ class GroundSettings:
         free_confidence: the confidence a free-group pixel needs to count as free (0: any).
         free_margin: cells around a cell holding anything but free groups that are not free.
         obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
+        source: what the outputs are made from: depth where valid, flat ground elsewhere
+            ("auto"), depth alone ("depth") or flat ground alone ("flat").
+        max_height: with depth, points higher above the ground (m) are overhangs, left out.
+        points_frame: the frame of the semantic point cloud: the depth image's or base_frame.
 
     Raises:
         ValueError: a value outside its range, named as the node's parameter (CameraPose and
@@ -52,6 +59,9 @@ class GroundSettings:
     free_margin: int = DEFAULT_FREE_MARGIN
     obstacle_points_height: float = 0.3
     free_points_height: float = 0.0
+    source: str = "auto"
+    max_height: float = DEFAULT_MAX_HEIGHT
+    points_frame: str = "depth"
 
     def __post_init__(self):
         if not self.base_frame:
@@ -66,6 +76,14 @@ class GroundSettings:
         for name in ("footprint_confidence", "free_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ground.{name} is {getattr(self, name)}; expected 0 to 1")
+        if self.source not in SOURCES:
+            raise ValueError(f"ground.source is {self.source!r}; expected one of "
+                             f"{', '.join(SOURCES)}")
+        if self.points_frame not in POINTS_FRAMES:
+            raise ValueError(f"ground.points_frame is {self.points_frame!r}; expected one of "
+                             f"{', '.join(POINTS_FRAMES)}")
+        if not (math.isfinite(self.max_height) and self.max_height > 0):
+            raise ValueError(f"ground.max_height is {self.max_height}; expected metres > 0")
         for name in ("obstacle_points_height", "free_points_height"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"ground.{name} is {getattr(self, name)}; expected metres")

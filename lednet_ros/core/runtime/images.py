@@ -60,20 +60,23 @@ def image_from_buffer(
     encoding: str,
     is_bigendian: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    layouts: dict | None = None,
 ) -> np.ndarray:
     """Return an H x W x C array viewing ``data`` (no copy).
 
-    Every field is checked against the data first.
+    Every field is checked against the data first. ``layouts``: encoding -> (channels, dtype,
+    ...) of the encodings accepted (default ENCODINGS, the colour ones).
 
     Raises:
         ImageFormatError: unsupported encoding, zero or too large size, step too small for the
             width, or data shorter than step x height.
     """
-    if encoding not in ENCODINGS:
+    layouts = ENCODINGS if layouts is None else layouts
+    if encoding not in layouts:
         raise ImageFormatError(
-            f"unsupported encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})"
+            f"unsupported encoding {encoding!r} (supported: {', '.join(layouts)})"
         )
-    channels, dtype, _ = ENCODINGS[encoding]
+    channels, dtype = layouts[encoding][:2]
     check_image_size(width, height, max_pixels)
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv") and width % 2:
