@@ -46,6 +46,17 @@ def launch_arguments(config: str) -> list[DeclareLaunchArgument]:
             "camera_info", default_value="/camera/camera_info",
             description="CameraInfo topic of that camera (remaps the node's 'camera_info')."),
         DeclareLaunchArgument(
+            "depth", default_value="depth",
+            description="Depth image registered to the camera image (16UC1 mm or 32FC1 m; "
+                        "remaps the node's 'depth'); the default leaves it unconnected."),
+        DeclareLaunchArgument(
+            "depth_camera_info", default_value="depth_camera_info",
+            description="CameraInfo of that depth image (remaps 'depth_camera_info')."),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false", choices=boolean,
+            description="Start the managed (lifecycle) node, unconfigured, for a lifecycle "
+                        "manager such as Nav2's to configure and activate."),
+        DeclareLaunchArgument(
             "params_file", default_value=os.path.join(config, "lednet.yaml"),
             description="Node parameters (YAML, '/**: ros__parameters:')."),
         DeclareLaunchArgument(
@@ -86,11 +97,14 @@ def launch_nodes(context, config: str) -> list:
     if value("weights"):
         overrides["weights"] = value("weights")
     namespace = value("namespace").strip("/")
+    executable = ("segmentation_lifecycle_node" if value("lifecycle") == "true"
+                  else "segmentation_node")
     node = Node(
-        package=PACKAGE, executable="segmentation_node", name=NODE_NAME, namespace=namespace,
+        package=PACKAGE, executable=executable, name=NODE_NAME, namespace=namespace,
         parameters=[params_file, overrides],
         remappings=[("image", image), ("image/compressed", image.rstrip("/") + "/compressed"),
-                    ("camera_info", value("camera_info"))],
+                    ("camera_info", value("camera_info")), ("depth", value("depth")),
+                    ("depth_camera_info", value("depth_camera_info"))],
         output="screen", emulate_tty=True,
     )
     # config/lednet.rviz names the un-namespaced topics; point them into the namespace.

@@ -52,8 +52,9 @@ CONFIG = REPO / "config"
 PROFILE = CONFIG / "fastdds_shm.xml"
 FASTDDS = "{http://www.eprosima.com}"
 FRAME_4K_RGB8 = 3840 * 2160 * 3
-LAUNCH_ARGUMENTS = {"image", "camera_info", "params_file", "namespace", "use_sim_time", "rviz",
-                    "weights", "fastdds_profile"}
+LAUNCH_ARGUMENTS = {"image", "camera_info", "depth", "depth_camera_info", "lifecycle",
+                    "params_file", "namespace", "use_sim_time", "rviz", "weights",
+                    "fastdds_profile"}
 EVALUATE_ARGUMENTS = {"bag", "rate", "image", "camera_info", "ground_truth", "weights",
                       "params_file", "namespace", "report_dir", "use_sim_time", "rviz",
                       "fastdds_profile"}
@@ -368,6 +369,7 @@ def test_launch_arguments_are_the_documented_ones_each_described():
     assert Path(defaults["fastdds_profile"]) == share / "config" / "fastdds_shm.xml"
     assert (defaults["rviz"], defaults["use_sim_time"], defaults["weights"]) == ("false",
                                                                                  "false", "")
+    assert (defaults["lifecycle"], defaults["depth"]) == ("false", "depth")
 
 
 @pytest.mark.parametrize("namespace", ["", "front"])

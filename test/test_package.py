@@ -44,6 +44,7 @@ ROS_PACKAGES = {"rclpy", "launch", "launch_ros", "launch_testing", "launch_testi
 
 EXECUTABLES = {
     "segmentation_node": "nodes.segmentation_node",
+    "segmentation_lifecycle_node": "nodes.segmentation_lifecycle_node",
     "camera_publisher": "nodes.camera_publisher",
     "evaluator_node": "nodes.evaluator_node",
     "segment_files": "tools.segment_files",

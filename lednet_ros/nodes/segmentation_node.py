@@ -27,7 +27,7 @@ from lednet_ros.core.runtime.worker import NewestItemWorker
 from lednet_ros.msg import ClassInfo, ClassOccupancy
 from lednet_ros.ros.adapt_service import AdaptService
 from lednet_ros.ros.diagnostics import (
-    WARNING_PERIOD_S, InputWatch, diagnostic_array, pipeline_status,
+    WARNING_PERIOD_S, InputWatch, diagnostic_array, segmentation_status,
 )
 from lednet_ros.ros.ground_outputs import GroundOutputs
 from lednet_ros.ros.health_outputs import HealthOutputs
@@ -43,51 +43,46 @@ from lednet_ros.ros.segmentation_parameters import (
 )
 
 NODE_NAME = "lednet_segmentation"
+START_ERRORS = (ParameterException, CheckpointError, ValueError)  # a configuration refused
 
 
 class SegmentationNode(Node):
     """Segments camera images with LEDNet and publishes labels, masks, occupancy, diagnostics."""
 
+    managed = False  # the lifecycle node (segmentation_lifecycle_node) starts it in steps
+
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.stats = PipelineStats()
-        self._worker, self._rejected_reported = None, 0
-        try:
-            self.values = declare(self, FIXED_PARAMETERS)
-            self.settings, ground = frame_settings(self.values), ground_settings(self.values)
-            health = health_settings(self.values)
-            self.weights_path = self.values["weights"] or str(default_weights_path())
-            self.pipeline = Pipeline(Segmenter.from_weights(
-                self.weights_path, device=self.values["device"],
-                precision=self.values["precision"], engine=self.values["engine"]))
-            metadata = self.pipeline.segmenter.metadata
-            self.values |= declare_groups(self, metadata.dataset)
-            refuse_renamed(undeclared := undeclared_overrides(self), self.values["groups.names"])
-            warn_undeclared(self, undeclared)
-            self.pipeline.check(self.settings)
-            self.ground = GroundOutputs(self, metadata, class_groups(
-                self.values, metadata.class_names), ground)
-        except (ParameterException, CheckpointError, ValueError) as exc:
-            refuse_start(self, exc)
+        self._worker, self._rejected_reported, self._inputs = None, 0, []
+        if not self.managed:
+            try:
+                self._configure()
+            except START_ERRORS as exc:
+                refuse_start(self, exc)
+            self._activate()
+
+    def _configure(self) -> None:
+        """Read the parameters, load the weights, make the outputs (raises START_ERRORS)."""
+        self.values = declare(self, FIXED_PARAMETERS)
+        self.settings, ground = frame_settings(self.values), ground_settings(self.values)
+        health = health_settings(self.values)
+        self.weights_path = self.values["weights"] or str(default_weights_path())
+        self.pipeline = Pipeline(Segmenter.from_weights(
+            self.weights_path, device=self.values["device"],
+            precision=self.values["precision"], engine=self.values["engine"]))
+        metadata = self.pipeline.segmenter.metadata
+        self.values |= declare_groups(self, metadata.dataset)
+        refuse_renamed(undeclared := undeclared_overrides(self), self.values["groups.names"])
+        warn_undeclared(self, undeclared)
+        self.pipeline.check(self.settings)
+        self.ground = GroundOutputs(self, metadata, class_groups(
+            self.values, metadata.class_names), ground)
         self.get_logger().info(f"{self.pipeline.describe(self.settings)}; weights "
                                f"{self.weights_path} ({metrics_summary(self.segmenter.metadata)})")
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
         self._input = InputWatch(self, self.stats, self.values["qos_reliability"])
-        self._create_publishers()
-        self.health = HealthOutputs(self, health)
-        self._create_subscriptions()
-        self._publish_class_info()
-        self._adapt = AdaptService(self, self._input)
-        steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
-        self.create_timer(1.0, self._on_diagnostics_timer, clock=steady)
-        self._worker = NewestItemWorker(self._process, name="lednet_worker")
-
-    @property
-    def segmenter(self) -> Segmenter:
-        return self.pipeline.segmenter
-
-    def _create_publishers(self) -> None:
         self._labels_pub = self.create_publisher(Image, "~/labels", 10)
         self._color_mask_pub = self.create_publisher(Image, "~/color_mask", 10)
         self._overlay_pub = self.create_publisher(Image, "~/overlay", 10)
@@ -100,8 +95,13 @@ class SegmentationNode(Node):
         self._class_info_pub = self.create_publisher(ClassInfo, "~/class_info", LATCHED)
         self._camera_info_pub = self.create_publisher(CameraInfo, "~/camera_info", 10)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.health = HealthOutputs(self, health)
+        self._publish_class_info()
+        self._adapt = AdaptService(self, self._input)
+        self._worker = NewestItemWorker(self._process, name="lednet_worker")
 
-    def _create_subscriptions(self) -> None:
+    def _activate(self) -> None:
+        """Subscribe to the camera and start the diagnostics timer: frames flow."""
         input_qos = qos(self.values["qos_reliability"], self.values["qos_depth"])
         compressed = self.values["input_compressed"]
         self._read_frame = rgb_from_compressed if compressed else rgb_from_message
@@ -112,10 +112,14 @@ class SegmentationNode(Node):
                 incompatible_qos=self._input.on_incompatible_qos))
         self._input.watch(self._image_sub.topic_name)
         self._camera_info = None  # the newest
-        self.create_subscription(CameraInfo, "camera_info",
-                                 lambda msg: setattr(self, "_camera_info", msg), input_qos)
+        self._inputs = [self._image_sub, self.create_subscription(
+            CameraInfo, "camera_info", lambda msg: setattr(self, "_camera_info", msg), input_qos)]
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # runs under use_sim_time without /clock
+        self._inputs.append(self.create_timer(1.0, self._on_diagnostics_timer, clock=steady))
 
-    # ---- parameters: checked before a change, cached after it ------------------------------
+    @property
+    def segmenter(self) -> Segmenter:
+        return self.pipeline.segmenter
 
     def _check_change(self, parameters) -> SetParametersResult:
         values = {**self.values, **{p.name: p.value for p in parameters}}
@@ -145,22 +149,16 @@ class SegmentationNode(Node):
     def _on_diagnostics_timer(self) -> None:
         self._input.check(self.values["no_frames_timeout"])
         self._adapt.check_deadline()
-        topic, snap = self._input.topic, self.stats.snapshot()
-        width, height = self.pipeline.input_size(self.settings)
-        seg = self.segmenter
-        settings = {"device": seg.device, "precision": seg.precision, "engine": seg.engine.name,
-                    "why": seg.choice_reason, "weights": self.weights_path, "image topic": topic,
-                    "input size": f"{width}x{height}", "adaptation": self._adapt.live.status,
-                    "ground source": self.ground.last_source}
-        status = pipeline_status(
-            f"{self.get_fully_qualified_name()}: segmentation", str(seg.device), snap,
-            settings, waiting_for=topic, new_rejections=snap.rejected > self._rejected_reported,
-            problem=self._input.problem)
+        snap = self.stats.snapshot()
+        status = segmentation_status(
+            f"{self.get_fully_qualified_name()}: segmentation", self.segmenter,
+            self.pipeline.input_size(self.settings), self.weights_path, self._input, snap,
+            snap.rejected > self._rejected_reported, adaptation=self._adapt.live.status,
+            ground_source=self.ground.last_source)
         self._rejected_reported = snap.rejected
         self._diagnostics_pub.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), status, self.health.status(str(seg.device))))
-
-    # ---- the worker ------------------------------------------------------------------------
+            self.get_clock().now().to_msg(), status,
+            self.health.status(str(self.segmenter.device))))
 
     def _process(self, msg) -> None:
         self.pipeline = self._adapt.swap_in(self.pipeline)  # adapted weights: this frame runs them

@@ -103,6 +103,22 @@ def pipeline_status(name: str, hardware_id: str, snap: StatsSnapshot, settings: 
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
 
+def segmentation_status(name: str, segmenter, input_size, weights: str, watch: InputWatch,
+                        snap: StatsSnapshot, new_rejections: bool, **more: str
+                        ) -> DiagnosticStatus:
+    """Build the segmentation node's pipeline_status: its Segmenter, input, ``more`` settings.
+
+    ``more``: e.g. adaptation and ground_source, shown with spaces for underscores.
+    """
+    settings = {"device": segmenter.device, "precision": segmenter.precision,
+                "engine": segmenter.engine.name, "why": segmenter.choice_reason,
+                "weights": weights, "image topic": watch.topic,
+                "input size": f"{input_size[0]}x{input_size[1]}",
+                **{key.replace("_", " "): value for key, value in more.items()}}
+    return pipeline_status(name, str(segmenter.device), snap, settings, waiting_for=watch.topic,
+                           new_rejections=new_rejections, problem=watch.problem)
+
+
 def health_status(name: str, hardware_id: str, report, counts: dict[str, int],
                   withheld: bool) -> DiagnosticStatus:
     """Give the perception health of the last frame (a HealthReport), or that none came yet.

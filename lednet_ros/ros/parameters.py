@@ -81,7 +81,8 @@ def declare(node: Node, specs: dict[str, Spec], defaults: dict | None = None
             ) -> dict[str, object]:
     """Declare every parameter of ``specs`` (patterns aside); return their values.
 
-    ``defaults`` overrides the specs' defaults (those that depend on the weights).
+    ``defaults`` overrides the specs' defaults (those that depend on the weights). A parameter
+    declared already (a lifecycle node configured again) keeps its value.
 
     Raises:
         ConfigurationError: a value outside its choices (ranges are refused by rclpy itself,
@@ -94,7 +95,8 @@ def declare(node: Node, specs: dict[str, Spec], defaults: dict | None = None
         default = (defaults or {}).get(name, spec.default)
         if isinstance(default, tuple | list):  # an empty list has no type of its own
             default = list(default) or Parameter.Type.STRING_ARRAY
-        value = node.declare_parameter(name, default, spec.descriptor()).value
+        value = (node.get_parameter(name) if node.has_parameter(name)
+                 else node.declare_parameter(name, default, spec.descriptor())).value
         values[name] = list(value or []) if isinstance(spec.default, tuple) else value
         problem = spec.refusal(name, values[name])
         if problem:
