@@ -38,7 +38,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from sensor_msgs.msg import Image, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointField
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -128,6 +128,15 @@ def wait_for_publishers(node, topic: str, count: int = 1, timeout: float = DEFAU
     """Wait until the graph, as ``node`` sees it, has ``count`` publishers on ``topic``."""
     wait_until(lambda: node.count_publishers(topic) >= count, timeout,
                f"{count} publisher(s) on {topic}")
+
+
+def pinhole_camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float
+                        ) -> CameraInfo:
+    """Return a sensor_msgs/CameraInfo of a pinhole camera without distortion (K and P)."""
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
 
 
 def make_image(array: np.ndarray, encoding: str, stamp=(0, 0), frame_id: str = "camera",

@@ -25,7 +25,8 @@ from drawn_scenes import grainy_road_scene  # noqa: E402
 from node_rig import RELIABLE  # noqa: E402
 from rendered_scenes import Box, Scene  # noqa: E402
 from ros_helpers import (  # noqa: E402
-    Collector, make_image, points_from_message, wait_for_subscribers, wait_until,
+    Collector, make_image, pinhole_camera_info, points_from_message, wait_for_subscribers,
+    wait_until,
 )
 
 SCENE = Scene(boxes=(Box(x=(4.0, 5.0), y=(-0.5, 0.5), z=(0.0, 1.0)),))  # 480 x 360
@@ -35,11 +36,7 @@ NO_FAIL_SAFE = {"health.withhold_free_at": "never", "ground.free_confidence": 0.
 
 def camera_info(width=480, height=360) -> CameraInfo:
     camera = SCENE.camera.scaled(width, height)
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
-    info.k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
-    info.p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0,
-              0.0]
-    return info
+    return pinhole_camera_info(width, height, camera.fx, camera.fy, camera.cx, camera.cy)
 
 
 def depth_image(sec, frame_id="camera", half=True):

@@ -24,7 +24,8 @@ from lednet_ros.ros.parameters import ConfigurationError  # noqa: E402
 
 from drawn_scenes import road_scene, sky_road_card  # noqa: E402
 from ros_helpers import (  # noqa: E402
-    make_image, points_from_message, set_parameters, wait_for_subscribers, wait_until,
+    make_image, pinhole_camera_info, points_from_message, set_parameters, wait_for_subscribers,
+    wait_until,
 )
 
 WIDTH, HEIGHT = 160, 96
@@ -32,11 +33,7 @@ WIDTH, HEIGHT = 160, 96
 
 def camera_info() -> CameraInfo:
     """Return a pinhole camera for 160 x 96 frames: 90 degrees across."""
-    info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
-    info.k = [80.0, 0.0, 80.0, 0.0, 80.0, 48.0, 0.0, 0.0, 1.0]
-    info.p = [80.0, 0.0, 80.0, 0.0, 0.0, 80.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.d = [0.0] * 5
-    return info
+    return pinhole_camera_info(WIDTH, HEIGHT, 80.0, 80.0, 80.0, 48.0)
 
 
 def send(rig, image_pub, info_pub, sec, rgb=None):

@@ -27,18 +27,16 @@ skip_without_built_messages()
 from lednet_ros.msg import PerceptionHealth  # noqa: E402
 
 from drawn_scenes import grainy_road_scene  # noqa: E402
-from ros_helpers import make_image, set_parameters, wait_for_subscribers, wait_until  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    make_image, pinhole_camera_info, set_parameters, wait_for_subscribers, wait_until,
+)
 
 WIDTH, HEIGHT = 480, 360
 
 
 def camera_info() -> CameraInfo:
     """Return a pinhole camera for 480 x 360 frames: 90 degrees across."""
-    info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
-    info.k = [240.0, 0.0, 240.0, 0.0, 240.0, 180.0, 0.0, 0.0, 1.0]
-    info.p = [240.0, 0.0, 240.0, 0.0, 0.0, 240.0, 180.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.d = [0.0] * 5
-    return info
+    return pinhole_camera_info(WIDTH, HEIGHT, 240.0, 240.0, 240.0, 180.0)
 
 
 @pytest.fixture
