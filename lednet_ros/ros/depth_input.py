@@ -1,10 +1,10 @@
 """The segmentation node's depth input: ``depth`` and ``depth_camera_info``, paired by stamp.
 
-Wiring only (units, pairing and registration are core.ground.depth): each depth image is read
-when it arrives and kept with its stamp; :meth:`DepthInput.for_frame` gives the one nearest a
-colour frame within ``depth.max_skew``, registered to the labels' size, or says why there is
-none. A depth image that cannot be used is refused loudly, once per kind of problem, with the
-values (and counted in the node's statistics).
+Wiring only (units, pairing and registration are core.ground.depth): each depth message is
+kept with its stamp as it arrives; :meth:`DepthInput.for_frame` reads the one nearest a colour
+frame within ``depth.max_skew`` (only that one is decoded), registered to the labels' size, or
+says why there is none. A depth image that cannot be used is refused loudly, once per kind of
+problem, with the values (and counted in the node's statistics).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from lednet_ros.core.ground.camera_geometry import Intrinsics
 from lednet_ros.core.ground.depth import (
-    DepthError, DepthPairer, DepthSample, depth_from_message, registered_depth,
+    DepthError, DepthPairer, depth_from_message, registered_depth,
 )
 from lednet_ros.core.runtime.images import ImageFormatError
 
@@ -35,13 +35,7 @@ class DepthInput:
                                  lambda msg: setattr(self, "info", msg), qos)
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            metres = depth_from_message(msg)
-        except (ImageFormatError, DepthError) as exc:
-            self.refuse("format", f"depth image dropped: {exc}")
-            return
-        self.pairer.add(stamp_ns(msg.header), DepthSample(metres, msg.header.frame_id,
-                                                          stamp_ns(msg.header)))
+        self.pairer.add(stamp_ns(msg.header), msg)
 
     def refuse(self, kind: str, problem: str) -> None:
         """Log ``problem`` as a warning the first time a ``kind`` of problem occurs."""
@@ -56,19 +50,23 @@ class DepthInput:
         The intrinsics are depth_camera_info's, else the colour camera_info's (registered depth
         shares the colour camera's).
         """
-        sample, skew = self.pairer.match(stamp_ns(header))
-        if sample is None:
+        msg, skew = self.pairer.match(stamp_ns(header))
+        if msg is None:
             return None, None, skew
         info = self.info or image_info
         if info is None:
             return None, None, "no depth_camera_info or camera_info received yet"
         try:
-            metres = registered_depth(sample.metres, sample.frame_id, header.frame_id,
-                                      label_shape)
+            depth = depth_from_message(msg)
+        except (ImageFormatError, DepthError) as exc:
+            self.refuse("format", f"depth image not used: {exc}")
+            return None, None, str(exc)
+        try:
+            metres = registered_depth(depth, msg.header.frame_id, header.frame_id, label_shape)
         except DepthError as exc:
             self.refuse("registration", f"depth not used: {exc}")
             return None, None, str(exc)
-        width, height = sample.metres.shape[1], sample.metres.shape[0]
+        width, height = msg.width, msg.height
         camera = Intrinsics.from_camera_info(info.k, info.d, info.p, info.distortion_model,
                                              info.width or width, info.height or height,
                                              rectified=self.rectified)

@@ -36,7 +36,7 @@ from lednet_ros.core.inference.checkpoint import CheckpointError, read_metadata
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.core.runtime.images import rgb_from_message
 from lednet_ros.msg import ClassInfo, ClassOccupancy
-from lednet_ros.tools.cli import PROFILE_VARIABLES, fastdds_profile
+from lednet_ros.tools.cli import PROFILE_VARIABLES, fastdds_profile, profile_environment
 
 DEFAULT_SOURCE = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 CAMERA_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info"}
@@ -251,8 +251,8 @@ def main(argv=None) -> int:
         return 2
     profile = fastdds_profile()
     if profile is not None:
-        for name in PROFILE_VARIABLES:  # this process and both children
-            os.environ.setdefault(name, str(profile))
+        for name, value in profile_environment(profile).items():  # this process and children
+            os.environ.setdefault(name, value)
     print("Fast DDS profile: " + (", ".join(f"{name}={os.environ[name]}" for name in
                                             PROFILE_VARIABLES if name in os.environ)
                                   or "none (Fast DDS defaults)"))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -114,16 +113,6 @@ class DepthPairer:
             return None, (f"no depth within {self.max_skew_ns / 1e9:g} s of the frame (nearest "
                           f"{skew / 1e9:.3f} s away)")
         return sample, skew / 1e9
-
-
-@dataclass(frozen=True)
-class DepthSample:
-    """A depth image as received: metres, its frame_id and stamp, and its camera (or None)."""
-
-    metres: np.ndarray
-    frame_id: str
-    stamp_ns: int
-    intrinsics: Intrinsics | None = None
 
 
 class DepthProjector:

@@ -378,11 +378,9 @@ class GroundMapper:
             kept = kept & ~(free & withheld.ravel()[lookup.cells])
             if depth_points is not None:
                 depth.drop(np.take(self._free_lut, every) & withheld.ravel()[depth.cell])
-        if depth_points is None:
-            return GroundMaps(self.groups, counts, lookup.origin, lookup.resolution, lookup,
-                              kept, footprint, every, withheld)
         return GroundMaps(self.groups, counts, lookup.origin, lookup.resolution, lookup, kept,
-                          footprint, every, withheld, depth_points, depth.kept)
+                          footprint, every, withheld, depth_points,
+                          None if depth_points is None else depth.kept)
 
 
 def costmap_picture(costmap: np.ndarray) -> np.ndarray:
