@@ -41,8 +41,10 @@ from drawn_scenes import road_scene
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
-# (engine, precision) pairs each device type runs; skipped below where absent here.
-CPU_VARIANTS = [(e, p) for e, kinds in ENGINE_PRECISIONS.items() for p in kinds.get("cpu", ())]
+# (engine, precision) pairs each device type runs on a model in memory; skipped below where
+# absent here. int8 runs a weights file's INT8 graphs: test_int8.py.
+CPU_VARIANTS = [(e, p) for e, kinds in ENGINE_PRECISIONS.items() for p in kinds.get("cpu", ())
+                if p != "int8"]
 CUDA_VARIANTS = [(e, p) for e, kinds in ENGINE_PRECISIONS.items() for p in kinds.get("cuda", ())]
 XEON_AMX = frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile",
                       "amx_bf16", "amx_int8"})
@@ -246,10 +248,10 @@ def test_other_refusals_name_the_value_and_what_is_missing():
     for removed in ("torch_fused", "channels_last", "compile"):
         with pytest.raises(ValueError, match=f"unknown inference engine '{removed}'"):
             choose_engine(removed)
-    with pytest.raises(ValueError, match="unknown precision 'int8'"):
-        choose_engine("auto", "int8")
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        choose_engine("auto", "int4")
     assert set(ENGINES) == {"auto", "torch", "onnxruntime", "openvino", "cuda_graph", "tensorrt"}
-    assert set(PRECISIONS) == {"auto", "fp32", "fp16", "bf16"} and PRECISIONS[0] == "auto"
+    assert set(PRECISIONS) == {"auto", "fp32", "fp16", "bf16", "int8"} and PRECISIONS[0] == "auto"
 
 
 @pytest.mark.parametrize("flags,installed,device,expected", [

@@ -19,10 +19,11 @@ import torch
 from lednet_ros.core.inference.checkpoint import file_sha256, load_weights, read_metadata
 from lednet_ros.core.inference.network_io import network_input
 from lednet_ros.core.inference.onnx_cache import (
-    EXPORT_VERSION, GRAPH_RECORD, cache_root, exported_graphs, graphs_beside, graphs_match,
+    EXPORT_VERSION, GRAPH_RECORD, INT8_RECORD, cache_root, exported_graphs, graphs_beside,
+    graphs_match, int8_ready,
 )
 from lednet_ros.core.inference.onnx_engines import (
-    GRAPH_OUTPUTS, OnnxRuntimeEngine, graph_file_name,
+    GRAPH_OUTPUTS, OnnxRuntimeEngine, graph_file_name, int8_file_name,
 )
 from lednet_ros.core.inference.segmenter import default_weights_path
 
@@ -52,8 +53,13 @@ def test_the_packaged_weights_ship_the_graphs_of_this_file():
         f"{folder} was exported from other weights or another EXPORT_VERSION ({record}); run "
         f"python -m lednet_ros.tools.export_onnx {PACKAGED.relative_to(PACKAGED.parents[2])}")
     assert record["export_version"] == EXPORT_VERSION and record["weights"] == PACKAGED.name
+    int8 = [INT8_RECORD] + [name for o in GRAPH_OUTPUTS for name in (
+        int8_file_name(o), int8_file_name(o).replace(".xml", ".bin"))]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [GRAPH_RECORD] + [graph_file_name(o) for o in GRAPH_OUTPUTS])
+        [GRAPH_RECORD] + [graph_file_name(o) for o in GRAPH_OUTPUTS] + int8)
+    assert int8_ready(folder, file_sha256(PACKAGED)), (
+        f"{folder}: the INT8 graphs are of other weights; run python -m lednet_ros.tools."
+        "quantize --camvid ../shared/data/camvid")
 
 
 def test_the_shipped_graphs_give_what_a_fresh_export_gives():

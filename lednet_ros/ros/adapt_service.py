@@ -97,8 +97,11 @@ class AdaptService:
             save_weights(node.values["adapt.output"], adapted, adapted_meta)
             write_graphs_beside(adapted, node.values["adapt.output"])
         current = node.segmenter
+        # int8 needs INT8 graphs made from frames of the weights (tools.quantize): the adapted
+        # weights have none yet, so they run in the precision auto picks without them
+        precision = "auto" if current.precision == "int8" else current.precision
         return Segmenter(adapted, adapted_meta, device=str(current.device),
-                         precision=current.precision, engine=current.engine.name)
+                         precision=precision, engine=current.engine.name)
 
     def _adapted(self, segmenter: Segmenter) -> None:
         with self._ready_lock:

@@ -41,8 +41,9 @@ PARAMETERS = {
     "device": Spec("auto", "Inference device: auto (cuda if available, else cpu), cpu, cuda or "
                    "cuda:N.", read_only=True),
     "precision": Spec(PRECISIONS[0], "Arithmetic precision: auto (the fastest whose labels "
-                      "agree with fp32), fp32 (exact), fp16 (CUDA) or bf16 (CPUs with native "
-                      "bf16).", read_only=True, choices=PRECISIONS),
+                      "agree with fp32), fp32 (exact), fp16 (CUDA), bf16 (CPUs with native "
+                      "bf16) or int8 (the weights' INT8 graphs: python -m lednet_ros.tools."
+                      "quantize).", read_only=True, choices=PRECISIONS),
     "engine": Spec("auto", "Inference engine: auto (the fastest measured for this device and "
                    "CPU), or one of the listed engines.", read_only=True, choices=ENGINES),
     # ---- each frame (runtime): FrameSettings

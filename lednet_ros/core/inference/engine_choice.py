@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from lednet_ros.core.inference.cpu import cpu_flags, cpu_model, missing_bf16_reason, native_bf16
 
 ENGINES = ("auto", "torch", "onnxruntime", "openvino", "cuda_graph", "tensorrt")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 ONNX_ENGINES = ("onnxruntime", "openvino")  # the CPU engines that run the ONNX export
 # The precisions each engine runs, and on which device type.
 ENGINE_PRECISIONS = {
     "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16")},
     "onnxruntime": {"cpu": ("fp32",)},
-    "openvino": {"cpu": ("fp32", "bf16")},
+    "openvino": {"cpu": ("fp32", "bf16", "int8")},
     "cuda_graph": {"cuda": ("fp32", "fp16")},
     "tensorrt": {"cuda": ("fp32", "fp16")},
 }
@@ -25,6 +25,13 @@ ENGINE_PRECISIONS = {
 # Intel Xeon with AVX-512 and AMX (480x360: 51.5 against 71.3 ms). On a 2-core AMD EPYC with AVX2
 # only, the two tied or ONNX Runtime led (with a lower p95), so AVX2-only CPUs keep ONNX Runtime.
 OPENVINO_CPU_FLAGS = ("avx512f",)
+# CPU flags of int8 dot products (VNNI; AMX's int8 tiles). OpenVINO int8 (NNCF, 100 CamVid train
+# frames) against f32, 480x360, 2 threads, on an Intel Xeon with AMX, its ISA capped by
+# ONEDNN_MAX_CPU_ISA (docs/engines.md): 1.99x with AMX, 1.5x AVX-512 VNNI, 1.83x AVX-VNNI. Where
+# bf16 is native, bf16 was faster still (this Xeon: bf16 18.6 ms, int8 24.0; AMD Zen 4: bf16
+# 31.2, int8 41.6), so int8 is chosen by auto only on VNNI CPUs without native bf16.
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+QUANTIZE_ADVICE = "python -m lednet_ros.tools.quantize WEIGHTS --frames DIR"
 
 
 def onnxruntime_available() -> bool:
@@ -67,7 +74,8 @@ def _this_cpu(flags: frozenset[str], wanted) -> str:
 
 def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
                   flags: frozenset[str] | None = None,
-                  installed: frozenset[str] | None = None) -> EngineChoice:
+                  installed: frozenset[str] | None = None,
+                  int8_graphs: bool = False) -> EngineChoice:
     """Resolve 'auto' engine and precision for ``device``, or check an explicit pair.
 
     The rule (measured on each CPU kind in docs/benchmarks.md; the reason names the rule and this
@@ -78,7 +86,9 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
       native bf16 (OpenVINO bf16, the fastest measured); else onnxruntime (faster on AVX2-only);
       each only where installed, else the other, else torch.
     - CPU precision: bf16 where the CPU computes it natively and the engine is OpenVINO (labels
-      within the tested agreement of fp32, CamVid mIoU unchanged), else fp32.
+      within the tested agreement of fp32, CamVid mIoU unchanged); else int8 where the CPU has
+      VNNI (INT8_CPU_FLAGS), the weights have INT8 graphs and the engine is OpenVINO (engine
+      auto takes OpenVINO there); else fp32.
 
     Args:
         engine: 'auto' or one of ENGINES.
@@ -86,6 +96,7 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
         device: the device the Segmenter runs on ('cpu', 'cuda', 'cuda:N' or a torch.device).
         flags: the CPU's feature flags (default: this machine's /proc/cpuinfo).
         installed: the importable runtimes (default: installed_runtimes()).
+        int8_graphs: whether the weights have INT8 graphs (onnx_cache.int8_graphs).
 
     Raises:
         ValueError: an unknown name, or a pair this device, CPU or installation cannot run,
@@ -109,7 +120,22 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
             raise ValueError(f"precision 'bf16' refused: {missing_bf16_reason(flags)}; without "
                              "them bf16 is emulated and slower than fp32")
 
-    if engine == "auto":
+    int8_fast = kind == "cpu" and int8_graphs and not native_bf16(flags) and any(
+        flag in flags for flag in INT8_CPU_FLAGS)
+    if precision == "int8":
+        if kind != "cpu":
+            raise ValueError(f"precision 'int8' runs on the CPU only (engine openvino); the "
+                             f"device is {device}")
+        if not int8_graphs:
+            raise ValueError("precision 'int8' needs the INT8 graphs of the weights, made once "
+                             f"per weights file: {QUANTIZE_ADVICE}")
+    if engine == "auto" and (precision == "int8" or (precision == "auto" and int8_fast)) \
+            and "openvino" in installed:
+        engine, engine_reason = "openvino", (
+            "int8 requested: OpenVINO runs it" if precision == "int8" else
+            f"auto on {_this_cpu(flags, INT8_CPU_FLAGS)} without native bf16, the weights "
+            "having INT8 graphs: the rule takes OpenVINO int8 there")
+    elif engine == "auto":
         engine, engine_reason = _auto_engine(kind, precision, flags, installed)
     else:
         engine_reason = "requested"
@@ -125,6 +151,11 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
             precision_reason = (f"auto on {_this_cpu(flags, ('avx512_bf16', 'amx_bf16'))}: "
                                 "the rule runs OpenVINO in bf16 where the CPU computes bf16 "
                                 "natively (measured: docs/benchmarks.md)")
+        elif int8_fast and "int8" in supported:
+            precision = "int8"
+            precision_reason = (f"auto on {_this_cpu(flags, INT8_CPU_FLAGS)}: the rule runs the "
+                                "weights' INT8 graphs on VNNI CPUs without native bf16 "
+                                "(measured: docs/engines.md)")
         elif kind == "cuda":
             precision = "fp32"
             precision_reason = "auto on CUDA keeps fp32 (fp16 is faster but opt-in)"
@@ -132,6 +163,10 @@ def choose_engine(engine: str = "auto", precision: str = "auto", device="cpu",
             precision = "fp32"
             precision_reason = ("auto: " + (missing_bf16_reason(flags) if not native_bf16(flags)
                                             else f"engine {engine} runs no bf16") + ", so fp32")
+            if kind == "cpu" and not int8_graphs and any(f in flags for f in INT8_CPU_FLAGS) \
+                    and not native_bf16(flags):
+                precision_reason += (f" (int8 would run here, but these weights have no INT8 "
+                                     f"graphs: {QUANTIZE_ADVICE})")
     elif precision not in supported:
         raise ValueError(f"engine {engine!r} runs precision {' or '.join(supported)} on "
                          f"{kind}, not {precision!r}")

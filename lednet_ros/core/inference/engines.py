@@ -2,8 +2,9 @@
 
 Every engine maps a 1 x 3 x h x w input tensor, from one forward pass, to h x w uint8 class ids
 and, only when asked, the h x w uint8 confidence (softmax maximum x 255):
-``engine.predict(x, confidence=False) -> (labels, confidence or None)``. ``engine(x)`` gives the
-1 x C x h x w logits (a torch tensor) for the reference and the tests.
+``engine.predict(x, confidence=False) -> (labels, confidence or None)``; ``predict_batch``
+does the same for N images in one pass (N x h x w each: several cameras' frames).
+``engine(x)`` gives the 1 x C x h x w logits (a torch tensor) for the reference and the tests.
 
 - torch: eager PyTorch, the model as trained: the reference (fp32; fp16 on CUDA; bf16 on CPUs
   with native bf16).
@@ -31,7 +32,11 @@ from lednet_ros.core.inference.engine_choice import (
     ONNX_ENGINES, EngineChoice, choose_engine, device_kind,
 )
 from lednet_ros.core.inference.model import ConvBNReLU, LEDNet, SSBranch
-from lednet_ros.core.inference.network_io import confidence_from_logits, labels_from_logits
+import numpy as np
+
+from lednet_ros.core.inference.network_io import (
+    BatchPredictor, confidence_from_logits, labels_from_logits,
+)
 from lednet_ros.core.inference.onnx_engines import make_onnx_engine
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -57,7 +62,7 @@ def fold_batchnorm(model: LEDNet) -> LEDNet:
     return fused
 
 
-class TorchEngine:
+class TorchEngine(BatchPredictor):
     """Eager PyTorch in a given precision: the reference."""
 
     name = "torch"
@@ -77,10 +82,13 @@ class TorchEngine:
         return self.model(x)
 
     @torch.inference_mode()
-    def predict(self, x: torch.Tensor, confidence: bool = False):
-        """(h x w uint8 labels, h x w uint8 confidence or None) from one forward pass."""
+    def predict_batch(self, x: torch.Tensor, confidence: bool = False):
+        """(N x h x w uint8 labels, N x h x w uint8 confidence or None): one forward pass."""
         logits = self(x)
-        return labels_from_logits(logits), confidence_from_logits(logits) if confidence else None
+        images = [logits[i:i + 1] for i in range(logits.shape[0])]
+        return (np.stack([labels_from_logits(one) for one in images]),
+                np.stack([confidence_from_logits(one) for one in images]) if confidence
+                else None)
 
 
 class CudaGraphEngine(TorchEngine):

@@ -91,6 +91,15 @@ def confidence_from_logits(logits) -> np.ndarray:
     return (top * 255.0).round().byte().cpu().numpy()
 
 
+class BatchPredictor:
+    """An engine's ``predict`` (one image) from its ``predict_batch`` (N images, one run)."""
+
+    def predict(self, x, confidence: bool = False):
+        """(h x w uint8 labels, h x w uint8 confidence or None) of a 1 x 3 x h x w input."""
+        labels, scores = self.predict_batch(x, confidence)
+        return labels[0], None if scores is None else scores[0]
+
+
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a label image to (w, h): labels are never interpolated."""
     if labels.shape[1] == size[0] and labels.shape[0] == size[1]:

@@ -24,10 +24,13 @@ import tempfile
 from pathlib import Path
 
 from lednet_ros.core.inference.checkpoint import CheckpointError, file_sha256
-from lednet_ros.core.inference.onnx_engines import DEFAULT_CACHE, GRAPH_OUTPUTS, graph_file_name
+from lednet_ros.core.inference.onnx_engines import (
+    DEFAULT_CACHE, GRAPH_OUTPUTS, graph_file_name, int8_file_name,
+)
 
 EXPORT_VERSION = 1  # raise when the exported graphs change, so old folders are not reused
 GRAPH_RECORD = "graphs.json"  # in a folder of graphs: the weights they were exported from
+INT8_RECORD = "int8.json"  # and of its INT8 graphs (core.inference.quantization writes them)
 
 
 def cache_root() -> Path:
@@ -56,6 +59,37 @@ def graphs_match(folder, sha256: str) -> bool:
             and record.get("export_version") == EXPORT_VERSION and _complete(folder))
 
 
+def int8_ready(folder, sha256: str) -> bool:
+    """Whether ``folder`` holds INT8 graphs of every output set, recorded for ``sha256``."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / INT8_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(record, dict) and record.get("weights_sha256") == sha256
+            and record.get("export_version") == EXPORT_VERSION
+            and all((folder / int8_file_name(o)).is_file()
+                    and (folder / int8_file_name(o)).with_suffix(".bin").is_file()
+                    for o in GRAPH_OUTPUTS))
+
+
+def int8_graphs(weights_path) -> Path | None:
+    """Return the folder of the INT8 graphs of ``weights_path`` (beside it, cached) or None.
+
+    Nothing is exported or quantized here (python -m lednet_ros.tools.quantize does that).
+    """
+    sha256 = file_sha256(weights_path)
+    for folder in (graphs_beside(weights_path), cache_folder(sha256)):
+        if _complete(folder) and int8_ready(folder, sha256):
+            return folder
+    return None
+
+
+def cache_folder(sha256: str) -> Path:
+    """Where the graphs of the weights of ``sha256`` are cached when none ship beside them."""
+    return cache_root() / "onnx" / f"{sha256}-v{EXPORT_VERSION}"
+
+
 def exported_graphs(weights_path) -> Path:
     """Return the folder of the graphs of ``weights_path``, exporting them first if need be.
 
@@ -69,7 +103,7 @@ def exported_graphs(weights_path) -> Path:
     sha256 = file_sha256(weights_path)
     if graphs_match(graphs_beside(weights_path), sha256):
         return graphs_beside(weights_path)
-    folder = cache_root() / "onnx" / f"{sha256}-v{EXPORT_VERSION}"
+    folder = cache_folder(sha256)
     if _complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from lednet_ros.core.inference.network_io import BatchPredictor
+
 DEFAULT_CACHE = Path.home() / ".cache" / "lednet_ros"  # onnx_cache.cache_root's default
 TENSORRT_CACHE = DEFAULT_CACHE / "tensorrt"
 OUTPUTS = ("logits", "labels", "confidence")
@@ -27,6 +29,11 @@ GraphSource = Callable[[tuple[str, ...]], bytes]
 def graph_file_name(outputs: tuple[str, ...]) -> str:
     """File name of the graph of ``outputs`` in a folder of exported graphs."""
     return "+".join(outputs) + ".onnx"
+
+
+def int8_file_name(outputs: tuple[str, ...]) -> str:
+    """File name of the INT8 OpenVINO IR of ``outputs`` (its weights in the .bin beside)."""
+    return "+".join(outputs) + ".int8.xml"
 
 
 def graph_source(source) -> GraphSource:
@@ -46,13 +53,13 @@ def graph_source(source) -> GraphSource:
 
 
 def as_array(x) -> np.ndarray:
-    """Return the 1 x 3 x h x w float32 input as a NumPy array (a torch tensor: a host copy)."""
+    """Return the N x 3 x h x w float32 input as a NumPy array (a torch tensor: a host copy)."""
     if isinstance(x, np.ndarray):
         return x if x.dtype == np.float32 else x.astype(np.float32)
     return x.detach().cpu().float().numpy()
 
 
-class _OnnxEngine:
+class _OnnxEngine(BatchPredictor):
     """The engines that run the ONNX export: one runnable graph per set of outputs.
 
     Each graph is made when first asked for, so labels alone never pay for the confidence or the
@@ -78,14 +85,14 @@ class _OnnxEngine:
         raise NotImplementedError
 
     def __call__(self, x) -> np.ndarray:
-        """1 x C x h x w float32 logits of a 1 x 3 x h x w input (NumPy or torch)."""
+        """N x C x h x w float32 logits of an N x 3 x h x w input (NumPy or torch)."""
         return self._run(("logits",), as_array(x))[0]
 
-    def predict(self, x, confidence: bool = False):
-        """(h x w uint8 labels, h x w uint8 confidence or None) from one run of the graph."""
+    def predict_batch(self, x, confidence: bool = False):
+        """(N x h x w uint8 labels, N x h x w uint8 confidence or None): one run of the graph."""
         outputs = ("labels", "confidence") if confidence else ("labels",)
         results = self._run(outputs, as_array(x))
-        return results[0][0], results[1][0] if confidence else None
+        return results[0], results[1] if confidence else None
 
 
 class OnnxRuntimeEngine(_OnnxEngine):
@@ -132,7 +139,10 @@ def inference_threads() -> int:
 
 
 class OpenVinoEngine(_OnnxEngine):
-    """OpenVINO on the CPU: f32 (exact fp32) or bf16 (INFERENCE_PRECISION_HINT).
+    """OpenVINO on the CPU: f32 (exact fp32), bf16 (INFERENCE_PRECISION_HINT) or int8.
+
+    int8 runs the INT8 graphs NNCF made of the weights (core.inference.quantization), read from
+    ``source``, which must then be their folder; what they leave unquantized runs in f32.
 
     Compiled for each input size and set of outputs when first met (the most recent
     MAX_COMPILED kept).
@@ -159,8 +169,13 @@ class OpenVinoEngine(_OnnxEngine):
             "NUM_STREAMS": "1",
             "INFERENCE_NUM_THREADS": str(threads or inference_threads()),
             "ENABLE_CPU_PINNING": "NO",
-            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+            # int8: the layers NNCF left unquantized run in f32
+            "INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "int8": "f32"}[precision],
         }
+        if precision == "int8" and not isinstance(source, (str, Path)):
+            raise ValueError("precision int8 runs the INT8 graphs of a weights file "
+                             "(python -m lednet_ros.tools.quantize), not a model in memory")
+        self.folder = Path(source) if isinstance(source, (str, Path)) else None
         self.models = {}  # outputs -> ov.Model (dynamic size)
         self.compiled = OrderedDict()  # (outputs, shape) -> infer request
 
@@ -171,7 +186,9 @@ class OpenVinoEngine(_OnnxEngine):
             self.compiled.move_to_end(key)
             return self.compiled[key]
         if outputs not in self.models:
-            self.models[outputs] = self.core.read_model(self.graph(outputs))
+            self.models[outputs] = self.core.read_model(
+                str(self.folder / int8_file_name(outputs)) if self.precision == "int8"
+                else self.graph(outputs))
         model = self.models[outputs].clone()
         model.reshape({model.inputs[0]: list(shape)})
         self.compiled[key] = self.core.compile_model(model, "CPU", self.config) \

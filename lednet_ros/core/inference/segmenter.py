@@ -15,7 +15,7 @@ from lednet_ros.core.data.classes import palette
 from lednet_ros.core.inference.checkpoint import WeightsMetadata, load_weights, read_metadata
 from lednet_ros.core.inference.engine_choice import ONNX_ENGINES, choose_engine
 from lednet_ros.core.inference.network_io import network_input, preprocess, resize_labels
-from lednet_ros.core.inference.onnx_cache import exported_graphs
+from lednet_ros.core.inference.onnx_cache import exported_graphs, int8_graphs
 from lednet_ros.core.inference.onnx_engines import make_onnx_engine
 
 if TYPE_CHECKING:
@@ -96,9 +96,10 @@ class Segmenter:
         model: a LEDNet with loaded weights.
         metadata: the weights' metadata (classes, colours, normalisation, input size).
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        precision: 'auto' (the fastest whose labels agree with fp32 on at least 99.5% of pixels:
-            bf16 on CPUs with native bf16, fp32 elsewhere), 'fp32' (exact), 'fp16' (CUDA only)
-            or 'bf16' (CPUs with avx512_bf16 or amx_bf16 only).
+        precision: 'auto' (the fastest measured whose labels agree with fp32: bf16 on CPUs with
+            native bf16, int8 on VNNI CPUs for weights with INT8 graphs, fp32 elsewhere),
+            'fp32' (exact), 'fp16' (CUDA only), 'bf16' (CPUs with avx512_bf16 or amx_bf16
+            only) or 'int8' (the weights' INT8 graphs, core.inference.quantization).
         input_size: network input (width, height); default: the weights' training size.
         engine: 'auto' (the fastest measured for this device and CPU) or one of engines.ENGINES.
 
@@ -133,7 +134,10 @@ class Segmenter:
         self.choice_reason = self.engine.reason
 
     def _make_engine(self, engine: str, model, precision: str, weights_path):
-        choice = choose_engine(engine, precision, self.device)
+        int8 = int8_graphs(weights_path) if weights_path is not None else None
+        choice = choose_engine(engine, precision, self.device, int8_graphs=int8 is not None)
+        if choice.precision == "int8":
+            return make_onnx_engine(choice, int8)
         if model is None and choice.engine in ONNX_ENGINES:  # no torch: the exported graphs
             return make_onnx_engine(choice, exported_graphs(weights_path))
         from lednet_ros.core.inference.engines import build_engine  # imports torch
@@ -191,17 +195,44 @@ class Segmenter:
             to the output size by nearest neighbour, so each pixel's confidence is that of its
             own label.
         """
+        return self.predict_batch([rgb], output, confidence=confidence, input_size=input_size)[0]
+
+    def predict_batch(self, images, output: str = "original", *, confidence: bool = False,
+                      input_size=None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`predict` for several RGB arrays (of any sizes) in one forward pass.
+
+        Each image is resized to the one network input size; each result is at its own
+        image's size ('original') or the network's.
+        """
         check_output_resolution(output)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        for rgb in images:
+            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+                raise ValueError(
+                    f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         size = check_input_size(input_size) if input_size else self.input_size
-        labels, scores = self.engine.predict(self._input(rgb, size), confidence)
-        if output == "original":
-            size = (rgb.shape[1], rgb.shape[0])
-            labels = resize_labels(labels, size)
-            scores = None if scores is None else resize_labels(scores, size)
-        return labels, scores
+        inputs = [self._input(rgb, size) for rgb in images]
+        batch = inputs[0] if len(inputs) == 1 else _concatenate(inputs)
+        labels, scores = self.engine.predict_batch(batch, confidence)
+        results = []
+        for i, rgb in enumerate(images):
+            one, one_scores = labels[i], None if scores is None else scores[i]
+            if output == "original":
+                image_size = (rgb.shape[1], rgb.shape[0])
+                one = resize_labels(one, image_size)
+                one_scores = None if one_scores is None else resize_labels(one_scores,
+                                                                           image_size)
+            results.append((one, one_scores))
+        return results
 
     def segment(self, rgb: np.ndarray, output: str = "original") -> np.ndarray:
         """Class ids (uint8) at the image's own size ('original') or the network's ('network')."""
         return self.predict(rgb, output)[0]
+
+
+def _concatenate(inputs):
+    """Stack 1 x 3 x h x w network inputs (NumPy arrays or torch tensors) into N x 3 x h x w."""
+    if isinstance(inputs[0], np.ndarray):
+        return np.concatenate(inputs)
+    import torch
+
+    return torch.cat(inputs)

@@ -119,11 +119,27 @@ class Pipeline:
         Raises:
             ValueError: the region grid does not fit the label image (the message says so).
         """
+        return self.process_batch([rgb], settings, outputs)[0]
+
+    def process_batch(self, images, settings: FrameSettings = FrameSettings(),
+                      outputs: Outputs = Outputs()) -> list[FrameResult]:
+        """:meth:`process` for several cameras' frames: one forward pass for all of them.
+
+        Each result's ``inference_s`` is the batch's (every frame waited for all of it);
+        ``total_s`` adds that frame's own post-processing.
+        """
         started = time.perf_counter()
-        labels, confidence = self.segmenter.predict(
-            rgb, settings.output_resolution, confidence=outputs.confidence,
+        predictions = self.segmenter.predict_batch(
+            images, settings.output_resolution, confidence=outputs.confidence,
             input_size=self.input_size(settings))
         inference = time.perf_counter() - started
+        return [self._finish(rgb, labels, confidence, settings, outputs, inference)
+                for rgb, (labels, confidence) in zip(images, predictions)]
+
+    def _finish(self, rgb, labels, confidence, settings: FrameSettings, outputs: Outputs,
+                inference: float) -> FrameResult:
+        """One frame's occupancy and optional images from its labels."""
+        started = time.perf_counter()
         occupancy = class_occupancy(labels, self.segmenter.num_classes, settings.grid)
         result = FrameResult(labels=labels, occupancy=occupancy,
                              image_size=(rgb.shape[1], rgb.shape[0]), inference_s=inference,
@@ -138,5 +154,5 @@ class Pipeline:
                 rgb = cv2.resize(rgb, labels.shape[::-1], interpolation=cv2.INTER_AREA)
             result.overlay = overlay(rgb, result.color_mask, settings.overlay_alpha)
             self.computed["overlay"] += 1
-        result.total_s = time.perf_counter() - started
+        result.total_s = inference + time.perf_counter() - started
         return result

@@ -1,8 +1,9 @@
 """Newest-frame-wins processing in a background thread; no ROS import.
 
-A camera callback puts each frame; the worker processes the newest one. A frame replaced before
-the worker took it is dropped (never queued), so latency stays one frame deep however slow the
-processing is, and the thread that puts (a ROS executor) never waits for the network.
+Camera callbacks put each frame under their camera's key; the worker takes, in one go, the newest
+frame of every camera that has one waiting (a batch for the network). A frame replaced before the
+worker took it is dropped (never queued), so latency stays one frame deep however slow the
+processing is, and the threads that put (a ROS executor) never wait for the network.
 """
 
 from __future__ import annotations
@@ -10,29 +11,29 @@ from __future__ import annotations
 import threading
 
 
-class NewestItem:
-    """A one-item mailbox: put replaces what is there, take waits for an item."""
+class NewestPerKey:
+    """A mailbox of one item per key: put replaces that key's item, take waits for any."""
 
     def __init__(self):
-        self._item = None
+        self._items = {}
         self._closed = False
         self._ready = threading.Condition()
 
-    def put(self, item) -> bool:
-        """Store ``item``; True when it replaced one that was never taken."""
+    def put(self, item, key="") -> bool:
+        """Store ``item`` under ``key``; True when it replaced one that was never taken."""
         with self._ready:
-            replaced = self._item is not None
-            self._item = item
+            replaced = key in self._items
+            self._items[key] = item
             self._ready.notify()
         return replaced
 
-    def take(self):
-        """Return the newest item, waiting for one; None once closed."""
+    def take(self) -> dict | None:
+        """Return {key: newest item} of every key waiting, waiting for one; None once closed."""
         with self._ready:
-            while self._item is None and not self._closed:
+            while not self._items and not self._closed:
                 self._ready.wait()
-            item, self._item = self._item, None
-            return None if self._closed else item
+            items, self._items = self._items, {}
+            return None if self._closed else items
 
     def close(self) -> None:
         with self._ready:
@@ -41,17 +42,20 @@ class NewestItem:
 
 
 class NewestItemWorker:
-    """Calls ``handle(item)`` in a thread for the newest item put; ``handle`` must not raise."""
+    """Calls ``handle({key: item})`` in a thread with the newest item of each key put.
+
+    ``handle`` must not raise.
+    """
 
     def __init__(self, handle, name: str = "worker"):
-        self._inbox = NewestItem()
+        self._inbox = NewestPerKey()
         self._handle = handle
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, item) -> bool:
-        """Hand over ``item``; True when it replaced an unprocessed one (that one is dropped)."""
-        return self._inbox.put(item)
+    def put(self, item, key="") -> bool:
+        """Hand over ``item``; True when it replaced an unprocessed one of ``key`` (dropped)."""
+        return self._inbox.put(item, key)
 
     def is_alive(self) -> bool:
         """Tell whether the worker thread still runs (an exception in ``handle`` ends it)."""
@@ -64,5 +68,5 @@ class NewestItemWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while (item := self._inbox.take()) is not None:
-            self._handle(item)
+        while (items := self._inbox.take()) is not None:
+            self._handle(items)
