@@ -40,6 +40,11 @@ class Rig:
         self.probe = rclpy.create_node("probe", namespace=namespace, context=context)
         self.name = f"{namespace}/{NODE_NAME}"  # fully qualified; the prefix of its topics
 
+    @property
+    def camera(self):
+        """The node's only (or first) camera: its publishers, camera_info, ground outputs."""
+        return self.node.first_camera
+
     def collect(self, msg_type, topic, qos=RELIABLE) -> Collector:
         return Collector(self.probe, msg_type, f"{self.name}/{topic}", qos)
 

@@ -88,14 +88,16 @@ def test_every_output_for_a_made_frame(rig_factory, random_weights):
     info_pub = rig.publisher(CameraInfo, "camera_info")
     wait_for_subscribers(image_pub)
     wait_for_subscribers(info_pub)
-    wait_until(lambda: rig.node._overlay_pub.get_subscription_count() > 0, message="overlay sub")
-    wait_until(lambda: rig.node._color_mask_pub.get_subscription_count() > 0, message="mask sub")
+    wait_until(lambda: rig.camera.publishers["overlay"].get_subscription_count() > 0,
+               message="overlay sub")
+    wait_until(lambda: rig.camera.publishers["color_mask"].get_subscription_count() > 0,
+               message="mask sub")
 
     info = stamped(CameraInfo(width=160, height=96, distortion_model="plumb_bob"), 5)
     info.k = [100.0, 0.0, 80.0, 0.0, 100.0, 48.0, 0.0, 0.0, 1.0]
     info.p = [100.0, 0.0, 80.0, 0.0, 0.0, 100.0, 48.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     info_pub.publish(info)
-    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
+    wait_until(lambda: rig.camera.camera_info is not None, message="camera_info at the node")
     rgb = sky_road_card()
     image_pub.publish(make_image(rgb[..., ::-1], "bgr8", stamp=(12, 345), frame_id="cam",
                                  row_padding=5))
@@ -206,11 +208,12 @@ def test_network_resolution_and_runtime_input_size(rig_factory):
     info_pub = rig.publisher(CameraInfo, "camera_info")
     wait_for_subscribers(image_pub)
     wait_for_subscribers(info_pub)
-    wait_until(lambda: rig.node._overlay_pub.get_subscription_count() > 0, message="overlay sub")
+    wait_until(lambda: rig.camera.publishers["overlay"].get_subscription_count() > 0,
+               message="overlay sub")
     info = CameraInfo(width=160, height=96)
     info.k = [100.0, 0.0, 80.0, 0.0, 96.0, 48.0, 0.0, 0.0, 1.0]
     info_pub.publish(info)
-    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
+    wait_until(lambda: rig.camera.camera_info is not None, message="camera_info at the node")
 
     image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0)))
     (first,) = labels.wait(1)
@@ -325,7 +328,7 @@ def test_per_class_topics(rig_factory, random_weights):
     for name in ("traffic_sign", "motorcycle", "vegetation"):
         assert rig.probe.count_publishers(f"{rig.name}/occupancy/{name}") == 1
     assert len(meta.class_names) == 19
-    wait_until(lambda: rig.node._class_pubs[0].get_subscription_count() == 1, message="sub")
+    wait_until(lambda: rig.camera.class_pubs[0].get_subscription_count() == 1, message="sub")
     image_pub.publish(make_image(sky_road_card(), "rgb8", stamp=(1, 0)))
     (occ,) = occupancy.wait(1)
     assert road.wait(1)[0].data == pytest.approx(occ.fractions[0])

@@ -63,7 +63,7 @@ def rig(rig_factory):
         wait_for_subscribers(publisher)
     rig.pubs["camera_info"].publish(camera_info())
     rig.pubs["depth_camera_info"].publish(camera_info(240, 180))
-    wait_until(lambda: rig.node._camera_info is not None and rig.node.ground.depth.info
+    wait_until(lambda: rig.camera.camera_info is not None and rig.camera.ground.depth.info
                is not None, message="both camera_infos at the node")
     return rig
 
@@ -72,19 +72,19 @@ def send(rig, sec, depth=True, **depth_options):
     if depth:
         msg, _ = depth_image(sec, **depth_options)
         rig.pubs["depth"].publish(msg)
-        wait_until(lambda: rig.node.ground.depth.pairer.match(sec * 10**9)[0] is not None,
+        wait_until(lambda: rig.camera.ground.depth.pairer.match(sec * 10**9)[0] is not None,
                    message="the depth image at the node")
     rig.pubs["image"].publish(make_image(grainy_road_scene(), "rgb8", stamp=(sec, 0)))
 
 
 def ground_source(rig):
-    return rig.node.ground.last_source
+    return rig.camera.ground.last_source
 
 
 def test_semantic_points_carry_the_paired_depth_with_labels_and_confidence(rig):
     clouds = rig.collect(PointCloud2, "semantic_points")
     costmaps = rig.collect(OccupancyGrid, "costmap")
-    wait_until(lambda: rig.node.ground.wanted(), message="subscribers")
+    wait_until(lambda: rig.camera.ground.wanted(), message="subscribers")
     send(rig, 5)
     (cloud,) = clouds.wait(1, where=lambda m: m.header.stamp.sec == 5, timeout=60)
     costmaps.wait(1, where=lambda m: m.header.stamp.sec == 5)
@@ -111,7 +111,7 @@ def test_semantic_points_carry_the_paired_depth_with_labels_and_confidence(rig):
 def test_unregistered_depth_is_refused_once_with_the_values(rig):
     rosout = Collector(rig.probe, Log, "/rosout", QoSProfile(depth=100))
     costmaps = rig.collect(OccupancyGrid, "costmap", RELIABLE)
-    wait_until(lambda: rig.node.ground.wanted(), message="costmap subscriber")
+    wait_until(lambda: rig.camera.ground.wanted(), message="costmap subscriber")
     for sec in (3, 4):
         send(rig, sec, frame_id="depth_optical")
         costmaps.wait(1, where=lambda m, s=sec: m.header.stamp.sec == s, timeout=60)
@@ -129,8 +129,8 @@ def test_depth_only_without_depth_publishes_no_ground_outputs_and_says_why(rig_f
     wait_for_subscribers(image_pub)
     wait_for_subscribers(info_pub)
     info_pub.publish(camera_info())
-    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
-    wait_until(lambda: rig.node.ground.wanted(), message="costmap subscriber")
+    wait_until(lambda: rig.camera.camera_info is not None, message="camera_info at the node")
+    wait_until(lambda: rig.camera.ground.wanted(), message="costmap subscriber")
     image_pub.publish(make_image(grainy_road_scene(), "rgb8", stamp=(2, 0)))
     labels.wait(1, where=lambda m: m.header.stamp.sec == 2, timeout=60)
     wait_until(lambda: "ground.source is depth but no depth image received yet"

@@ -38,7 +38,7 @@ def camera_info() -> CameraInfo:
 
 def send(rig, image_pub, info_pub, sec, rgb=None):
     info_pub.publish(camera_info())
-    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
+    wait_until(lambda: rig.camera.camera_info is not None, message="camera_info at the node")
     image_pub.publish(make_image(sky_road_card() if rgb is None else rgb, "rgb8", stamp=(sec, 0)))
 
 
@@ -66,7 +66,7 @@ def test_costmap_and_group_grids_have_the_frame_stamp_and_geometry(rig_factory):
     rig = rig_factory(**{"ground.camera_x": 0.5, "ground.camera_y": 0.2,
                          "ground.camera_height": 1.5, "ground.camera_pitch": 0.3,
                          "ground.footprint_confidence": 0.0, **NO_FAIL_SAFE})
-    groups = list(rig.node.ground.groups.names)
+    groups = list(rig.camera.ground.groups.names)
     costmaps = rig.collect(OccupancyGrid, "costmap")
     grid = rig.collect(OccupancyGrid, f"grid/{groups[0]}")
     image_pub, info_pub = camera_publishers(rig)
@@ -123,12 +123,12 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     image_pub, info_pub = camera_publishers(rig)
     send(rig, image_pub, info_pub, 1, road_frame())
     labels.wait(1, timeout=60)
-    assert rig.node.ground.mapper.builds == 0  # nobody asked for ground outputs
+    assert rig.camera.ground.mapper.builds == 0  # nobody asked for ground outputs
     assert rig.node.pipeline.computed["confidence"] == 1  # for the health check alone
 
     points = rig.collect(PointCloud2, "ground_points")
     confidence = rig.collect(Image, "confidence")
-    wait_until(lambda: rig.node.ground.wanted(), message="ground_points subscriber")
+    wait_until(lambda: rig.camera.ground.wanted(), message="ground_points subscriber")
     wait_until(lambda: rig.probe.count_subscribers(f"{rig.name}/confidence") == 1,
                message="confidence subscriber")
     for sec in (2, 3):
@@ -139,7 +139,7 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "label"]
     (conf,) = confidence.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert (conf.encoding, conf.width, conf.height) == ("mono8", WIDTH, HEIGHT)
-    assert rig.node.ground.mapper.builds == 1  # built once, reused for the second frame
+    assert rig.camera.ground.mapper.builds == 1  # built once, reused for the second frame
 
 
 def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):
@@ -185,7 +185,7 @@ def test_class_groups_from_parameters_name_the_grids(rig_factory):
         "groups.names": ["road_only", "things"], "groups.classes.road_only": ["road"],
         "groups.classes.things": ["car", "person"], "groups.obstacle_groups": ["things"],
         "groups.free_groups": ["road_only"]})
-    groups = rig.node.ground.groups
+    groups = rig.camera.ground.groups
     assert groups.names == ("road_only", "things")
     assert (groups.is_obstacle, groups.is_free) == ((False, True), (True, False))
     assert rig.node.get_parameter("groups.classes.things").value == ["car", "person"]

@@ -48,7 +48,7 @@ def rig(rig_factory):
     wait_for_subscribers(rig.image_pub)
     wait_for_subscribers(info_pub)
     info_pub.publish(camera_info())
-    wait_until(lambda: rig.node._camera_info is not None, message="camera_info at the node")
+    wait_until(lambda: rig.camera.camera_info is not None, message="camera_info at the node")
     return rig
 
 
@@ -64,7 +64,7 @@ def test_a_flagged_frame_gets_no_free_space_but_keeps_its_labels(rig):
     health = rig.collect(PerceptionHealth, "health")
     costmaps = rig.collect(OccupancyGrid, "costmap")
     labels = rig.collect(Image, "labels")
-    wait_until(lambda: rig.node.ground.wanted(), message="costmap subscriber")
+    wait_until(lambda: rig.camera.ground.wanted(), message="costmap subscriber")
     clean = grainy_road_scene()
     send(rig, clean, 1)
     (ok,) = health.wait(1, where=at(1), timeout=60)

@@ -41,8 +41,8 @@ class SegmentationLifecycleNode(SegmentationNode, LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._activate()
-        self.get_logger().info("active: segmenting the frames of "
-                               f"{self._image_sub.topic_name}")
+        topics = ", ".join(camera.input.topic for camera in self.cameras.values())
+        self.get_logger().info(f"active: segmenting the frames of {topics}")
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -89,7 +89,7 @@ class SegmentationLifecycleNode(SegmentationNode, LifecycleNode):
             elif entity in self.timers:
                 self.destroy_timer(entity)
         self._configured = frozenset()
-        self.pipeline = None  # the engine and the weights go with it
+        self.pipeline, self.cameras = None, {}  # the engine and the weights go with them
 
 
 def main(args=None) -> int:

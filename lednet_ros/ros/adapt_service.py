@@ -23,11 +23,12 @@ from lednet_ros.core.runtime.pipeline import Pipeline
 class AdaptService:
     """``~/adapt`` on ``node`` (a SegmentationNode: values, pipeline, settings, segmenter).
 
-    ``input_watch`` (ros.diagnostics.InputWatch) tells when the last frame arrived.
+    ``input_watch`` (ros.diagnostics.InputWatch) tells when the last frame of the camera it
+    learns from arrived; ``stats`` (that camera's PipelineStats) notes what went wrong.
     """
 
-    def __init__(self, node, input_watch):
-        self.node, self.input_watch = node, input_watch
+    def __init__(self, node, input_watch, stats):
+        self.node, self.input_watch, self.stats = node, input_watch, stats
         self.live = LiveAdaptation(self._adapt, self._adapted)
         self.ready = None  # an adapted Segmenter not yet swapped in (under _ready_lock)
         self._ready_lock = threading.Lock()  # the adaptation thread sets it, the worker takes it
@@ -52,7 +53,7 @@ class AdaptService:
         """Give up gathering past ``adapt.timeout``, saying so (the diagnostics timer)."""
         abandoned = self.live.check_deadline()
         if abandoned:
-            self.node.stats.note_error(abandoned)
+            self.stats.note_error(abandoned)
             self.node.get_logger().warning(abandoned)
 
     def _on_call(self, request, response):

@@ -23,15 +23,19 @@ def stamp_ns(header) -> int:
 
 
 class DepthInput:
-    """Subscribes ``node`` to ``depth`` and ``depth_camera_info`` with ``qos``."""
+    """Subscribes ``node`` to ``<inputs>depth`` and ``<inputs>depth_camera_info`` with ``qos``.
 
-    def __init__(self, node, qos, max_skew: float, rectified: bool = False):
-        self.node, self.rectified = node, rectified
+    Problems are noted in ``stats`` (the camera's PipelineStats).
+    """
+
+    def __init__(self, node, qos, max_skew: float, stats, rectified: bool = False,
+                 inputs: str = ""):
+        self.node, self.stats, self.rectified = node, stats, rectified
         self.pairer = DepthPairer(max_skew)
         self.info = None  # the newest depth_camera_info
         self._refused = set()  # kinds of problem already logged
-        node.create_subscription(Image, "depth", self._on_depth, qos)
-        node.create_subscription(CameraInfo, "depth_camera_info",
+        node.create_subscription(Image, f"{inputs}depth", self._on_depth, qos)
+        node.create_subscription(CameraInfo, f"{inputs}depth_camera_info",
                                  lambda msg: setattr(self, "info", msg), qos)
 
     def _on_depth(self, msg: Image) -> None:
@@ -39,7 +43,7 @@ class DepthInput:
 
     def refuse(self, kind: str, problem: str) -> None:
         """Log ``problem`` as a warning the first time a ``kind`` of problem occurs."""
-        self.node.stats.note_error(problem)
+        self.stats.note_error(problem)
         if kind not in self._refused:
             self._refused.add(kind)
             self.node.get_logger().warning(problem)

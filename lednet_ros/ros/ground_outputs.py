@@ -37,7 +37,8 @@ class GroundOutputs:
     """Publishes ``node``'s ground outputs for ``groups`` with ``settings``."""
 
     def __init__(self, node: Node, metadata: WeightsMetadata, groups: ClassGroups,
-                 settings: GroundSettings):
+                 settings: GroundSettings, stats, inputs: str = "", outputs: str = "~/"):
+        """``inputs``/``outputs``: the camera's topic prefixes ('' and '~/' for one camera)."""
         self.node = node
         self.metadata = metadata
         self.groups = groups
@@ -49,19 +50,19 @@ class GroundOutputs:
             from lednet_ros.ros.tf_pose import TfCameraPose  # needs tf2_ros (a ROS install)
 
             self.tf = TfCameraPose(node, settings.base_frame)
-        self.grid_pubs = {name: node.create_publisher(OccupancyGrid, f"~/grid/{name}", 10)
+        self.grid_pubs = {name: node.create_publisher(OccupancyGrid, f"{outputs}grid/{name}", 10)
                           for name in groups.names}
-        self.costmap_pub = node.create_publisher(OccupancyGrid, "~/costmap", 10)
-        self.points_pub = node.create_publisher(PointCloud2, "~/ground_points", 10)
-        self.clouds = {name: node.create_publisher(PointCloud2, f"~/{name}", 10)
+        self.costmap_pub = node.create_publisher(OccupancyGrid, f"{outputs}costmap", 10)
+        self.points_pub = node.create_publisher(PointCloud2, f"{outputs}ground_points", 10)
+        self.clouds = {name: node.create_publisher(PointCloud2, f"{outputs}{name}", 10)
                        for name in ("obstacle_points", "free_points", "aligned_points")}
-        self.semantic_pub = node.create_publisher(PointCloud2, "~/semantic_points", 10)
+        self.semantic_pub = node.create_publisher(PointCloud2, f"{outputs}semantic_points", 10)
         values = node.values
         self.depth = DepthInput(node, qos(values["qos_reliability"], values["qos_depth"]),
-                                values["depth.max_skew"], settings.rectified)
+                                values["depth.max_skew"], stats, settings.rectified, inputs)
         self.projector = DepthProjector()
         self.last_source = "no frame mapped yet"  # what the last frame was mapped from, and why
-        self._publish_label_info()
+        self._publish_label_info(outputs)
 
     # ---- settings --------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class GroundOutputs:
             self.node.get_logger().warning(f"ground grids: {exc}",
                                            throttle_duration_sec=WARNING_PERIOD_S)
 
-    def _publish_label_info(self) -> None:
+    def _publish_label_info(self, outputs: str) -> None:
         """vision_msgs/LabelInfo (transient local) where vision_msgs is installed."""
         try:
             from vision_msgs.msg import LabelInfo, VisionClass
@@ -190,7 +191,8 @@ class GroundOutputs:
             self.node.get_logger().info(
                 f"~/label_info not published: vision_msgs is not installed ({exc})")
             return
-        self.label_info_pub = self.node.create_publisher(LabelInfo, "~/label_info", LATCHED)
+        self.label_info_pub = self.node.create_publisher(LabelInfo, f"{outputs}label_info",
+                                                         LATCHED)
         self.label_info_pub.publish(LabelInfo(
             header=Header(stamp=self.node.get_clock().now().to_msg()),
             class_map=[VisionClass(class_id=i, class_name=name)

@@ -18,14 +18,18 @@ from lednet_ros.ros.messages import health_message
 
 
 class HealthOutputs:
-    """Checks ``node``'s frames with ``settings`` and publishes what it finds."""
+    """Checks ``node``'s frames with ``settings`` and publishes what it finds.
 
-    def __init__(self, node: Node, settings: HealthSettings):
-        self.node = node
+    ``outputs``: the camera's topic prefix ('~/' for one camera); ``camera``: its name ('').
+    """
+
+    def __init__(self, node: Node, settings: HealthSettings, outputs: str = "~/",
+                 camera: str = ""):
+        self.node, self.camera = node, camera
         self.monitor = HealthMonitor(settings)
         self.last, self.withheld = None, False  # the last frame's report and policy
         self.counts = dict.fromkeys(LEVEL_NAMES, 0)  # frames per level so far
-        self.publisher = node.create_publisher(PerceptionHealth, "~/health", 10)
+        self.publisher = node.create_publisher(PerceptionHealth, f"{outputs}health", 10)
 
     def update(self, settings: HealthSettings) -> None:
         """Check the next frames with ``settings``."""
@@ -42,17 +46,18 @@ class HealthOutputs:
         withhold = self.monitor.settings.withholds_free(report.level)
         previous, self.last, self.withheld = self.last, report, withhold
         self.counts[report.level_name] += 1
-        logger = self.node.get_logger()
+        logger, camera = self.node.get_logger(), f"camera {self.camera}: " if self.camera else ""
         if report.level and (previous is None or previous.level < report.level):
-            logger.warning(f"perception health {report.summary()}" + (
+            logger.warning(f"{camera}perception health {report.summary()}" + (
                 "; the ground outputs mark nothing free" if withhold else ""),
                 throttle_duration_sec=WARNING_PERIOD_S)
         elif not report.level and previous is not None and previous.level:
-            logger.info("perception health OK again")
+            logger.info(f"{camera}perception health OK again")
         self.publisher.publish(health_message(report, class_names, withhold, header))
         return withhold
 
     def status(self, hardware_id: str):
         """Return the /diagnostics status of the last frame's health."""
-        return health_status(f"{self.node.get_fully_qualified_name()}: perception health",
+        camera = f"{self.camera} " if self.camera else ""
+        return health_status(f"{self.node.get_fully_qualified_name()}: {camera}perception health",
                              hardware_id, self.last, self.counts, self.withheld)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -95,13 +96,21 @@ def declare(node: Node, specs: dict[str, Spec], defaults: dict | None = None
         default = (defaults or {}).get(name, spec.default)
         if isinstance(default, tuple | list):  # an empty list has no type of its own
             default = list(default) or Parameter.Type.STRING_ARRAY
-        value = (node.get_parameter(name) if node.has_parameter(name)
-                 else node.declare_parameter(name, default, spec.descriptor())).value
+        value = (_declared_value(node, name) if node.has_parameter(name)
+                 else node.declare_parameter(name, default, spec.descriptor()).value)
         values[name] = list(value or []) if isinstance(spec.default, tuple) else value
         problem = spec.refusal(name, values[name])
         if problem:
             raise ConfigurationError(problem)
     return values
+
+
+def _declared_value(node: Node, name: str):
+    """Return a declared parameter's value; None for an empty list (declared by type only)."""
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None
 
 
 def undeclared_overrides(node: Node) -> list[str]:

@@ -33,6 +33,8 @@ GROUND = GroundSettings()  # the ground.* defaults are the core's
 FRAME = FrameSettings()  # and so are the frame parameters' defaults
 HEALTH = HealthSettings()  # and the health.* ones
 GROUP_CLASSES = "groups.classes.<name>"
+POSE_AXES = ("x", "y", "height", "roll", "pitch", "yaw")
+CAMERA_POSE = "<camera>.ground.camera_<axis>"
 
 PARAMETERS = {
     # ---- model (read-only)
@@ -69,7 +71,13 @@ PARAMETERS = {
     "no_frames_timeout": Spec(5.0, "Seconds without a frame while the image topic has "
                               "publishers before warning once (0 disables).",
                               floats=(0.0, 3600.0)),
-    # ---- topics (read-only)
+    # ---- cameras and topics (read-only)
+    "cameras": Spec((), "Names of the cameras this node segments, through one model, their "
+                    "waiting frames in one batch: inputs <name>/image, <name>/camera_info, "
+                    "<name>/depth, outputs ~/<name>/...; [] = one camera on image, camera_info, "
+                    "~/labels, ...", read_only=True),
+    CAMERA_POSE: Spec(0.0, "Per camera of cameras, its pose for the ground outputs (<axis>: x, "
+                      "y, height, roll, pitch, yaw); default: the ground.camera_<axis> value."),
     "publish_class_topics": Spec(False, "Also publish each class's pixel fraction on "
                                  "~/occupancy/<class> (std_msgs/Float32).", read_only=True),
     "input_compressed": Spec(False, "Subscribe to image/compressed (sensor_msgs/CompressedImage) "
@@ -224,6 +232,44 @@ def ground_settings(values: dict) -> GroundSettings:
                          for name in ("x", "y", "height", "roll", "pitch", "yaw")})
     grid = GridSpec(**{name: ground.pop(name) for name in ("resolution", "range", "width")})
     return GroundSettings(pose=pose, grid=grid, **ground)
+
+
+def camera_names(names) -> list[str]:
+    """Return the cameras' names; [''] (one camera, topics without a prefix) for none.
+
+    Raises:
+        ConfigurationError: a name that is no topic name token, or one given twice.
+    """
+    for name in names:
+        if not GROUP_NAME.fullmatch(name):
+            raise ConfigurationError(f"cameras holds {name!r}; expected names of letters, "
+                                     "digits and _ that start with a letter")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"cameras names a camera twice: {list(names)}")
+    return list(names) or [""]
+
+
+def camera_pose_parameters(name: str, values: dict) -> dict[str, Spec]:
+    """Return the ``<name>.ground.camera_<axis>`` specs (defaults: ``ground.camera_<axis>``)."""
+    return {f"{name}.ground.camera_{axis}": Spec(
+        values[f"ground.camera_{axis}"], PARAMETERS[CAMERA_POSE].description,
+        floats=PARAMETERS[f"ground.camera_{axis}"].floats) for axis in POSE_AXES}
+
+
+def declare_cameras(node, values: dict) -> dict[str, object]:
+    """Declare each named camera's pose parameters; return their values."""
+    declared = {}
+    for name in filter(None, camera_names(values["cameras"])):
+        declared |= declare(node, camera_pose_parameters(name, values))
+    return declared
+
+
+def camera_ground_settings(values: dict, camera: str) -> GroundSettings:
+    """GroundSettings of ``camera`` ('' for a single one): its own pose, the rest shared."""
+    if camera:
+        values = values | {f"ground.camera_{axis}": values[f"{camera}.ground.camera_{axis}"]
+                           for axis in POSE_AXES}
+    return ground_settings(values)
 
 
 def health_settings(values: dict) -> HealthSettings:

@@ -82,12 +82,14 @@ class Pipeline:
     """A Segmenter plus the post-processing of every frame.
 
     ``computed`` counts the optional outputs made (color_mask, overlay, confidence), so callers
-    and tests can see that nothing was computed that nobody asked for.
+    and tests can see that nothing was computed that nobody asked for; ``batches`` counts the
+    forward passes per number of frames in them.
     """
 
     def __init__(self, segmenter: Segmenter):
         self.segmenter = segmenter
         self.computed: Counter[str] = Counter()
+        self.batches: Counter[int] = Counter()
 
     def input_size(self, settings: FrameSettings) -> tuple[int, int]:
         """Return the network input (w, h) of the settings; 0 takes the weights' width/height."""
@@ -122,19 +124,22 @@ class Pipeline:
         return self.process_batch([rgb], settings, outputs)[0]
 
     def process_batch(self, images, settings: FrameSettings = FrameSettings(),
-                      outputs: Outputs = Outputs()) -> list[FrameResult]:
+                      outputs=Outputs()) -> list[FrameResult]:
         """:meth:`process` for several cameras' frames: one forward pass for all of them.
 
-        Each result's ``inference_s`` is the batch's (every frame waited for all of it);
-        ``total_s`` adds that frame's own post-processing.
+        ``outputs``: one Outputs for all, or one per image (the confidence is computed for all
+        when any asks for it). Each result's ``inference_s`` is the batch's (every frame waited
+        for all of it); ``total_s`` adds that frame's own post-processing.
         """
+        wanted = [outputs] * len(images) if isinstance(outputs, Outputs) else list(outputs)
         started = time.perf_counter()
         predictions = self.segmenter.predict_batch(
-            images, settings.output_resolution, confidence=outputs.confidence,
+            images, settings.output_resolution, confidence=any(o.confidence for o in wanted),
             input_size=self.input_size(settings))
         inference = time.perf_counter() - started
-        return [self._finish(rgb, labels, confidence, settings, outputs, inference)
-                for rgb, (labels, confidence) in zip(images, predictions)]
+        self.batches[len(images)] += 1
+        return [self._finish(rgb, labels, confidence, settings, one, inference)
+                for rgb, (labels, confidence), one in zip(images, predictions, wanted)]
 
     def _finish(self, rgb, labels, confidence, settings: FrameSettings, outputs: Outputs,
                 inference: float) -> FrameResult:
