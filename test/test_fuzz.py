@@ -801,5 +801,5 @@ def test_the_node_survives_malformed_frames_and_counts_them(random_weights):
             assert values["frames received"] == str(len(frames) + 1)
             snapshot = node.stats.snapshot()
             assert (snapshot.rejected, snapshot.processed) == (len(frames), 1)
-            assert node._worker.is_alive()
+            assert node._worker.is_alive() and node._finisher.is_alive()
 

@@ -384,3 +384,28 @@ def test_cuda_engines_give_eager_fp32_labels_and_confidence(predictions, referen
         labels, _ = engine.predict(inputs[0].to(CUDA, engine.input_dtype))
         np.testing.assert_array_equal(labels, results[0][0])
         assert len(engine.graphs) == 2
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime", "torch"])
+def test_a_batch_gives_the_labels_of_each_frame_alone(engine, frames):
+    """Several cameras' frames in one pass: the labels of each frame alone.
+
+    OpenVINO runs a batch as single-image requests on parallel streams: exactly equal. ONNX
+    Runtime and torch run batched kernels, whose float sums round differently: labels may
+    differ where two classes tie, the confidence by a level.
+    """
+    try:
+        segmenter = Segmenter.from_weights(engine=engine, precision="fp32", device="cpu")
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    sizes = [frames[0], frames[1][:200, :300], frames[2]]  # any image sizes
+    batch = segmenter.predict_batch(sizes, confidence=True)
+    for rgb, (labels, confidence) in zip(sizes, batch):
+        alone, alone_confidence = segmenter.predict(rgb, confidence=True)
+        assert labels.shape == rgb.shape[:2]
+        if engine == "openvino":
+            assert np.array_equal(labels, alone) and np.array_equal(confidence,
+                                                                    alone_confidence)
+        else:
+            assert (labels == alone).mean() >= 0.9999, (labels != alone).sum()
+            assert np.abs(confidence.astype(int) - alone_confidence).max() <= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from lednet_ros.core.runtime.worker import NewestItemWorker
+from lednet_ros.core.runtime.worker import HandoffWorker, NewestItemWorker
 
 
 def wait_for(predicate, timeout: float = 10.0) -> None:
@@ -48,3 +48,24 @@ def test_the_newest_of_each_camera_is_taken_together():
     wait_for(lambda: len(seen) == 2)
     assert seen[1] == {"front": "f2", "left": "l1"}  # one batch, the newest of each
     worker.stop()
+
+
+def test_the_handoff_keeps_every_item_in_order_and_one_waiting_at_most():
+    release, seen = threading.Event(), []
+
+    def handle(item):
+        if not seen:
+            release.wait(10)
+        seen.append(item)
+
+    handoff = HandoffWorker(handle)
+    handoff.put(0)  # taken at once, then held
+    handoff.put(1)  # waits in the slot
+    third = threading.Thread(target=handoff.put, args=(2,))
+    third.start()
+    time.sleep(0.2)
+    assert third.is_alive()  # the slot is full: put waits, nothing queues or drops
+    release.set()
+    third.join(10)
+    handoff.stop()
+    assert seen == [0, 1, 2]

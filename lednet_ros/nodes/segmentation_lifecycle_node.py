@@ -70,9 +70,7 @@ class SegmentationLifecycleNode(SegmentationNode, LifecycleNode):
 
     def _free(self) -> None:
         """Stop the worker, drop the engine, destroy what configure made."""
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
+        self._stop_workers()
         for remove, callback in ((self.remove_on_set_parameters_callback, self._check_change),
                                  (self.remove_post_set_parameters_callback, self._apply_change)):
             try:

@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 from lednet_ros.core.inference.checkpoint import CheckpointError, metrics_summary
 from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
 from lednet_ros.core.runtime.pipeline import Pipeline
-from lednet_ros.core.runtime.worker import NewestItemWorker
+from lednet_ros.core.runtime.worker import HandoffWorker, NewestItemWorker
 from lednet_ros.msg import ClassInfo
 from lednet_ros.ros.adapt_service import AdaptService
 from lednet_ros.ros.camera_io import CameraIO
@@ -46,7 +46,7 @@ class SegmentationNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self._worker, self._inputs, self.cameras = None, [], {}
+        self._worker, self._finisher, self._inputs, self.cameras = None, None, [], {}
         if not self.managed:
             try:
                 self._configure()
@@ -82,6 +82,7 @@ class SegmentationNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._publish_class_info()
         self._adapt = AdaptService(self, self.first_camera.input, self.first_camera.stats)
+        self._finisher = HandoffWorker(self._finish, name="lednet_publisher")
         self._worker = NewestItemWorker(self._process, name="lednet_worker")
 
     def _activate(self) -> None:
@@ -131,6 +132,8 @@ class SegmentationNode(Node):
             self._publish_class_info()
 
     def _on_image(self, camera: CameraIO, msg) -> None:
+        if self._worker is None:
+            return  # stopping: the workers are gone
         camera.input.frame_arrived()
         camera.stats.count_received(replaced_unprocessed=self._worker.put(msg, camera.name))
 
@@ -145,7 +148,10 @@ class SegmentationNode(Node):
                                                        *statuses))
 
     def _process(self, frames: dict) -> None:
-        """Segment the newest frame of each camera that has one waiting, in one batch."""
+        """Segment the newest frame of each camera that has one waiting, in one batch.
+
+        The publisher thread (_finish) then publishes them while the next batch runs.
+        """
         self.pipeline = self._adapt.swap_in(self.pipeline)  # adapted weights from these frames
         settings, batch = self.settings, []  # (camera, message, RGB)
         for name, msg in frames.items():
@@ -160,14 +166,20 @@ class SegmentationNode(Node):
             self._adapt.live.offer(batch[0][2])
         wanted = [camera.wanted() for camera, _, _ in batch]
         try:
-            results = self.pipeline.process_batch([rgb for _, _, rgb in batch], settings, wanted)
+            segmented = self.pipeline.segment_batch([rgb for _, _, rgb in batch], settings,
+                                                    wanted)
         except Exception as exc:
             for camera, msg, _ in batch:
                 self._reject(camera, msg, exc)
             return
-        for (camera, msg, rgb), result, outputs in zip(batch, results, wanted):
+        self._finisher.put((self.pipeline, settings, batch, segmented, wanted))
+
+    def _finish(self, work) -> None:
+        """Post-process, check, publish and map each frame of a batch (the publisher thread)."""
+        pipeline, settings, batch, segmented, wanted = work
+        for (camera, msg, rgb), frame, outputs in zip(batch, segmented, wanted):
             try:
-                camera.finish(msg, rgb, result, outputs)
+                camera.finish(msg, rgb, pipeline.finish(frame, settings, outputs), outputs)
             except Exception as exc:
                 self._reject(camera, msg, exc)
 
@@ -183,10 +195,16 @@ class SegmentationNode(Node):
             self.segmenter.metadata, self.weights_path, self.pipeline.input_size(self.settings),
             header))
 
+    def _stop_workers(self) -> None:
+        """Stop the worker (it finishes its batch), then the publisher (it publishes it)."""
+        for worker in (self._worker, self._finisher):
+            if worker is not None:
+                worker.stop()
+        self._worker = self._finisher = None
+
     def destroy_node(self):
-        """Stop the worker (it finishes its frame), then destroy the node."""
-        if self._worker is not None:
-            self._worker.stop()
+        """Stop the workers, then destroy the node."""
+        self._stop_workers()
         return super().destroy_node()
 
 

@@ -37,10 +37,12 @@ from lednet_ros.core.inference.engine_choice import (
 )
 from lednet_ros.core.inference.engines import make_engine
 from lednet_ros.core.inference.network_io import preprocess
+from lednet_ros.core.inference.onnx_cache import int8_graphs
+from lednet_ros.core.inference.onnx_engines import make_onnx_engine
 from lednet_ros.core.inference.segmenter import default_weights_path, resolve_device
 
 DEFAULT_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
-VARIANT_PRECISIONS = ("fp32", "fp16", "bf16")
+VARIANT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 REFERENCE = ("torch", "fp32")
 
 
@@ -96,17 +98,19 @@ def comparison_frames(camvid: Path | None, count: int) -> tuple[list[np.ndarray]
     return made, f"{count} made frames (no CamVid test split found)"
 
 
-def engine_variants(device: torch.device) -> tuple[list[tuple[str, str]], list[dict]]:
+def engine_variants(device: torch.device, int8: bool = False
+                    ) -> tuple[list[tuple[str, str]], list[dict]]:
     """Return the (engine, precision) pairs that run here, eager fp32 first, and the skipped.
 
-    Each engine is tried in every precision it runs on some device (ENGINE_PRECISIONS).
+    Each engine is tried in every precision it runs on some device (ENGINE_PRECISIONS);
+    ``int8``: whether the weights have INT8 graphs.
     """
     runnable, skipped = [], []
     for name in (e for e in ENGINES if e != "auto"):
         for precision in (p for p in VARIANT_PRECISIONS
                           if any(p in kind for kind in ENGINE_PRECISIONS[name].values())):
             try:
-                choose_engine(name, precision, device)
+                choose_engine(name, precision, device, int8_graphs=int8)
             except ValueError as exc:
                 skipped.append({"engine": name, "precision": precision, "reason": str(exc)})
             else:
@@ -126,10 +130,12 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device, frames: l
         skipped: one per (engine, precision) that cannot run here, with the reason.
     """
     model, meta = load_weights(weights)
-    variants, skipped = engine_variants(device)
+    int8 = int8_graphs(weights)
+    variants, skipped = engine_variants(device, int8 is not None)
     for row in skipped:
         print(f"skip {row['engine']} {row['precision']}: {row['reason']}")
-    engines = {v: make_engine(v[0], model, device, v[1]) for v in variants}
+    engines = {v: make_onnx_engine(choose_engine(*v, device, int8_graphs=True), int8)
+               if v[1] == "int8" else make_engine(v[0], model, device, v[1]) for v in variants}
     rows = []
     for width, height in sizes:
         inputs = [preprocess(rgb, (width, height), meta.mean, meta.std) for rgb in frames]
@@ -381,7 +387,8 @@ def main(argv=None) -> None:
     frames, source = comparison_frames(args.camvid if args.camvid.is_dir() else None,
                                        max(1, args.frames))
     engines, skipped = benchmark_engines(args.weights, args.sizes, args.runs, device, frames)
-    auto = choose_engine("auto", "auto", device)
+    auto = choose_engine("auto", "auto", device,
+                         int8_graphs=int8_graphs(args.weights) is not None)
     result = {"machine": describe_machine(), "frames": source,
               "auto": {"engine": auto.engine, "precision": auto.precision,
                        "reason": auto.reason},

@@ -10,7 +10,7 @@ memory (core.inference.onnx_export, with torch).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Callable
 
@@ -179,9 +179,13 @@ class OpenVinoEngine(_OnnxEngine):
         self.models = {}  # outputs -> ov.Model (dynamic size)
         self.compiled = OrderedDict()  # (outputs, shape) -> infer request
 
-    def request(self, outputs: tuple[str, ...], shape: tuple[int, ...]):
-        """Return the infer request of the model compiled for ``outputs`` at ``shape``."""
-        key = (outputs, shape)
+    def request(self, outputs: tuple[str, ...], shape: tuple[int, ...], streams: int = 0):
+        """Return the infer request of the model compiled for ``outputs`` at ``shape``.
+
+        ``streams`` > 0: a list of that many requests of a model compiled for parallel
+        streams, one thread each (batches: run_parallel).
+        """
+        key = (outputs, shape, streams)
         if key in self.compiled:
             self.compiled.move_to_end(key)
             return self.compiled[key]
@@ -191,17 +195,68 @@ class OpenVinoEngine(_OnnxEngine):
                 else self.graph(outputs))
         model = self.models[outputs].clone()
         model.reshape({model.inputs[0]: list(shape)})
-        self.compiled[key] = self.core.compile_model(model, "CPU", self.config) \
-            .create_infer_request()
+        if streams:
+            threads = int(self.config["INFERENCE_NUM_THREADS"])
+            config = {**self.config, "PERFORMANCE_HINT": "THROUGHPUT",
+                      "NUM_STREAMS": str(threads)}
+            compiled = self.core.compile_model(model, "CPU", config)
+            self.compiled[key] = [compiled.create_infer_request() for _ in range(streams)]
+        else:
+            self.compiled[key] = self.core.compile_model(model, "CPU", self.config) \
+                .create_infer_request()
         if len(self.compiled) > self.MAX_COMPILED:
             self.compiled.popitem(last=False)
         return self.compiled[key]
 
     def _run(self, outputs, image):
+        if image.shape[0] > 1:
+            return self._run_parallel(outputs, (image[i:i + 1] for i in range(len(image))),
+                                      len(image))
         request = self.request(outputs, image.shape)
         request.infer({0: image})
         # Copies: the request's output buffers are overwritten by its next run.
         return [request.get_output_tensor(i).data.copy() for i in range(len(outputs))]
+
+    def predict_each(self, inputs, count: int, confidence: bool = False):
+        """predict_batch of ``count`` 1 x 3 x h x w inputs, made one by one by ``inputs``.
+
+        Each input is made (an iterator: the caller's preprocessing) while the images before
+        it run on the other stream.
+        """
+        outputs = ("labels", "confidence") if confidence else ("labels",)
+        results = self._run_parallel(outputs, (as_array(x) for x in inputs), count)
+        return results[0], results[1] if confidence else None
+
+    def _run_parallel(self, outputs, images, count: int):
+        """Run ``count`` images, one request each, on parallel streams of one thread each.
+
+        As many requests as threads (each holds its own buffers), each taking the next image
+        as it finishes one. Measured faster than one batched request (2 cores, 480x360, 4
+        images, bf16: 20.4 ms per image against 28.9; docs/engines.md); the labels are the same.
+        """
+        streams = min(count, int(self.config["INFERENCE_NUM_THREADS"]))
+        results, running, idle = [], deque(), None
+        for index, image in enumerate(images):  # made while the requests started run
+            if idle is None:
+                idle = list(self.request(outputs, image.shape, streams=streams))
+            if not idle:
+                idle.append(self._collect(outputs, *running.popleft(), results))
+            request = idle.pop()
+            request.start_async({0: image})
+            running.append((index, request))
+        while running:
+            self._collect(outputs, *running.popleft(), results)
+        results.sort(key=lambda item: item[0])
+        return [np.concatenate([result[i] for _, result in results])
+                for i in range(len(outputs))]
+
+    @staticmethod
+    def _collect(outputs, index: int, request, results: list):
+        """Wait for ``request``, keep copies of its outputs as image ``index``; return it."""
+        request.wait()
+        results.append((index, [request.get_output_tensor(i).data.copy()
+                                for i in range(len(outputs))]))
+        return request
 
 
 def make_onnx_engine(choice, source, device="cpu"):

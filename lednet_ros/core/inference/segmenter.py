@@ -210,9 +210,13 @@ class Segmenter:
                 raise ValueError(
                     f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         size = check_input_size(input_size) if input_size else self.input_size
-        inputs = [self._input(rgb, size) for rgb in images]
-        batch = inputs[0] if len(inputs) == 1 else _concatenate(inputs)
-        labels, scores = self.engine.predict_batch(batch, confidence)
+        if len(images) > 1 and hasattr(self.engine, "predict_each"):  # OpenVINO: streams
+            labels, scores = self.engine.predict_each(
+                (self._input(rgb, size) for rgb in images), len(images), confidence)
+        else:
+            inputs = [self._input(rgb, size) for rgb in images]
+            batch = inputs[0] if len(inputs) == 1 else _concatenate(inputs)
+            labels, scores = self.engine.predict_batch(batch, confidence)
         results = []
         for i, rgb in enumerate(images):
             one, one_scores = labels[i], None if scores is None else scores[i]

@@ -129,17 +129,31 @@ class Pipeline:
 
         ``outputs``: one Outputs for all, or one per image (the confidence is computed for all
         when any asks for it). Each result's ``inference_s`` is the batch's (every frame waited
-        for all of it); ``total_s`` adds that frame's own post-processing.
+        for all of it); ``total_s`` adds that frame's own post-processing. The same as
+        :meth:`segment_batch` then :meth:`finish` for each frame (which the node runs in two
+        threads, so that the next batch is segmented while the last is published).
         """
         wanted = [outputs] * len(images) if isinstance(outputs, Outputs) else list(outputs)
+        segmented = self.segment_batch(images, settings, wanted)
+        return [self.finish(frame, settings, one) for frame, one in zip(segmented, wanted)]
+
+    def segment_batch(self, images, settings: FrameSettings, wanted) -> list[tuple]:
+        """Run the network on ``images``; return (rgb, labels, confidence, inference s) each.
+
+        ``wanted``: the Outputs of each image.
+        """
         started = time.perf_counter()
         predictions = self.segmenter.predict_batch(
             images, settings.output_resolution, confidence=any(o.confidence for o in wanted),
             input_size=self.input_size(settings))
         inference = time.perf_counter() - started
         self.batches[len(images)] += 1
-        return [self._finish(rgb, labels, confidence, settings, one, inference)
-                for rgb, (labels, confidence), one in zip(images, predictions, wanted)]
+        return [(rgb, labels, confidence, inference)
+                for rgb, (labels, confidence) in zip(images, predictions)]
+
+    def finish(self, segmented: tuple, settings: FrameSettings, outputs: Outputs) -> FrameResult:
+        """One frame's FrameResult from :meth:`segment_batch`'s: occupancy, optional images."""
+        return self._finish(*segmented[:3], settings, outputs, segmented[3])
 
     def _finish(self, rgb, labels, confidence, settings: FrameSettings, outputs: Outputs,
                 inference: float) -> FrameResult:

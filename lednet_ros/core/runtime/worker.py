@@ -4,10 +4,14 @@ Camera callbacks put each frame under their camera's key; the worker takes, in o
 frame of every camera that has one waiting (a batch for the network). A frame replaced before the
 worker took it is dropped (never queued), so latency stays one frame deep however slow the
 processing is, and the threads that put (a ROS executor) never wait for the network.
+
+A HandoffWorker takes what the first stage made (a batch's labels) to a second thread (publish),
+so that the network runs on the next frames while the last ones are published.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 
 
@@ -70,3 +74,37 @@ class NewestItemWorker:
     def _run(self) -> None:
         while (items := self._inbox.take()) is not None:
             self._handle(items)
+
+
+class HandoffWorker:
+    """Calls ``handle(item)`` in a thread for every item put, in order; never drops one.
+
+    ``put`` waits while an item is already waiting, so at most one waits and one is handled:
+    the stage before it slows down rather than queueing. ``handle`` must not raise.
+    """
+
+    _STOP = object()
+
+    def __init__(self, handle, name: str = "handoff"):
+        self._queue = queue.Queue(maxsize=1)
+        self._handle = handle
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        """Hand over ``item``; waits while the one before it has not been taken."""
+        self._queue.put(item)
+
+    def is_alive(self) -> bool:
+        """Tell whether the thread still runs (an exception in ``handle`` ends it)."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Handle what was put, then end the thread (not from the thread itself)."""
+        self._queue.put(self._STOP)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._STOP:
+            self._handle(item)
