@@ -31,6 +31,7 @@ PYTHON_KEYS = {
     "onnx": None,
     "onnxruntime": "python3-onnxruntime-pip",
     "openvino": None,  # no rosdep key: pip install openvino (README)
+    "nncf": None,  # no rosdep key; only tools.quantize needs it: pip install nncf (README)
     "rosbags": "python3-rosbags-pip",
     "yaml": "python3-yaml",
     "tqdm": "python3-tqdm",

@@ -134,8 +134,8 @@ def benchmark_engines(weights, sizes, runs: int, device: torch.device, frames: l
     variants, skipped = engine_variants(device, int8 is not None)
     for row in skipped:
         print(f"skip {row['engine']} {row['precision']}: {row['reason']}")
-    engines = {v: make_onnx_engine(choose_engine(*v, device, int8_graphs=True), int8)
-               if v[1] == "int8" else make_engine(v[0], model, device, v[1]) for v in variants}
+    engines = {v: make_onnx_engine(choose_engine(*v, device, int8_graphs=True), int8) if v[1]
+               == "int8" else make_engine(v[0], model, device, v[1]) for v in variants}
     rows = []
     for width, height in sizes:
         inputs = [preprocess(rgb, (width, height), meta.mean, meta.std) for rgb in frames]
@@ -387,8 +387,7 @@ def main(argv=None) -> None:
     frames, source = comparison_frames(args.camvid if args.camvid.is_dir() else None,
                                        max(1, args.frames))
     engines, skipped = benchmark_engines(args.weights, args.sizes, args.runs, device, frames)
-    auto = choose_engine("auto", "auto", device,
-                         int8_graphs=int8_graphs(args.weights) is not None)
+    auto = choose_engine("auto", "auto", device, int8_graphs=bool(int8_graphs(args.weights)))
     result = {"machine": describe_machine(), "frames": source,
               "auto": {"engine": auto.engine, "precision": auto.precision,
                        "reason": auto.reason},
