@@ -42,6 +42,20 @@ def camvid_root() -> Path:
     return _shared("camvid")
 
 
+@pytest.fixture(scope="module")
+def frames(request) -> list:
+    """Three CamVid test frames (480x360), or drawn road scenes where ../shared is absent."""
+    from drawn_scenes import road_scene
+    from lednet_ros.core.data.datasets import read_rgb
+
+    try:
+        root = request.getfixturevalue("camvid_root")
+    except pytest.skip.Exception:
+        return [road_scene(seed=seed) for seed in range(3)]
+    paths = sorted((root / "test").glob("*.png"))
+    return [read_rgb(paths[i * (len(paths) - 1) // 2]) for i in range(3)]
+
+
 @pytest.fixture(scope="session")
 def run6_weights() -> Path:
     """Return run 6's weights (committed): bound to CamVid's camera, for the adaptation tests."""

@@ -101,3 +101,20 @@ def test_node_benchmark_passes_parameters_and_keeps_an_open_loop_pace(tmp_path):
         refused = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_node", *bad],
                               cwd=tmp_path, timeout=60)
         assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+
+
+def test_benchmark_cameras_compares_one_node_with_one_per_camera(tmp_path):
+    out = tmp_path / "rows.json"
+    done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_cameras",
+                        "--cameras", "2", "--rate", "5", "--seconds", "3", "--size", "128x64",
+                        "--param", "engine:=onnxruntime", "--out", str(out)],
+                       cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, separate = json.loads(out.read_text())
+    assert (one["mode"], one["nodes"], separate["mode"], separate["nodes"]) == (
+        "one", 1, "separate", 2)
+    for row in (one, separate):
+        assert set(row["per_camera"]) == {"cam0", "cam1"}
+        assert 0 < row["min_camera_labels_per_s"] <= row["labels_per_s"] / 2 + 1e-9
+        assert row["labels_per_s"] <= row["sent_per_s"] + 1.0  # no labels without frames
+        assert row["rss_mb"] > 0 and row["peak_rss_mb"] >= row["rss_mb"]

@@ -26,7 +26,6 @@ import onnx
 import pytest
 import torch
 
-from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.checkpoint import load_weights, read_metadata
 from lednet_ros.core.inference.cpu import BF16_FLAGS, cpu_flags, cpu_model, native_bf16
 from lednet_ros.core.inference.engine_choice import (
@@ -61,17 +60,6 @@ def model():
 def metadata():
     """Return the packaged weights' metadata (read without loading the model again)."""
     return read_metadata(default_weights_path())
-
-
-@pytest.fixture(scope="module")
-def frames(request) -> list[np.ndarray]:
-    """Three CamVid test frames (480x360), or drawn road scenes where ../shared is absent."""
-    try:
-        root = request.getfixturevalue("camvid_root")
-    except pytest.skip.Exception:
-        return [road_scene(seed=seed) for seed in range(3)]
-    paths = sorted((root / "test").glob("*.png"))
-    return [read_rgb(paths[i * (len(paths) - 1) // 2]) for i in range(3)]
 
 
 @pytest.fixture(scope="module")

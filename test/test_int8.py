@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 
-from lednet_ros.core.data.datasets import read_rgb
 from lednet_ros.core.inference.engine_choice import INT8_CPU_FLAGS, choose_engine
 from lednet_ros.core.inference.onnx_cache import graphs_beside, int8_graphs
 from lednet_ros.core.inference.segmenter import Segmenter, default_weights_path
@@ -64,17 +63,6 @@ def test_int8_refusals_name_what_is_missing():
         choose_engine("onnxruntime", "int8", flags=ICE_LAKE, installed=BOTH, int8_graphs=True)
     explicit = choose_engine("auto", "int8", flags=EPYC_AVX2, installed=BOTH, int8_graphs=True)
     assert (explicit.engine, explicit.precision) == ("openvino", "int8")
-
-
-@pytest.fixture(scope="module")
-def frames(request) -> list[np.ndarray]:
-    """Three CamVid test frames, or drawn road scenes where ../shared is absent."""
-    try:
-        root = request.getfixturevalue("camvid_root")
-    except pytest.skip.Exception:
-        return [road_scene(seed=seed) for seed in range(3)]
-    paths = sorted((root / "test").glob("*.png"))
-    return [read_rgb(paths[i * (len(paths) - 1) // 2]) for i in range(3)]
 
 
 def agreement(segmenter, reference, frames) -> list[float]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lednet_ros.tools.benchmark_node import environment, proc_status
+from lednet_ros.tools.benchmark_node import environment, proc_status, run_with_probe
 
 NAMESPACE = "/lednet_cams"
 MODES = ("one", "separate")
@@ -57,30 +56,14 @@ def run_mode(mode: str, count: int, rate: float, seconds: float, size, params) -
     cameras = camera_names(count)
     domain_id = 100 + os.getpid() % 100
     with tempfile.TemporaryDirectory(prefix="lednet_cams_") as tmp:
-        env = environment("shm", domain_id, tmp)
-        log = open(Path(tmp) / "nodes.log", "w")
-        nodes = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-                 for command, _ in node_commands(mode, cameras, size, params)]
-        try:
-            out = Path(tmp) / "probe.json"
-            probe_cmd = [sys.executable, "-m", "lednet_ros.tools.benchmark_cameras", "--probe",
-                         "--mode", mode, "--cameras", str(count), "--rate", str(rate),
-                         "--seconds", str(seconds), "--size", f"{size[0]}x{size[1]}",
-                         "--pids", *[str(n.pid) for n in nodes], "--result", str(out)]
-            subprocess.run(probe_cmd, env=env, check=True, timeout=300 + seconds)
-            row = json.loads(out.read_text())
-        except subprocess.CalledProcessError as exc:
-            log.flush()
-            raise RuntimeError(f"probe failed ({exc}); node log:\n"
-                               + (Path(tmp) / "nodes.log").read_text()[-3000:]) from None
-        finally:
-            for node in nodes:
-                node.terminate()
-            for node in nodes:
-                node.wait(timeout=20)
-            log.close()
+        commands = [command for command, _ in node_commands(mode, cameras, size, params)]
+        row = run_with_probe(commands, lambda pids: [
+            sys.executable, "-m", "lednet_ros.tools.benchmark_cameras", "--probe", "--mode", mode,
+            "--cameras", str(count), "--rate", str(rate), "--seconds", str(seconds),
+            "--size", f"{size[0]}x{size[1]}", "--pids", *map(str, pids)],
+            environment("shm", domain_id, tmp), Path(tmp), 300 + seconds)
     row.update(mode=mode, cameras=count, rate_hz=rate, size=f"{size[0]}x{size[1]}",
-               nodes=len(nodes), params=list(params))
+               nodes=len(commands), params=list(params))
     return row
 
 

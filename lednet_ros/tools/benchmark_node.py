@@ -122,30 +122,40 @@ def run_one(weights, size, frames: int, profile: str, timeout: float, params=(),
                     "-p", f"max_image_pixels:={max(width * height, 1)}"]
         for param in params:
             node_cmd += ["-p", param]
-        log = open(Path(tmp) / "node.log", "w")
         node_started = time.monotonic()
-        node = subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            out = Path(tmp) / "probe.json"
-            probe_cmd = [sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--probe",
-                         "--size", f"{width}x{height}", "--frames", str(frames),
-                         "--node-pid", str(node.pid), "--timeout", str(timeout),
-                         "--rate", str(rate), "--node-started", repr(node_started),
-                         "--change-every", str(change_every), "--outputs", *outputs,
-                         "--result", str(out)]
-            subprocess.run(probe_cmd, env=env, check=True, timeout=120 + frames * timeout)
-            result = json.loads(out.read_text())
-        except subprocess.CalledProcessError as exc:
-            log.flush()
-            raise RuntimeError(f"probe failed ({exc}); node log:\n"
-                               + (Path(tmp) / "node.log").read_text()[-3000:]) from None
-        finally:
-            node.terminate()
-            node.wait(timeout=20)
-            log.close()
+        result = run_with_probe([node_cmd], lambda pids: [
+            sys.executable, "-m", "lednet_ros.tools.benchmark_node", "--probe",
+            "--size", f"{width}x{height}", "--frames", str(frames), "--node-pid", str(pids[0]),
+            "--timeout", str(timeout), "--rate", str(rate), "--node-started", repr(node_started),
+            "--change-every", str(change_every), "--outputs", *outputs],
+            env, Path(tmp), 120 + frames * timeout)
     result.update(size=f"{width}x{height}",
                   profile="fastdds_shm.xml" if profile == "shm" else "default")
     return result
+
+
+def run_with_probe(node_commands, probe_command, env: dict, tmp: Path, timeout: float) -> dict:
+    """Start the node processes, run the probe (``probe_command(pids)`` + --result), stop them.
+
+    Returns the probe's JSON result; a failed probe raises RuntimeError with the nodes' log.
+    """
+    log_path, out = tmp / "node.log", tmp / "probe.json"
+    with open(log_path, "w") as log:
+        nodes = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                 for command in node_commands]
+        try:
+            subprocess.run(probe_command([n.pid for n in nodes]) + ["--result", str(out)],
+                           env=env, check=True, timeout=timeout)
+            return json.loads(out.read_text())
+        except subprocess.CalledProcessError as exc:
+            log.flush()
+            raise RuntimeError(f"probe failed ({exc}); node log:\n"
+                               + log_path.read_text()[-3000:]) from None
+        finally:
+            for node in nodes:
+                node.terminate()
+            for node in nodes:
+                node.wait(timeout=20)
 
 
 # ---- the probe: a camera-like publisher, closed or open loop -----------------------------------

@@ -48,29 +48,28 @@ def _complete(folder: Path) -> bool:
     return all((folder / graph_file_name(o)).is_file() for o in GRAPH_OUTPUTS)
 
 
-def graphs_match(folder, sha256: str) -> bool:
-    """Whether ``folder`` holds all graphs, recorded as exported from weights of ``sha256``."""
-    folder = Path(folder)
+def _recorded_for(record_path: Path, sha256: str) -> bool:
+    """Whether the JSON record at ``record_path`` names weights ``sha256`` and EXPORT_VERSION."""
     try:
-        record = json.loads((folder / GRAPH_RECORD).read_text())
+        record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         return False
     return (isinstance(record, dict) and record.get("weights_sha256") == sha256
-            and record.get("export_version") == EXPORT_VERSION and _complete(folder))
+            and record.get("export_version") == EXPORT_VERSION)
+
+
+def graphs_match(folder, sha256: str) -> bool:
+    """Whether ``folder`` holds all graphs, recorded as exported from weights of ``sha256``."""
+    folder = Path(folder)
+    return _recorded_for(folder / GRAPH_RECORD, sha256) and _complete(folder)
 
 
 def int8_ready(folder, sha256: str) -> bool:
     """Whether ``folder`` holds INT8 graphs of every output set, recorded for ``sha256``."""
     folder = Path(folder)
-    try:
-        record = json.loads((folder / INT8_RECORD).read_text())
-    except (OSError, ValueError):
-        return False
-    return (isinstance(record, dict) and record.get("weights_sha256") == sha256
-            and record.get("export_version") == EXPORT_VERSION
-            and all((folder / int8_file_name(o)).is_file()
-                    and (folder / int8_file_name(o)).with_suffix(".bin").is_file()
-                    for o in GRAPH_OUTPUTS))
+    files = [folder / int8_file_name(o) for o in GRAPH_OUTPUTS]
+    return _recorded_for(folder / INT8_RECORD, sha256) and all(
+        f.is_file() and f.with_suffix(".bin").is_file() for f in files)
 
 
 def int8_graphs(weights_path) -> Path | None:
