@@ -60,6 +60,7 @@ def check_results(result, out, class_names, frames: int, image_size):
         assert cv2.imread(str(path)).shape == (image_size[1], image_size[0], 3)
     assert f"{len(rows) - 1} frames segmented" in result.stdout
     assert "latency" in result.stdout
+    assert "node diagnostics: cpu " in result.stdout  # the segmentation status, not the health one
     return rows
 
 

@@ -166,7 +166,7 @@ class ResultRecorder(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(NODE):
+            if status.name.startswith(NODE) and status.name.endswith("segmentation"):
                 self.node_status = {kv.key: kv.value for kv in status.values}
 
     def finish(self) -> None:
