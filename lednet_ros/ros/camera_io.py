@@ -38,10 +38,10 @@ class CameraIO:
         self.camera_info = None  # the newest
         self._rejected_reported = 0
         segmenter = node.pipeline.segmenter
-        publish = {name: node.create_publisher(kind, self.outputs + name, 10) for name, kind in (
+        self.publishers = {name: node.create_publisher(kind, self.outputs + name, 10)
+                           for name, kind in (
             ("labels", Image), ("color_mask", Image), ("overlay", Image), ("confidence", Image),
             ("occupancy", ClassOccupancy), ("camera_info", CameraInfo))}
-        self.publishers = publish
         self.class_pubs = [
             node.create_publisher(Float32, f"{self.outputs}occupancy/{token}", 10)
             for token in class_topic_names(segmenter.class_names)

@@ -116,31 +116,19 @@ class Pipeline:
 
     def process(self, rgb: np.ndarray, settings: FrameSettings = FrameSettings(),
                 outputs: Outputs = Outputs()) -> FrameResult:
-        """Segment an H x W x 3 uint8 RGB array.
+        """Segment an H x W x 3 uint8 RGB array: :meth:`segment_batch`, then :meth:`finish`.
 
         Raises:
             ValueError: the region grid does not fit the label image (the message says so).
         """
-        return self.process_batch([rgb], settings, outputs)[0]
-
-    def process_batch(self, images, settings: FrameSettings = FrameSettings(),
-                      outputs=Outputs()) -> list[FrameResult]:
-        """:meth:`process` for several cameras' frames: one forward pass for all of them.
-
-        ``outputs``: one Outputs for all, or one per image (the confidence is computed for all
-        when any asks for it). Each result's ``inference_s`` is the batch's (every frame waited
-        for all of it); ``total_s`` adds that frame's own post-processing. The same as
-        :meth:`segment_batch` then :meth:`finish` for each frame (which the node runs in two
-        threads, so that the next batch is segmented while the last is published).
-        """
-        wanted = [outputs] * len(images) if isinstance(outputs, Outputs) else list(outputs)
-        segmented = self.segment_batch(images, settings, wanted)
-        return [self.finish(frame, settings, one) for frame, one in zip(segmented, wanted)]
+        return self.finish(self.segment_batch([rgb], settings, [outputs])[0], settings, outputs)
 
     def segment_batch(self, images, settings: FrameSettings, wanted) -> list[tuple]:
-        """Run the network on ``images``; return (rgb, labels, confidence, inference s) each.
+        """Run the network once on several frames; return (rgb, labels, confidence, seconds) each.
 
-        ``wanted``: the Outputs of each image.
+        ``wanted``: the Outputs of each image (the confidence is computed for all when any
+        asks for it); the seconds are the whole pass's (every frame waited for all of it). The
+        node segments the next batch while :meth:`finish` runs on this one in another thread.
         """
         started = time.perf_counter()
         predictions = self.segmenter.predict_batch(
@@ -152,12 +140,11 @@ class Pipeline:
                 for rgb, (labels, confidence) in zip(images, predictions)]
 
     def finish(self, segmented: tuple, settings: FrameSettings, outputs: Outputs) -> FrameResult:
-        """One frame's FrameResult from :meth:`segment_batch`'s: occupancy, optional images."""
-        return self._finish(*segmented[:3], settings, outputs, segmented[3])
+        """One frame's FrameResult from :meth:`segment_batch`'s: occupancy, optional images.
 
-    def _finish(self, rgb, labels, confidence, settings: FrameSettings, outputs: Outputs,
-                inference: float) -> FrameResult:
-        """One frame's occupancy and optional images from its labels."""
+        ``total_s`` is the pass's seconds plus this frame's own post-processing.
+        """
+        rgb, labels, confidence, inference = segmented
         started = time.perf_counter()
         occupancy = class_occupancy(labels, self.segmenter.num_classes, settings.grid)
         result = FrameResult(labels=labels, occupancy=occupancy,
