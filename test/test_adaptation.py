@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from lednet_ros.core.adaptation.methods import (
-    AdaptationError, SelfTrainingSettings, adapted_metadata, pseudo_labels,
+    AdaptationError, SelfTrainingSettings, _micro_batches, adapted_metadata, minimise_entropy,
+    pseudo_labels,
     recompute_bn_statistics, self_train, settings_record,
 )
 from lednet_ros.core.data.bags import write_bag
@@ -30,6 +31,7 @@ from lednet_ros.core.inference.checkpoint import (
     file_sha256, load_weights, metrics_summary, read_metadata,
 )
 from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.network_io import preprocess
 from lednet_ros.core.inference.onnx_cache import graphs_beside, graphs_match
 from lednet_ros.core.inference.segmenter import default_weights_path
 from lednet_ros.tools import adapt as adapt_tool
@@ -258,6 +260,63 @@ def test_bn_refuses_a_single_frame_and_a_batch_of_one(model):
     with pytest.raises(AdaptationError, match="batch size 1"):
         recompute_bn_statistics(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3,
                                 batch_size=1)
+
+
+def test_bn_prior_mixes_the_two_distributions(model):
+    frames = dark_streets(6, SIZE)
+    alone = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=3)
+    mixed = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=3,
+                                    prior=0.25)
+    source, target, result = (dict(m.named_buffers()) for m in (model, alone, mixed))
+    name = "encoder.layers.0.bn"
+    m_s, m_t = source[f"{name}.running_mean"], target[f"{name}.running_mean"]
+    v_s, v_t = source[f"{name}.running_var"], target[f"{name}.running_var"]
+    torch.testing.assert_close(result[f"{name}.running_mean"], 0.25 * m_s + 0.75 * m_t)
+    torch.testing.assert_close(result[f"{name}.running_var"],
+                               0.25 * v_s + 0.75 * v_t + 0.25 * 0.75 * (m_s - m_t) ** 2)
+    with pytest.raises(AdaptationError, match="prior weight 1.0"):
+        recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, prior=1.0)
+
+
+def test_entropy_moves_only_the_batchnorm_affine_weights_and_lowers_entropy(model):
+    frames = dark_streets(4, SIZE)
+    settings = SelfTrainingSettings(batch_size=4, micro_batch=2, bn_batch_size=2,
+                                    entropy_epochs=3, entropy_lr=1e-2)
+    start = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=2)
+    adapted = minimise_entropy(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings)
+    before, after = start.state_dict(), adapted.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    affine = {f"{name}.{p}" for name, m in model.named_modules()
+              if isinstance(m, torch.nn.BatchNorm2d) for p in ("weight", "bias")}
+    assert changed and changed <= affine
+
+    def entropy(net):
+        with torch.no_grad():
+            x = torch.cat([preprocess(f, INPUT, [0.0] * 3, [1.0] * 3, "cpu") for f in frames])
+            p = net(x).softmax(1)
+            return float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
+
+    assert entropy(adapted) < entropy(start)
+    assert all(p.requires_grad for p in adapted.parameters())
+
+
+def test_micro_batches_give_the_whole_batch_loss_gradient(model):
+    """Self-training's gradient summed over micro-batches is that of the batch's mean loss."""
+    net = torch.nn.Conv2d(3, 11, 1)
+    x, y = torch.rand(4, 3, 5, 6), torch.randint(0, 11, (4, 5, 6))
+    y[0, :2] = 255
+    weight = torch.rand(11) + 0.5
+    torch.nn.functional.cross_entropy(net(x), y, weight=weight, ignore_index=255).backward()
+    whole = net.weight.grad.clone()
+    net.weight.grad = None
+    counted = y != 255
+    total = weight[y[counted]].sum()
+    for chunk in _micro_batches(4, 2):
+        loss = torch.nn.functional.cross_entropy(net(x[chunk]), y[chunk], weight=weight,
+                                                 ignore_index=255, reduction="sum")
+        (loss / total).backward()
+    torch.testing.assert_close(net.weight.grad, whole)
+    assert [len(c) for c in _micro_batches(5, 2)] == [3, 2]  # never a part of one frame
 
 
 class FixedLogits(torch.nn.Module):

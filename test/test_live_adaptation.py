@@ -28,7 +28,7 @@ class Recorder:
         self.release.wait(10)
         if self.fail:
             raise RuntimeError(self.fail)
-        return f"adapted on {len(frames)}"
+        return f"adapted on {len(frames)}", "checked"
 
 
 def test_gathers_the_next_frames_adapts_in_the_background_and_hands_over():
@@ -51,7 +51,20 @@ def test_gathers_the_next_frames_adapts_in_the_background_and_hands_over():
     assert [int(f[0, 0, 0]) for f in recorder.frames] == [2, 3, 4]
     assert recorder.results == ["adapted on 3"]
     assert live.state == IDLE and live.adaptations == 1
-    assert live.status.startswith("adapted from 3 frames in ")
+    assert live.status.startswith("adapted from 3 frames in ") and live.status.endswith(
+        " s, kept: checked")
+
+
+def test_a_result_the_check_rejects_is_not_handed_over_and_says_why():
+    handed = []
+    live = LiveAdaptation(lambda frames: (None, "not surer on held-back frames"), handed.append)
+    live.start(2, timeout_s=60)
+    live.offer(frame(1))
+    live.offer(frame(2))
+    live.wait(10)
+    assert handed == [] and live.adaptations == 1 and live.state == IDLE
+    assert live.status.endswith(" s, not kept, the weights it had stay: not surer on held-back "
+                                "frames")
 
 
 def test_a_second_start_while_gathering_is_refused_with_the_count():

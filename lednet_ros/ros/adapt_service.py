@@ -102,7 +102,7 @@ class AdaptService:
         # weights have none yet, so they run in the precision auto picks without them
         precision = "auto" if current.precision == "int8" else current.precision
         return Segmenter(adapted, adapted_meta, device=str(current.device),
-                         precision=precision, engine=current.engine.name)
+                         precision=precision, engine=current.engine.name), "not checked (bn)"
 
     def _adapted(self, segmenter: Segmenter) -> None:
         with self._ready_lock:

@@ -2,9 +2,10 @@
 
 No ROS import: the node's ``~/adapt`` service calls :meth:`LiveAdaptation.start`, its worker
 thread offers every frame it processes, and ``adapt(frames)`` (given by the node: recompute the
-BatchNorm statistics, build a Segmenter, write the weights where asked) runs in a thread of its
-own, so the stream is never stopped. Its result reaches ``on_ready``; a failure is kept as the
-status, and the stream goes on with the weights it had.
+BatchNorm statistics, check the result on held-back frames, build a Segmenter, write the weights
+where asked) runs in a thread of its own, so the stream is never stopped. It returns the result
+and a note (why it is kept); a result of None (the check found it no better) or a failure leaves
+the stream on the weights it had, and the status says which and why.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class LiveAdaptation:
     """Gathers frames for one adaptation at a time and runs it beside the stream.
 
     Args:
-        adapt: frames (H x W x 3 uint8 RGB) -> the adapted result (e.g. a Segmenter); may raise.
-        on_ready: called with that result, from the adaptation thread.
+        adapt: frames (H x W x 3 uint8 RGB) -> (the adapted result, e.g. a Segmenter, or None
+            when it is not to be used; a note saying why); may raise.
+        on_ready: called with a result that is not None, from the adaptation thread.
         clock: seconds, monotonic (for the gathering deadline; replaceable in tests).
     """
 
@@ -103,13 +105,14 @@ class LiveAdaptation:
         started = self._clock()
         result = None
         try:
-            result = self._adapt(frames)
+            result, note = self._adapt(frames)
         except Exception as exc:  # the stream goes on with the weights it had
             outcome = f"adaptation failed: {type(exc).__name__}: {exc}"
         else:
             self.adaptations += 1
-            outcome = (f"adapted from {len(frames)} frames in "
-                       f"{self._clock() - started:.1f} s")
+            outcome = (f"adapted from {len(frames)} frames in {self._clock() - started:.1f} s, "
+                       f"{'kept' if result is not None else 'not kept, the weights it had stay'}"
+                       f": {note}")
         with self._lock:
             self._state, self._frames = IDLE, []
             self.status = outcome

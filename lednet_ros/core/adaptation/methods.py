@@ -1,9 +1,12 @@
 """Adapting weights to a new camera from unlabelled frames. No ROS import.
 
-Two methods, neither sees a label:
+Three methods, none sees a label:
 
 - ``bn``: recompute the BatchNorm running statistics on the camera's frames (every other weight
-  kept): the cheapest fix for a new camera's colours, exposure and scene layout.
+  kept), optionally mixed with the base weights' own (``prior``): the cheapest fix for a new
+  camera's colours, exposure and scene layout.
+- ``entropy``: ``bn``, then the BatchNorms' affine weights alone learn to make the predictions
+  confident (entropy minimisation, as TENT: Wang et al., ICLR 2021), the statistics kept.
 - ``self-training``: ``bn``, then pseudo-labels from the adapted model's confident pixels (a
   threshold per class, so rare classes keep some pixels), a short fine-tune on them with
   augmentation, and ``bn`` again.
@@ -32,7 +35,7 @@ from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.network_io import normalisation, preprocess
 
-METHODS = ("bn", "self-training")
+METHODS = ("bn", "entropy", "self-training")
 # The decoder's global branch normalises one pooled value per frame: a batch needs two frames.
 MIN_FRAMES = 2
 BN_BATCH_SIZE = 16
@@ -60,7 +63,7 @@ def _inputs(frames, indices, input_size, mean, std, device) -> torch.Tensor:
 
 @torch.no_grad()
 def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
-                            *, batch_size: int = BN_BATCH_SIZE, seed: int = 0,
+                            *, batch_size: int = BN_BATCH_SIZE, seed: int = 0, prior: float = 0.0,
                             progress: Progress | None = None) -> LEDNet:
     """Return a copy of ``model`` whose BatchNorm running statistics are those of ``frames``.
 
@@ -76,8 +79,13 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
         batch_size: frames per batch (at least 2; larger gives statistics closer to the whole
             set's; the last batches take the frames left over).
         seed: the shuffle's seed.
+        prior: weight of ``model``'s own statistics in the result, in [0, 1): each BatchNorm's
+            mean and variance become those of the mixture of the two distributions (0: the
+            frames' alone).
         progress: called with (batches done, batches in all).
     """
+    if not 0.0 <= prior < 1.0:
+        raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1)")
     if len(frames) < MIN_FRAMES:
         raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
                               f"{MIN_FRAMES}")
@@ -97,8 +105,13 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
         adapted(_inputs(frames, batch, input_size, mean, std, device))
         if progress is not None:
             progress(done, len(batches))
-    for norm, momentum in zip(norms, momenta):
+    for norm, source, momentum in zip(norms, _batch_norms(model), momenta):
         norm.momentum = momentum
+        if prior:
+            mean, var = source.running_mean, source.running_var
+            shift = norm.running_mean - mean
+            norm.running_var.mul_(1 - prior).add_(prior * var + prior * (1 - prior) * shift ** 2)
+            norm.running_mean.mul_(1 - prior).add_(prior * mean)
     return adapted.eval()
 
 
@@ -124,6 +137,13 @@ class SelfTrainingSettings:
         scale: range of the random rescale before a crop at the input size.
         color_jitter: brightness, contrast and saturation factors drawn from [1-s, 1+s].
         bn_batch_size: batch of the BatchNorm recomputations before and after.
+        bn_prior: weight of the base weights' own BatchNorm statistics mixed into those of the
+            frames, in every recomputation (0: the frames' alone).
+        micro_batch: frames per forward pass; a step's gradients are summed over its
+            micro-batches (the loss exactly the batch's), so memory grows with this, not with
+            batch_size (at least 2: the decoder's global branch normalises one value per frame).
+        entropy_epochs: passes of the entropy method over the frames.
+        entropy_lr: the entropy method's Adam learning rate.
         seed: shuffles and augmentation.
     """
 
@@ -139,6 +159,10 @@ class SelfTrainingSettings:
     scale: tuple[float, float] = (0.75, 1.5)
     color_jitter: float = 0.2
     bn_batch_size: int = BN_BATCH_SIZE
+    bn_prior: float = 0.0
+    micro_batch: int = 2
+    entropy_epochs: int = 1
+    entropy_lr: float = 1e-3
     seed: int = 0
 
     def __post_init__(self):
@@ -150,6 +174,9 @@ class SelfTrainingSettings:
             "scale": 0.0 < self.scale[0] <= self.scale[1],
             "color_jitter": 0.0 <= self.color_jitter < 1.0,
             "bn_batch_size": self.bn_batch_size >= 2,
+            "bn_prior": 0.0 <= self.bn_prior < 1.0,
+            "micro_batch": 2 <= self.micro_batch,
+            "entropy_epochs": self.entropy_epochs >= 1, "entropy_lr": self.entropy_lr > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -240,13 +267,16 @@ def augment(images: torch.Tensor, labels: torch.Tensor, settings: SelfTrainingSe
     return out_images, out_labels
 
 
-def _to_unit_tensor(frames, input_size) -> torch.Tensor:
-    """N x 3 x h x w uint8 frames at ``input_size`` (held small; scaled to [0, 1] per batch)."""
+def _unit_batch(frames, indices, input_size) -> torch.Tensor:
+    """Return the frames at ``indices`` as N x 3 x h x w floats in [0, 1] at ``input_size``.
+
+    Made per batch from the frames as they are held (no second copy of them all).
+    """
     width, height = input_size
-    resized = [rgb if rgb.shape[1::-1] == (width, height)
-               else cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
-               for rgb in frames]
-    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).contiguous()
+    resized = [frames[i] if frames[i].shape[1::-1] == (width, height)
+               else cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR)
+               for i in indices]
+    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
@@ -263,10 +293,9 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
         progress: called with (steps done, steps in all).
     """
     steps = _StepCounter(progress, total=self_training_steps(len(frames), settings))
-    bn = dict(batch_size=settings.bn_batch_size, seed=settings.seed)
+    bn = _bn_options(settings)
     adapted = recompute_bn_statistics(model, frames, input_size, mean, std, **bn,
                                       progress=steps.stage())
-    images = _to_unit_tensor(frames, input_size)
     generator = np.random.default_rng(settings.seed)
     device = _device(adapted)
     scale, shift = normalisation(tuple(mean), tuple(std), device)
@@ -288,18 +317,68 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
                 norm.eval()
         order = generator.permutation(len(frames))
         for batch in np.array_split(order, max(1, len(frames) // settings.batch_size)):
-            batch = torch.from_numpy(batch)
-            x, y = augment(images[batch].float() / 255.0, labels[batch].long(), settings,
-                           generator)
+            x, y = augment(_unit_batch(frames, batch, input_size),
+                           labels[torch.from_numpy(batch)].long(), settings, generator)
             x, y = (x * 255.0 * scale - shift).to(device), y.to(device)
-            loss = F.cross_entropy(adapted(x), y, weight=weights, ignore_index=IGNORE_INDEX)
-            if torch.isfinite(loss):  # a batch without one confident pixel has no loss
+            counted = y != IGNORE_INDEX  # the loss is the mean over the batch's counted pixels
+            total = (weights[y[counted]].sum() if weights is not None else counted.sum())
+            if total > 0:  # a batch without one confident pixel has no loss
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                for chunk in _micro_batches(len(batch), settings.micro_batch):
+                    loss = F.cross_entropy(adapted(x[chunk]), y[chunk], weight=weights,
+                                           ignore_index=IGNORE_INDEX, reduction="sum")
+                    (loss / total).backward()
                 optimizer.step()
             steps.add(1)
     return recompute_bn_statistics(adapted.eval(), frames, input_size, mean, std, **bn,
                                    progress=steps.stage())
+
+
+def _micro_batches(frames: int, size: int) -> list[np.ndarray]:
+    """Index arrays splitting a batch into parts of at least ``size`` (>= 2) frames."""
+    return np.array_split(np.arange(frames), max(1, frames // size))
+
+
+def _bn_options(settings: SelfTrainingSettings) -> dict:
+    return dict(batch_size=settings.bn_batch_size, seed=settings.seed, prior=settings.bn_prior)
+
+
+# ---- entropy minimisation --------------------------------------------------------------------
+
+def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
+                     settings: SelfTrainingSettings = SelfTrainingSettings(),
+                     progress: Progress | None = None) -> LEDNet:
+    """Return a copy of ``model``: ``bn``, then its BatchNorms' affine weights fitted to frames.
+
+    The mean per-pixel entropy of the softmax is minimised by Adam (``entropy_lr``) over
+    ``entropy_epochs`` passes in batches of ``batch_size`` (summed over micro-batches), the
+    statistics fixed at those of ``bn`` (the network in inference mode: dropout off) and every
+    other weight kept.
+    """
+    batches = max(1, len(frames) // settings.batch_size)
+    steps = _StepCounter(progress, total=max(1, len(frames) // settings.bn_batch_size)
+                         + settings.entropy_epochs * batches)
+    adapted = recompute_bn_statistics(model, frames, input_size, mean, std,
+                                      **_bn_options(settings), progress=steps.stage())
+    affine = [p for norm in _batch_norms(adapted) for p in (norm.weight, norm.bias)]
+    learning = {id(p) for p in affine}
+    for parameter in adapted.parameters():
+        parameter.requires_grad_(id(parameter) in learning)
+    optimizer = torch.optim.Adam(affine, lr=settings.entropy_lr)
+    generator = np.random.default_rng(settings.seed)
+    device = _device(adapted)
+    for _epoch in range(settings.entropy_epochs):
+        for batch in np.array_split(generator.permutation(len(frames)), batches):
+            optimizer.zero_grad(set_to_none=True)
+            for chunk in _micro_batches(len(batch), settings.micro_batch):
+                logits = adapted(_inputs(frames, batch[chunk], input_size, mean, std, device))
+                entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
+                (entropy.sum() / (entropy[0].numel() * len(batch))).backward()
+            optimizer.step()
+            steps.add(1)
+    for parameter in adapted.parameters():
+        parameter.requires_grad_(True)
+    return adapted.eval()
 
 
 def self_training_steps(frames: int, settings: SelfTrainingSettings) -> int:
@@ -339,14 +418,17 @@ def adapt(model: LEDNet, metadata: WeightsMetadata, frames: Sequence[np.ndarray]
     """Return a copy of ``model`` adapted to ``frames`` by ``method`` (one of METHODS).
 
     ``input_size`` defaults to the weights' own; ``settings`` to SelfTrainingSettings() (bn
-    takes only its bn_batch_size and seed).
+    takes only its bn_batch_size, bn_prior and seed; entropy those, batch_size, micro_batch and
+    its entropy_* fields).
     """
     input_size = tuple(input_size or metadata.input_size)
     settings = settings or SelfTrainingSettings()
     if method == "bn":
         return recompute_bn_statistics(model, frames, input_size, metadata.mean, metadata.std,
-                                       batch_size=settings.bn_batch_size, seed=settings.seed,
-                                       progress=progress)
+                                       **_bn_options(settings), progress=progress)
+    if method == "entropy":
+        return minimise_entropy(model, frames, input_size, metadata.mean, metadata.std,
+                                settings, progress)
     if method == "self-training":
         return self_train(model, frames, input_size, metadata.mean, metadata.std, settings,
                           progress)
@@ -386,8 +468,14 @@ def adapted_metadata(base: WeightsMetadata, *, method: str, sources: list[dict],
 def settings_record(method: str, settings: SelfTrainingSettings | None) -> dict:
     """Return the settings ``method`` used, as JSON data for adapted_metadata."""
     settings = settings or SelfTrainingSettings()
+    bn = {"batch_size": settings.bn_batch_size, "seed": settings.seed, "momentum": None,
+          "prior": settings.bn_prior}
     if method == "bn":
-        return {"batch_size": settings.bn_batch_size, "seed": settings.seed, "momentum": None}
+        return bn
+    if method == "entropy":
+        return {**bn, "bn_batch_size": settings.bn_batch_size, "batch_size": settings.batch_size,
+                "micro_batch": settings.micro_batch, "epochs": settings.entropy_epochs,
+                "lr": settings.entropy_lr}
     record = asdict(settings)
     record["scale"] = list(record["scale"])
     return record
