@@ -6,7 +6,8 @@ r"""Adapt weights to a robot's own camera from unlabelled frames; write an ordin
 
 --frames frames are taken spread evenly over the sources (videos, image folders, rosbag2 folders
 read on --topic: sensor_msgs/Image or CompressedImage) and over each one's length. Methods:
-bn recomputes the BatchNorm statistics on them (seconds); self-training also fine-tunes on the
+bn recomputes the BatchNorm statistics on them (seconds); entropy then fits the BatchNorms'
+affine weights to confident predictions (a minute); self-training instead fine-tunes on the
 adapted model's confident pixels and recomputes them again (minutes). The output records how it
 was made (method, sources, base weights' SHA-256, input size, settings) and no mIoU; it is
 written only when everything succeeded. Load it like any weights (the node's `weights`

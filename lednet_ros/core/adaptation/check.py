@@ -51,7 +51,10 @@ def held_back(frames: Sequence[np.ndarray], every: int) -> tuple[list, list]:
 
 @torch.no_grad()
 def check_score(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std) -> CheckScore:
-    """Return the model's mean confidence and mirror agreement over ``frames`` (inference mode)."""
+    """Return the model's confidence, mirror agreement and class spread over ``frames``.
+
+    The model runs in inference mode and is left in the mode it was given in.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

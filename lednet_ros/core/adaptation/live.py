@@ -2,10 +2,10 @@
 
 No ROS import: the node's ``~/adapt`` service calls :meth:`LiveAdaptation.start`, its worker
 thread offers every frame it processes, and ``adapt(frames)`` (given by the node: recompute the
-BatchNorm statistics, check the result on held-back frames, build a Segmenter, write the weights
-where asked) runs in a thread of its own, so the stream is never stopped. It returns the result
-and a note (why it is kept); a result of None (the check found it no better) or a failure leaves
-the stream on the weights it had, and the status says which and why.
+BatchNorm statistics, build a Segmenter, write the weights where asked) runs in a thread of its
+own, so the stream is never stopped. It returns the result and a note on it; a result of None (a
+check, e.g. core.adaptation.check, found it no better) or a failure leaves the stream on the
+weights it had, and the status says which and why.
 """
 
 from __future__ import annotations

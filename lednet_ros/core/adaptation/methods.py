@@ -22,97 +22,24 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+# AdaptationError, MIN_FRAMES and recompute_bn_statistics are this module's API too.
+from lednet_ros.core.adaptation.batchnorm import (  # noqa: F401
+    BN_BATCH_SIZE, MIN_FRAMES, AdaptationError, Progress, StepCounter, batch_norms, model_device,
+    network_inputs, recompute_bn_statistics,
+)
 from lednet_ros.core.data.classes import IGNORE_INDEX
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.core.inference.model import LEDNet
-from lednet_ros.core.inference.network_io import normalisation, preprocess
+from lednet_ros.core.inference.network_io import normalisation
 
 METHODS = ("bn", "entropy", "self-training")
-# The decoder's global branch normalises one pooled value per frame: a batch needs two frames.
-MIN_FRAMES = 2
-BN_BATCH_SIZE = 16
-
-Progress = Callable[[int, int], None]  # (steps done, steps in all)
-
-
-class AdaptationError(ValueError):
-    """Adaptation that cannot run: the message names the bad source, value or setting."""
-
-
-# ---- BatchNorm statistics --------------------------------------------------------------------
-
-def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _inputs(frames, indices, input_size, mean, std, device) -> torch.Tensor:
-    return torch.cat([preprocess(frames[i], input_size, mean, std, device) for i in indices])
-
-
-@torch.no_grad()
-def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
-                            *, batch_size: int = BN_BATCH_SIZE, seed: int = 0, prior: float = 0.0,
-                            progress: Progress | None = None) -> LEDNet:
-    """Return a copy of ``model`` whose BatchNorm running statistics are those of ``frames``.
-
-    The cumulative average (momentum None) over batches of frames at ``input_size``, in a
-    shuffled order (consecutive frames of one video would make each batch's statistics its
-    own); only the BatchNorms run in training mode (dropout stays off), and no weight changes.
-
-    Args:
-        model: the weights to adapt; not modified.
-        frames: H x W x 3 uint8 RGB arrays, at least MIN_FRAMES.
-        input_size: network input (width, height).
-        mean, std: the weights' input normalisation (metadata).
-        batch_size: frames per batch (at least 2; larger gives statistics closer to the whole
-            set's; the last batches take the frames left over).
-        seed: the shuffle's seed.
-        prior: weight of ``model``'s own statistics in the result, in [0, 1): each BatchNorm's
-            mean and variance become those of the mixture of the two distributions (0: the
-            frames' alone).
-        progress: called with (batches done, batches in all).
-    """
-    if not 0.0 <= prior < 1.0:
-        raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1)")
-    if len(frames) < MIN_FRAMES:
-        raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
-                              f"{MIN_FRAMES}")
-    if batch_size < 2:
-        raise AdaptationError(f"batch size {batch_size}: BatchNorm statistics need at least 2")
-    adapted = copy.deepcopy(model).eval()
-    norms = _batch_norms(adapted)
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-        norm.train()
-    order = np.random.default_rng(seed).permutation(len(frames))
-    batches = np.array_split(order, max(1, len(frames) // batch_size))
-    device = _device(adapted)
-    for done, batch in enumerate(batches, 1):
-        adapted(_inputs(frames, batch, input_size, mean, std, device))
-        if progress is not None:
-            progress(done, len(batches))
-    for norm, source, momentum in zip(norms, _batch_norms(model), momenta):
-        norm.momentum = momentum
-        if prior:
-            mean, var = source.running_mean, source.running_var
-            shift = norm.running_mean - mean
-            norm.running_var.mul_(1 - prior).add_(prior * var + prior * (1 - prior) * shift ** 2)
-            norm.running_mean.mul_(1 - prior).add_(prior * mean)
-    return adapted.eval()
 
 
 # ---- self-training ---------------------------------------------------------------------------
@@ -196,11 +123,11 @@ def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean,
     mirror image's.
     """
     model = copy.deepcopy(model).eval()
-    device = _device(model)
+    device = model_device(model)
     labels, confidences = [], []
     for start in range(0, len(frames), batch_size):
         indices = range(start, min(start + batch_size, len(frames)))
-        x = _inputs(frames, indices, input_size, mean, std, device)
+        x = network_inputs(frames, indices, input_size, mean, std, device)
         probabilities = model(x).softmax(1)
         if flip:
             probabilities = (probabilities + model(x.flip(-1)).softmax(1).flip(-1)) / 2
@@ -292,12 +219,12 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
         settings: epochs, thresholds, augmentation...
         progress: called with (steps done, steps in all).
     """
-    steps = _StepCounter(progress, total=self_training_steps(len(frames), settings))
+    steps = StepCounter(progress, total=self_training_steps(len(frames), settings))
     bn = _bn_options(settings)
     adapted = recompute_bn_statistics(model, frames, input_size, mean, std, **bn,
                                       progress=steps.stage())
     generator = np.random.default_rng(settings.seed)
-    device = _device(adapted)
+    device = model_device(adapted)
     scale, shift = normalisation(tuple(mean), tuple(std), device)
     optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad],
                                  lr=settings.lr)
@@ -313,7 +240,7 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
             steps.add(1)
         adapted.train()
         if settings.freeze_bn:
-            for norm in _batch_norms(adapted):
+            for norm in batch_norms(adapted):
                 norm.eval()
         order = generator.permutation(len(frames))
         for batch in np.array_split(order, max(1, len(frames) // settings.batch_size)):
@@ -339,6 +266,11 @@ def _micro_batches(frames: int, size: int) -> list[np.ndarray]:
     return np.array_split(np.arange(frames), max(1, frames // size))
 
 
+def _bn_batches(frames: int, settings: SelfTrainingSettings) -> int:
+    """Batches of one BatchNorm recomputation (as recompute_bn_statistics splits them)."""
+    return max(1, frames // settings.bn_batch_size)
+
+
 def _bn_options(settings: SelfTrainingSettings) -> dict:
     return dict(batch_size=settings.bn_batch_size, seed=settings.seed, prior=settings.bn_prior)
 
@@ -356,22 +288,23 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     other weight kept.
     """
     batches = max(1, len(frames) // settings.batch_size)
-    steps = _StepCounter(progress, total=max(1, len(frames) // settings.bn_batch_size)
+    steps = StepCounter(progress, total=_bn_batches(len(frames), settings)
                          + settings.entropy_epochs * batches)
     adapted = recompute_bn_statistics(model, frames, input_size, mean, std,
                                       **_bn_options(settings), progress=steps.stage())
-    affine = [p for norm in _batch_norms(adapted) for p in (norm.weight, norm.bias)]
+    affine = [p for norm in batch_norms(adapted) for p in (norm.weight, norm.bias)]
     learning = {id(p) for p in affine}
     for parameter in adapted.parameters():
         parameter.requires_grad_(id(parameter) in learning)
     optimizer = torch.optim.Adam(affine, lr=settings.entropy_lr)
     generator = np.random.default_rng(settings.seed)
-    device = _device(adapted)
+    device = model_device(adapted)
     for _epoch in range(settings.entropy_epochs):
         for batch in np.array_split(generator.permutation(len(frames)), batches):
             optimizer.zero_grad(set_to_none=True)
             for chunk in _micro_batches(len(batch), settings.micro_batch):
-                logits = adapted(_inputs(frames, batch[chunk], input_size, mean, std, device))
+                x = network_inputs(frames, batch[chunk], input_size, mean, std, device)
+                logits = adapted(x)
                 entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
                 (entropy.sum() / (entropy[0].numel() * len(batch))).backward()
             optimizer.step()
@@ -383,31 +316,9 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
 
 def self_training_steps(frames: int, settings: SelfTrainingSettings) -> int:
     """Progress steps of self_train: BN batches, pseudo-labellings and training batches."""
-    bn_batches = max(1, frames // settings.bn_batch_size)
+    bn_batches = _bn_batches(frames, settings)
     labellings = settings.epochs if settings.refresh_labels else 1
     return 2 * bn_batches + labellings + settings.epochs * max(1, frames // settings.batch_size)
-
-
-class _StepCounter:
-    """Reports steps of several stages as one count to a Progress callback."""
-
-    def __init__(self, progress: Progress | None, total: int):
-        self.progress, self.total, self.done = progress, total, 0
-
-    def add(self, steps: int) -> None:
-        self.done += steps
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def stage(self) -> Progress:
-        start = self.done
-
-        def report(done: int, _total: int) -> None:
-            self.done = start + done
-            if self.progress is not None:
-                self.progress(self.done, self.total)
-
-        return report
 
 
 # ---- the whole adaptation --------------------------------------------------------------------
@@ -473,9 +384,8 @@ def settings_record(method: str, settings: SelfTrainingSettings | None) -> dict:
     if method == "bn":
         return bn
     if method == "entropy":
-        return {**bn, "bn_batch_size": settings.bn_batch_size, "batch_size": settings.batch_size,
-                "micro_batch": settings.micro_batch, "epochs": settings.entropy_epochs,
-                "lr": settings.entropy_lr}
+        return {"bn": bn, "batch_size": settings.batch_size, "micro_batch": settings.micro_batch,
+                "epochs": settings.entropy_epochs, "lr": settings.entropy_lr}
     record = asdict(settings)
     record["scale"] = list(record["scale"])
     return record

@@ -1,0 +1,119 @@
+"""BatchNorm statistics recomputed on a camera's frames, and what the adaptation methods share.
+
+No ROS import. core.adaptation.methods builds its three methods on recompute_bn_statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lednet_ros.core.inference.model import LEDNet
+from lednet_ros.core.inference.network_io import preprocess
+
+# The decoder's global branch normalises one pooled value per frame: a batch needs two frames.
+MIN_FRAMES = 2
+BN_BATCH_SIZE = 16
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+class AdaptationError(ValueError):
+    """Adaptation that cannot run: the message names the bad source, value or setting."""
+
+
+# ---- BatchNorm statistics --------------------------------------------------------------------
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Return the model's BatchNorm layers, in module order."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Return the device of the model's parameters."""
+    return next(model.parameters()).device
+
+
+def network_inputs(frames, indices, input_size, mean, std, device) -> torch.Tensor:
+    """Return the frames at ``indices`` preprocessed and stacked into one network input."""
+    return torch.cat([preprocess(frames[i], input_size, mean, std, device) for i in indices])
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
+                            *, batch_size: int = BN_BATCH_SIZE, seed: int = 0, prior: float = 0.0,
+                            progress: Progress | None = None) -> LEDNet:
+    """Return a copy of ``model`` whose BatchNorm running statistics are those of ``frames``.
+
+    The cumulative average (momentum None) over batches of frames at ``input_size``, in a
+    shuffled order (consecutive frames of one video would make each batch's statistics its
+    own); only the BatchNorms run in training mode (dropout stays off), and no weight changes.
+
+    Args:
+        model: the weights to adapt; not modified.
+        frames: H x W x 3 uint8 RGB arrays, at least MIN_FRAMES.
+        input_size: network input (width, height).
+        mean, std: the weights' input normalisation (metadata).
+        batch_size: frames per batch (at least 2; larger gives statistics closer to the whole
+            set's; the last batches take the frames left over).
+        seed: the shuffle's seed.
+        prior: weight of ``model``'s own statistics in the result, in [0, 1): each BatchNorm's
+            mean and variance become those of the mixture of the two distributions (0: the
+            frames' alone).
+        progress: called with (batches done, batches in all).
+    """
+    if not 0.0 <= prior < 1.0:
+        raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1)")
+    if len(frames) < MIN_FRAMES:
+        raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
+                              f"{MIN_FRAMES}")
+    if batch_size < 2:
+        raise AdaptationError(f"batch size {batch_size}: BatchNorm statistics need at least 2")
+    adapted = copy.deepcopy(model).eval()
+    norms = batch_norms(adapted)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    order = np.random.default_rng(seed).permutation(len(frames))
+    batches = np.array_split(order, max(1, len(frames) // batch_size))
+    device = model_device(adapted)
+    for done, batch in enumerate(batches, 1):
+        adapted(network_inputs(frames, batch, input_size, mean, std, device))
+        if progress is not None:
+            progress(done, len(batches))
+    for norm, source, momentum in zip(norms, batch_norms(model), momenta):
+        norm.momentum = momentum
+        if prior:
+            mean, var = source.running_mean, source.running_var
+            shift = norm.running_mean - mean
+            norm.running_var.mul_(1 - prior).add_(prior * var + prior * (1 - prior) * shift ** 2)
+            norm.running_mean.mul_(1 - prior).add_(prior * mean)
+    return adapted.eval()
+
+
+class StepCounter:
+    """Reports steps of several stages as one count to a Progress callback."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, steps: int) -> None:
+        self.done += steps
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def stage(self) -> Progress:
+        start = self.done
+
+        def report(done: int, _total: int) -> None:
+            self.done = start + done
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+        return report
