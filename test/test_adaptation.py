@@ -274,8 +274,12 @@ def test_bn_prior_mixes_the_two_distributions(model):
     torch.testing.assert_close(result[f"{name}.running_mean"], 0.25 * m_s + 0.75 * m_t)
     torch.testing.assert_close(result[f"{name}.running_var"],
                                0.25 * v_s + 0.75 * v_t + 0.25 * 0.75 * (m_s - m_t) ** 2)
-    with pytest.raises(AdaptationError, match="prior weight 1.0"):
-        recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, prior=1.0)
+    own = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, prior=1.0)
+    for name, value in dict(own.named_buffers()).items():
+        if "running" in name:
+            torch.testing.assert_close(value, source[name], rtol=0, atol=0)
+    with pytest.raises(AdaptationError, match=r"prior weight 1.5: expected a value in \[0, 1\]"):
+        recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, prior=1.5)
 
 
 def test_entropy_moves_only_the_batchnorm_affine_weights_and_lowers_entropy(model):

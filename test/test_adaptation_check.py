@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lednet_ros.core.adaptation.check import CheckScore, check_score, held_back, judge
+from lednet_ros.core.adaptation.check import CheckScore, check_score, judge
+from lednet_ros.core.adaptation.live import held_back
 from lednet_ros.core.adaptation.methods import recompute_bn_statistics
 from lednet_ros.core.inference.checkpoint import load_weights
 from lednet_ros.core.inference.segmenter import default_weights_path

@@ -23,8 +23,8 @@ class Recorder:
         self.frames, self.results, self.fail = None, [], fail
         self.release = threading.Event()
 
-    def adapt(self, frames):
-        self.frames = frames
+    def adapt(self, frames, held):
+        self.frames, self.held = frames, held
         self.release.wait(10)
         if self.fail:
             raise RuntimeError(self.fail)
@@ -57,7 +57,8 @@ def test_gathers_the_next_frames_adapts_in_the_background_and_hands_over():
 
 def test_a_result_the_check_rejects_is_not_handed_over_and_says_why():
     handed = []
-    live = LiveAdaptation(lambda frames: (None, "not surer on held-back frames"), handed.append)
+    live = LiveAdaptation(lambda frames, held: (None, "not surer on held-back frames"),
+                          handed.append)
     live.start(2, timeout_s=60)
     live.offer(frame(1))
     live.offer(frame(2))
@@ -73,8 +74,9 @@ def test_a_second_start_while_gathering_is_refused_with_the_count():
     live.offer(frame(1))
     with pytest.raises(AdaptationRefused, match=r"already adapting: gathering frames \(1/5\)"):
         live.start(5, timeout_s=60)
-    with pytest.raises(AdaptationRefused, match="frames to gather is 0"):
-        LiveAdaptation(print, print).start(0, timeout_s=60)
+    with pytest.raises(AdaptationRefused,
+                       match="frames to gather is 1; adapting needs at least 2"):
+        LiveAdaptation(print, print).start(1, timeout_s=60)
 
 
 def test_gathering_gives_up_at_its_deadline_and_can_start_again():
@@ -88,7 +90,7 @@ def test_gathering_gives_up_at_its_deadline_and_can_start_again():
     assert live.check_deadline() == ("adaptation abandoned: 1/4 frames arrived before the "
                                      "deadline")
     assert live.state == IDLE and live.adaptations == 0
-    live.start(1, timeout_s=30)  # a new start is taken
+    live.start(2, timeout_s=30)  # a new start is taken
     assert live.state == GATHERING
 
 
@@ -96,8 +98,42 @@ def test_a_failed_adaptation_is_reported_and_nothing_is_handed_over():
     recorder = Recorder(fail="weights file vanished")
     recorder.release.set()
     live = LiveAdaptation(recorder.adapt, recorder.results.append)
-    live.start(1, timeout_s=60)
+    live.start(2, timeout_s=60)
     live.offer(frame(1))
+    live.offer(frame(2))
     live.wait(10)
     assert recorder.results == [] and live.adaptations == 0 and live.state == IDLE
     assert live.status == "adaptation failed: RuntimeError: weights file vanished"
+
+
+def test_every_nth_frame_is_held_back_for_the_check_and_bad_counts_are_refused():
+    recorder = Recorder()
+    recorder.release.set()
+    live = LiveAdaptation(recorder.adapt, recorder.results.append)
+    live.start(7, timeout_s=60, check_every=3)
+    for value in range(7):
+        live.offer(frame(value))
+    live.wait(10)
+    assert [int(f[0, 0, 0]) for f in recorder.frames] == [0, 1, 3, 4, 6]
+    assert [int(f[0, 0, 0]) for f in recorder.held] == [2, 5]
+    assert live.status.startswith("adapted from 5 frames (2 held back) in ")
+    with pytest.raises(AdaptationRefused, match="check_every is 1: every frame"):
+        live.start(7, timeout_s=60, check_every=1)
+    with pytest.raises(AdaptationRefused, match="4 frames hold none back for the check "
+                                                r"\(every 5-th\); gather at least 5"):
+        live.start(4, timeout_s=60, check_every=5)
+    with pytest.raises(AdaptationRefused, match="frames to gather is 2; adapting needs at least "
+                                                "2 besides those held back"):
+        live.start(2, timeout_s=60, check_every=2)
+
+
+def test_frames_are_held_at_the_size_asked():
+    recorder = Recorder()
+    recorder.release.set()
+    live = LiveAdaptation(recorder.adapt, recorder.results.append)
+    live.start(2, timeout_s=60, size=(3, 2))
+    live.offer(np.full((40, 60, 3), 7, np.uint8))
+    live.offer(np.full((40, 60, 3), 9, np.uint8))
+    live.wait(10)
+    assert [f.shape for f in recorder.frames] == [(2, 3, 3)] * 2
+    assert [int(f[1, 2, 0]) for f in recorder.frames] == [7, 9]

@@ -1,8 +1,9 @@
 """The segmentation node's ~/adapt service over real DDS: refusals, gathering, the swap, the file.
 
 The node (random weights, engine torch) adapts its BatchNorm statistics to made street frames
-while they stream; the test checks the answers of std_srvs/Trigger, /diagnostics, the weights
-file written for the next start, and that the labels after the swap are those of that file.
+while they stream; the tests check the answers of std_srvs/Trigger, /diagnostics, the weights
+file written for the next start, that the labels after the swap are those of that file, and that
+weights the label-free check finds no better are not swapped in.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def status_values(rig, diagnostics) -> dict:
 
 def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp_path):
     output = tmp_path / "adapted" / "camera.safetensors"
-    rig = rig_factory(**{"adapt.frames": 3, "adapt.output": str(output)})
+    rig = rig_factory(**{"adapt.frames": 3, "adapt.output": str(output), "adapt.method": "bn",
+                         "adapt.bn_prior": 0.0, "adapt.check_every": 0})
     client = rig.probe.create_client(Trigger, f"{rig.name}/adapt")
     labels = rig.collect(Image, "labels")
     diagnostics = rig.diagnostics()
@@ -88,6 +90,40 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
     def reported():
         values = status_values(rig, diagnostics)
         return (values.get("adaptation", "").startswith("adapted from 3 frames")
+                and values["adaptation"].endswith("kept: bn, not checked (adapt.check_every 0)")
                 and values["frames processed"] == str(sent))
 
     wait_until(reported, 15, "diagnostics naming the adaptation, all frames processed")
+
+
+def test_weights_the_check_finds_no_better_are_not_swapped_in(rig_factory, tmp_path):
+    # bn_prior 1: the statistics are the loaded weights' own, so the adapted weights are the
+    # same weights: not surer on the held-back frames, hence not kept
+    output = tmp_path / "never.safetensors"
+    rig = rig_factory(**{"adapt.frames": 4, "adapt.method": "bn", "adapt.bn_prior": 1.0,
+                         "adapt.check_every": 2, "adapt.output": str(output)})
+    client = rig.probe.create_client(Trigger, f"{rig.name}/adapt")
+    labels = rig.collect(Image, "labels")
+    diagnostics = rig.diagnostics()
+    publisher = rig.publisher()
+    wait_for_subscribers(publisher)
+    publisher.publish(make_image(exposed_card(0), "rgb8", stamp=(10, 0)))
+    labels.wait(1, timeout=20)
+    original = rig.node.segmenter
+    answer = call(client)
+    assert answer.success, answer.message
+    for seed in range(1, 6):
+        publisher.publish(make_image(exposed_card(seed), "rgb8", stamp=(10 + seed, 0)))
+        labels.wait(seed + 1, timeout=20)
+    wait_until(lambda: rig.node._adapt.live.adaptations == 1, 30, "the adaptation to finish")
+    publisher.publish(make_image(exposed_card(9), "rgb8", stamp=(20, 0)))
+    labels.wait(7, timeout=20)
+    assert rig.node.segmenter is original and not output.exists()
+
+    def reported():
+        status = status_values(rig, diagnostics).get("adaptation", "")
+        return status.startswith("adapted from 2 frames") and (
+            ", not kept, the weights it had stay: bn, not surer on held-back frames: adapted "
+            "confidence " in status)
+
+    wait_until(reported, 15, "diagnostics saying the adaptation was not kept and why")

@@ -1,10 +1,12 @@
 """The segmentation node's ``~/adapt`` service (std_srvs/Trigger): adapt to this camera live.
 
 The service starts a core.adaptation.live.LiveAdaptation: the node's worker offers each frame it
-processes, the BatchNorm statistics are recomputed from the next ``adapt.frames`` frames in a
-thread of their own (from the weights file the node loaded, so a second adaptation replaces the
-first), the adapted Segmenter waits in ``ready`` until the worker swaps it in between two
-frames (swap_in), and ``adapt.output`` receives the weights when set.
+processes (held at the network's input size), and once ``adapt.frames`` have come, a thread of
+their own adapts the weights the node loaded to them by ``adapt.method`` (so a second adaptation
+replaces the first) and checks the result against the weights in use on the frames held back
+(core.adaptation.check): only weights the check keeps wait in ``ready`` until the worker swaps
+them in between two frames (swap_in), and ``adapt.output`` receives them when set. The stream
+never stops; /diagnostics says what was kept and why.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class AdaptService:
     def __init__(self, node, input_watch, stats):
         self.node, self.input_watch, self.stats = node, input_watch, stats
         self.live = LiveAdaptation(self._adapt, self._adapted)
-        self.ready = None  # an adapted Segmenter not yet swapped in (under _ready_lock)
-        self._ready_lock = threading.Lock()  # the adaptation thread sets it, the worker takes it
+        self.ready = None  # (Segmenter, its torch model) not yet swapped in (under _ready_lock)
+        self._in_use = None  # the swapped-in weights' torch model (None: the loaded file's)
+        self._ready_lock = threading.Lock()  # set by the adaptation thread, taken by the worker
         node.create_service(Trigger, "~/adapt", self._on_call)
 
     def swap_in(self, pipeline: Pipeline) -> Pipeline:
@@ -40,9 +43,10 @@ class AdaptService:
         The worker calls it between frames and keeps what it returns.
         """
         with self._ready_lock:
-            segmenter, self.ready = self.ready, None
-        if segmenter is None:
-            return pipeline
+            ready, self.ready = self.ready, None
+            if ready is None:
+                return pipeline
+            segmenter, self._in_use = ready
         written = self.node.values["adapt.output"]
         self.node.get_logger().info(
             f"~/adapt: now segmenting with weights adapted to this camera "
@@ -67,7 +71,10 @@ class AdaptService:
                                 f"{quiet_s:.1f} s)")
         else:
             try:
-                response.message = self.live.start(values["adapt.frames"], values["adapt.timeout"])
+                response.message = self.live.start(
+                    values["adapt.frames"], values["adapt.timeout"],
+                    size=self.node.pipeline.input_size(self.node.settings),
+                    check_every=values["adapt.check_every"])
                 response.success = True
             except AdaptationRefused as exc:
                 response.success, response.message = False, f"refused: {exc}"
@@ -77,33 +84,53 @@ class AdaptService:
             self.node.get_logger().warning(f"~/adapt: {response.message}")
         return response
 
-    def _adapt(self, frames):
-        """Return the adapted Segmenter for ``frames`` (the adaptation thread); write the files.
+    def _adapt(self, frames, held_back):
+        """Adapt on ``frames``, check on ``held_back`` (the adaptation thread); write the files.
 
-        Imports torch (the statistics are recomputed on the model) where the node had not.
+        Returns ((the adapted Segmenter, its model), note), or (None, note) where the check
+        keeps the weights in use. Imports torch (the adaptation runs on the model) where the
+        node had not.
         """
-        from lednet_ros.core.adaptation.methods import adapt, adapted_metadata, settings_record
+        from lednet_ros.core.adaptation.check import check_score, judge
+        from lednet_ros.core.adaptation.methods import (
+            SelfTrainingSettings, adapt, adapted_metadata, settings_record,
+        )
         from lednet_ros.core.inference.onnx_export import write_graphs_beside
 
-        node = self.node
+        node, values = self.node, self.node.values
+        method = values["adapt.method"]
+        settings = SelfTrainingSettings(bn_prior=values["adapt.bn_prior"])
         model, metadata = load_weights(node.weights_path)
         size = node.pipeline.input_size(node.settings)
-        adapted = adapt(model, metadata, frames, method="bn", input_size=size)  # as recorded
+        adapted = adapt(model, metadata, frames, method=method, input_size=size,
+                        settings=settings)
+        note = f"{method}, not checked (adapt.check_every 0)"
+        if held_back:
+            with self._ready_lock:
+                in_use = self._in_use or model
+            scores = (check_score(m, held_back, size, metadata.mean, metadata.std)
+                      for m in (in_use, adapted))
+            keep, why = judge(*scores)
+            note = f"{method}, {why}"
+            if not keep:
+                node.get_logger().warning(f"~/adapt: adapted weights not kept: {note}")
+                return None, note
         adapted_meta = adapted_metadata(
-            metadata, method="bn", sources=[{"path": self.input_watch.topic, "kind": "live topic",
-                                             "frames": len(frames)}],
+            metadata, method=method, sources=[{"path": self.input_watch.topic,
+                                               "kind": "live topic", "frames": len(frames)}],
             base_sha256=file_sha256(node.weights_path), input_size=size,
-            settings=settings_record("bn", None), base_path=node.weights_path)
-        if node.values["adapt.output"]:
-            save_weights(node.values["adapt.output"], adapted, adapted_meta)
-            write_graphs_beside(adapted, node.values["adapt.output"])
+            settings=settings_record(method, settings), base_path=node.weights_path)
+        if values["adapt.output"]:
+            save_weights(values["adapt.output"], adapted, adapted_meta)
+            write_graphs_beside(adapted, values["adapt.output"])
         current = node.segmenter
         # int8 needs INT8 graphs made from frames of the weights (tools.quantize): the adapted
         # weights have none yet, so they run in the precision auto picks without them
         precision = "auto" if current.precision == "int8" else current.precision
-        return Segmenter(adapted, adapted_meta, device=str(current.device),
-                         precision=precision, engine=current.engine.name), "not checked (bn)"
+        segmenter = Segmenter(adapted, adapted_meta, device=str(current.device),
+                              precision=precision, engine=current.engine.name)
+        return (segmenter, adapted), note
 
-    def _adapted(self, segmenter: Segmenter) -> None:
+    def _adapted(self, ready: tuple) -> None:
         with self._ready_lock:
-            self.ready = segmenter
+            self.ready = ready

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 
+from lednet_ros.core.adaptation import METHODS
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground.depth import POINTS_FRAMES, SOURCES
@@ -88,9 +89,19 @@ PARAMETERS = {
     "qos_depth": Spec(1, "History depth of the image and camera_info subscriptions.",
                       read_only=True, integers=(1, 1000)),
     # ---- the ~/adapt service (runtime)
-    "adapt.frames": Spec(60, "Frames the ~/adapt service gathers from the stream before it "
-                         "recomputes the BatchNorm statistics for this camera.",
-                         integers=(2, 10000)),
+    "adapt.frames": Spec(90, "Frames the ~/adapt service gathers from the stream before it "
+                         "adapts the weights to this camera (every adapt.check_every-th is held "
+                         "back for the check).", integers=(2, 10000)),
+    "adapt.method": Spec("entropy", "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
+                         "0.8 GB), entropy (bn, then the BatchNorms' affine weights made "
+                         "confident; a minute or two, 2 GB) or self-training (minutes, 2.2 GB); "
+                         "peaks measured at 480x360, docs/weights.md.", choices=METHODS),
+    "adapt.bn_prior": Spec(0.5, "Weight of the loaded weights' own BatchNorm statistics mixed "
+                           "into the camera's (0: the camera's alone).", floats=(0.0, 1.0)),
+    "adapt.check_every": Spec(5, "Every N-th gathered frame is held back: the adapted weights "
+                              "replace the ones in use only when surer, as consistent and as "
+                              "spread over the classes on those frames (0: no check, always "
+                              "swapped in).", integers=(0, 100)),
     "adapt.timeout": Spec(60.0, "Seconds ~/adapt waits for its frames before it gives up.",
                           floats=(1.0, 3600.0)),
     "adapt.output": Spec("", "Where ~/adapt writes the adapted weights (.safetensors, with their "

@@ -50,9 +50,10 @@ def progress_bar(description: str):
     return bar, update
 
 
-# The self-training settings a user sets here; their help is SelfTrainingSettings' own text.
-SELF_TRAINING_OPTIONS = ("epochs", "lr", "threshold", "class_quantile", "refresh_labels",
-                         "freeze_bn", "class_balanced", "flip_labels")
+# The settings a user sets here; their help is SelfTrainingSettings' own text.
+SELF_TRAINING_OPTIONS = ("bn_prior", "entropy_epochs", "entropy_lr", "epochs", "lr", "threshold",
+                         "class_quantile", "refresh_labels", "freeze_bn", "class_balanced",
+                         "flip_labels", "micro_batch")
 
 
 def add_self_training_arguments(group) -> None:
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
     add_self_training_arguments(parser.add_argument_group(
-        "self-training (defaults: the recipe measured best in docs/weights.md)"))
+        "method settings (bn_prior: every method; entropy_*: entropy; the others: "
+        "self-training; micro_batch: both; defaults measured in docs/weights.md)"))
     parser.add_argument("--seed", type=int, default=SelfTrainingSettings.seed,
                         help=attribute_docs(SelfTrainingSettings)["seed"].rstrip("."))
     parser.add_argument("--threads", type=int, default=0,

@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lednet_ros.core.adaptation import MIN_FRAMES
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.network_io import preprocess
 
-# The decoder's global branch normalises one pooled value per frame: a batch needs two frames.
-MIN_FRAMES = 2
 BN_BATCH_SIZE = 16
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
@@ -61,13 +60,13 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
         batch_size: frames per batch (at least 2; larger gives statistics closer to the whole
             set's; the last batches take the frames left over).
         seed: the shuffle's seed.
-        prior: weight of ``model``'s own statistics in the result, in [0, 1): each BatchNorm's
+        prior: weight of ``model``'s own statistics in the result, in [0, 1]: each BatchNorm's
             mean and variance become those of the mixture of the two distributions (0: the
-            frames' alone).
+            frames' alone; 1: the model's own, e.g. for entropy minimisation on them).
         progress: called with (batches done, batches in all).
     """
-    if not 0.0 <= prior < 1.0:
-        raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1)")
+    if not 0.0 <= prior <= 1.0:
+        raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1]")
     if len(frames) < MIN_FRAMES:
         raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
                               f"{MIN_FRAMES}")

@@ -41,14 +41,6 @@ class CheckScore:
                 f"class spread {100 * self.spread:.1f}%")
 
 
-def held_back(frames: Sequence[np.ndarray], every: int) -> tuple[list, list]:
-    """Split frames into (to adapt on, held back): every ``every``-th frame is held back."""
-    if every < 2:
-        return list(frames), []
-    kept = [f for i, f in enumerate(frames) if i % every != every - 1]
-    return kept, [f for i, f in enumerate(frames) if i % every == every - 1]
-
-
 @torch.no_grad()
 def check_score(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std) -> CheckScore:
     """Return the model's confidence, mirror agreement and class spread over ``frames``.

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# AdaptationError, MIN_FRAMES and recompute_bn_statistics are this module's API too.
+# METHODS, AdaptationError, MIN_FRAMES and recompute_bn_statistics are this module's API too.
+from lednet_ros.core.adaptation import METHODS
 from lednet_ros.core.adaptation.batchnorm import (  # noqa: F401
     BN_BATCH_SIZE, MIN_FRAMES, AdaptationError, Progress, StepCounter, batch_norms, model_device,
     network_inputs, recompute_bn_statistics,
@@ -39,7 +40,6 @@ from lednet_ros.core.inference.checkpoint import WeightsMetadata
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.network_io import normalisation
 
-METHODS = ("bn", "entropy", "self-training")
 
 
 # ---- self-training ---------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class SelfTrainingSettings:
             "scale": 0.0 < self.scale[0] <= self.scale[1],
             "color_jitter": 0.0 <= self.color_jitter < 1.0,
             "bn_batch_size": self.bn_batch_size >= 2,
-            "bn_prior": 0.0 <= self.bn_prior < 1.0,
+            "bn_prior": 0.0 <= self.bn_prior <= 1.0,
             "micro_batch": 2 <= self.micro_batch,
             "entropy_epochs": self.entropy_epochs >= 1, "entropy_lr": self.entropy_lr > 0,
         }
