@@ -45,7 +45,10 @@ def test_statistics_of_dark_frames_are_refused_on_normal_ones(frames):
 def test_judge_keeps_only_surer_and_as_consistent_weights():
     base = CheckScore(0.80, 0.90, 0.60)
     assert judge(base, CheckScore(0.82, 0.90, 0.60))[0]
-    assert judge(base, CheckScore(0.82, 0.899, 0.55))[0]  # within the tolerances
+    assert judge(base, CheckScore(0.82, 0.899, 0.58))[0]  # within the tolerances
+    # spread under 95% of before: measured, entropy at lr 3e-3 kept only 90.5% of the base's
+    # spread and lost 1.7 points on a labelled frame
+    assert not judge(base, CheckScore(0.82, 0.90, 0.56))[0]
     keep, why = judge(base, CheckScore(0.85, 0.85, 0.60))
     assert not keep and why.startswith("less consistent")
     assert not judge(base, CheckScore(0.85, 0.90, 0.50))[0]  # collapsing

@@ -120,3 +120,33 @@ def test_benchmark_cameras_compares_one_node_with_one_per_camera(tmp_path):
         assert 0 < row["min_camera_labels_per_s"] <= row["labels_per_s"] / 2 + 1e-9
         assert row["labels_per_s"] <= row["sent_per_s"] + 1.0  # no labels without frames
         assert row["rss_mb"] > 0 and row["peak_rss_mb"] >= row["rss_mb"]
+
+
+def test_adaptation_benchmark_measures_a_live_adaptation(tmp_path):
+    """The node adapts while the probe streams: the outcome, the gaps and the memory come back."""
+    import cv2
+
+    from drawn_scenes import made_frames
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, rgb in enumerate(made_frames(6, (160, 120))):
+        cv2.imwrite(str(folder / f"{index:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out, weights = tmp_path / "result.json", tmp_path / "adapted.safetensors"
+    done = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_adaptation",
+                        "--source", str(folder), "--rate", "10", "--frame-size", "160x120",
+                        "--input-size", "128x96", "--param", "adapt.method:=bn",
+                        "--param", "adapt.frames:=6", "--param", "adapt.check_every:=0",
+                        "--param", "engine:=torch", "--output", str(weights), "--out", str(out)],
+                       cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["outcome"].startswith("adapted from 6 frames in ")
+    assert result["outcome"].endswith("kept: bn, not checked (adapt.check_every 0)")
+    assert weights.exists() and result["engine"] == "torch"
+    assert 0 < result["gap_before_s"] <= 5.0 and 0 < result["gap_adapting_s"] <= result["seconds"]
+    assert result["labels_while_adapting"] >= 6  # the six it gathered went out too
+    assert result["peak_rss_mb"] >= result["peak_rss_before_mb"] > 0
+    refused = run_process([sys.executable, "-m", "lednet_ros.tools.benchmark_adaptation",
+                           "--source", str(folder), "--rate", "0"], cwd=tmp_path, timeout=60)
+    assert refused.returncode != 0 and "--rate 0.0: expected a positive rate" in refused.stderr

@@ -96,7 +96,7 @@ PARAMETERS = {
                          "0.8 GB), entropy (bn, then the BatchNorms' affine weights made "
                          "confident; a minute or two, 2 GB) or self-training (minutes, 2.2 GB); "
                          "peaks measured at 480x360, docs/weights.md.", choices=METHODS),
-    "adapt.bn_prior": Spec(0.5, "Weight of the loaded weights' own BatchNorm statistics mixed "
+    "adapt.bn_prior": Spec(0.0, "Weight of the loaded weights' own BatchNorm statistics mixed "
                            "into the camera's (0: the camera's alone).", floats=(0.0, 1.0)),
     "adapt.check_every": Spec(5, "Every N-th gathered frame is held back: the adapted weights "
                               "replace the ones in use only when surer, as consistent and as "

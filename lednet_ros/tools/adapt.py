@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the weights to adapt (default: the packaged weights)")
-    parser.add_argument("--method", choices=METHODS, default="bn")
+    parser.add_argument("--method", choices=METHODS, default="entropy",
+                        help="bn, entropy or self-training (default entropy: docs/weights.md)")
     parser.add_argument("--frames", type=int, default=90, help="frames in all (default 90)")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")

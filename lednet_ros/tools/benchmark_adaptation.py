@@ -64,9 +64,10 @@ def probe(sources, rate: float, frame_size, node_pid: int, timeout: float) -> di
     from sensor_msgs.msg import Image
     from std_srvs.srv import Trigger
 
-    from lednet_ros.core.data.frame_sampling import Source, gather_frames
+    from lednet_ros.core.data.frame_sampling import Source, count_frames, gather_frames
 
-    frames, _ = gather_frames([Source(Path(s), "") for s in sources], 90, frame_size)
+    sources = [Source(Path(s), "") for s in sources]  # every frame they hold, in a loop
+    frames, _ = gather_frames(sources, sum(map(count_frames, sources)), frame_size)
     rclpy.init()
     node = rclpy.create_node("lednet_adapt_bench_probe", namespace=NAMESPACE)
     arrivals, status = [], {}
