@@ -323,6 +323,23 @@ def test_micro_batches_give_the_whole_batch_loss_gradient(model):
     assert [len(c) for c in _micro_batches(5, 2)] == [3, 2]  # never a part of one frame
 
 
+def test_self_training_one_frame_per_pass_keeps_the_global_branch_statistics(model):
+    """micro_batch 1: the global branch's BatchNorm (one value per frame) is not trained on.
+
+    In training mode it could not normalise a single frame's one value per channel (torch
+    refuses); it keeps its statistics while the other layers learn, and all are recomputed on
+    the frames at the end as always.
+    """
+    frames = dark_streets(4, SIZE)
+    settings = SelfTrainingSettings(epochs=1, batch_size=2, micro_batch=1, bn_batch_size=2,
+                                    class_quantile=0.5, threshold=0.5)
+    adapted = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings)
+    before, after = model.state_dict(), adapted.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in after if "encoder" in k)
+    with pytest.raises(AdaptationError, match="micro_batch = 0"):
+        SelfTrainingSettings(micro_batch=0)
+
+
 class FixedLogits(torch.nn.Module):
     """Return the same logits for every frame, whatever the input."""
 
@@ -390,7 +407,8 @@ def test_adapt_writes_weights_that_load_and_say_how_they_were_made(sources, tmp_
     assert "wrote" in capsys.readouterr().out
     model, meta = load_weights(output)
     adaptation = meta.recipe["adaptation"]
-    assert adaptation["method"] == "bn" and adaptation["input_size"] == [64, 48]
+    assert adaptation["method"] == "entropy" and adaptation["input_size"] == [64, 48]
+    assert adaptation["settings"]["bn"]["prior"] == 0.0  # the defaults, recorded
     assert [(s["kind"], s["frames"]) for s in adaptation["sources"]] == [("video", 3),
                                                                          ("bag", 3)]
     assert adaptation["sources"][1]["topic"] == "/camera/image_raw"

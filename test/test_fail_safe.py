@@ -23,7 +23,8 @@ from lednet_ros.core.ground.clouds import aligned_points, free_points
 from lednet_ros.core.ground.mapping import GridSpec, GroundMapper
 from lednet_ros.core.inference.segmenter import Segmenter
 from lednet_ros.core.runtime.health import (
-    ERROR, OK, WARN, HealthMonitor, HealthSettings, image_figures,
+    ERROR, HEALTH_REFERENCE, OK, WARN, HealthMonitor, HealthSettings, image_figures,
+    reference_record, settings_for_weights, unsure_thresholds,
 )
 from lednet_ros.tools import evaluate_ground, evaluate_health
 
@@ -241,3 +242,66 @@ def test_clean_camvid_frames_do_not_cry_wolf(camvid_root, capsys):
     assert "| 0 | 0 | 0 (0.0%) |" in rows["clean"], rows
     for name in (*DEGRADATIONS, "frozen"):
         assert "12 (100.0%)" in rows[name], rows
+
+
+# ---- the weights' health reference: the unsure thresholds come from their clean frames -------
+
+def test_unsure_thresholds_follow_the_weights_reference():
+    reference = reference_record([0.10, 0.05, 0.20], 0.7, "made frames")
+    assert reference["unsure_share_max"] == 0.2 and reference["count"] == 3
+    warn, error, source = unsure_thresholds({HEALTH_REFERENCE: reference}, 0.7)
+    assert (warn, error) == (0.25, 0.4) and "at most 20.0% unsure on made frames" in source
+    assert settings_for_weights({HEALTH_REFERENCE: reference}).unsure_warn == 0.25
+    defaults = HealthSettings()
+    assert unsure_thresholds({}, 0.7) == (defaults.unsure_warn, defaults.unsure_error,
+                                          "fixed defaults: the weights record no health "
+                                          "reference")
+    other = unsure_thresholds({HEALTH_REFERENCE: reference}, 0.8)
+    assert other[:2] == (defaults.unsure_warn, defaults.unsure_error)
+    assert "measured at confidence 0.7, not 0.8" in other[2]
+    assert unsure_thresholds({HEALTH_REFERENCE: reference_record([0.95], 0.7, "x")}, 0.7)[:2] \
+        == (1.0, 1.0)
+    with pytest.raises(ValueError, match="at least one frame"):
+        reference_record([], 0.7, "none")
+
+
+def test_the_packaged_weights_reference_gives_the_documented_defaults():
+    """docs/parameters.md and config/lednet.yaml quote 0.35 / 0.5: the packaged file's own."""
+    from lednet_ros.core.inference.checkpoint import read_metadata
+    from lednet_ros.core.inference.segmenter import default_weights_path
+    from lednet_ros.ros.segmentation_parameters import PARAMETERS
+
+    metrics = read_metadata(default_weights_path()).metrics
+    assert metrics[HEALTH_REFERENCE]["count"] == 233  # CamVid test, every frame
+    warn, error, _ = unsure_thresholds(metrics, HealthSettings().unsure_confidence)
+    assert (warn, error) == (PARAMETERS["health.unsure_warn"].default,
+                             PARAMETERS["health.unsure_error"].default)
+
+
+def test_record_writes_the_reference_and_keeps_the_graphs_beside_valid(camvid_root, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    from lednet_ros.core.inference.checkpoint import file_sha256, load_weights, read_metadata
+    from lednet_ros.core.inference.onnx_cache import graphs_beside, graphs_match, int8_ready
+    from lednet_ros.core.inference.segmenter import default_weights_path
+
+    packaged = default_weights_path()
+    weights = tmp_path / packaged.name
+    shutil.copy(packaged, weights)
+    shutil.copytree(graphs_beside(packaged), graphs_beside(weights))
+    before = load_weights(weights)[0].state_dict()
+    assert evaluate_health.main(["--data-path", str(camvid_root), "--split", "test",
+                                 "--every", "40", "--engine", "torch", "--degrade", "clean",
+                                 "--weights", str(weights), "--record"]) == 0
+    assert "the node's health.unsure_warn / unsure_error:" in capsys.readouterr().out
+    reference = read_metadata(weights).metrics[HEALTH_REFERENCE]
+    assert reference["count"] == 6 and reference["frames"].startswith("camvid test, every 40th")
+    assert 0.0 < reference["unsure_share_max"] < 0.5
+    after = load_weights(weights)[0].state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+    sha = file_sha256(weights)
+    assert sha != file_sha256(packaged)
+    assert graphs_match(graphs_beside(weights), sha) and int8_ready(graphs_beside(weights), sha)
+    with pytest.raises(SystemExit):  # the reference is of clean frames
+        evaluate_health.main(["--data-path", str(camvid_root), "--degrade", "fog", "--record"])

@@ -105,3 +105,27 @@ def test_the_policy_and_thresholds_change_at_run_time(rig):
     results = set_parameters(rig.probe, rig.name, {"health.unsure_error": 0.1})
     assert not results[0].successful
     assert "health.unsure_error is 0.1, below health.unsure_warn 0.35" in results[0].reason
+
+
+def test_the_unsure_thresholds_default_to_the_weights_reference(rig_factory, random_weights,
+                                                                tmp_path):
+    import dataclasses
+    import shutil
+
+    from lednet_ros.core.inference.checkpoint import read_metadata
+    from lednet_ros.core.inference.onnx_cache import rewrite_metadata
+    from lednet_ros.core.runtime.health import HEALTH_REFERENCE, reference_record
+
+    weights = tmp_path / "referenced.safetensors"
+    shutil.copy(random_weights, weights)
+    metadata = read_metadata(weights)
+    rewrite_metadata(weights, dataclasses.replace(metadata, metrics={
+        **metadata.metrics, HEALTH_REFERENCE: reference_record([0.05, 0.1], 0.7, "made")}))
+    referenced = rig_factory(weights=str(weights))
+    given = rig_factory(weights=str(weights), **{"health.unsure_warn": 0.3})
+    plain = rig_factory()  # random weights: no reference
+    for rig, warn, error in ((referenced, 0.15, 0.3), (given, 0.3, 0.3), (plain, 0.35, 0.5)):
+        values = [rig.node.get_parameter(f"health.unsure_{n}").value for n in ("warn", "error")]
+        assert values == [warn, error], rig.name
+        settings = rig.node.first_camera.health.monitor.settings  # what the frames are checked by
+        assert (settings.unsure_warn, settings.unsure_error) == (warn, error)

@@ -29,7 +29,7 @@ from lednet_ros.ros.parameters import LATCHED, declare, qos, undeclared_override
 from lednet_ros.ros.runner import refuse_start, run_node
 from lednet_ros.ros.segmentation_parameters import (
     FIXED_PARAMETERS, PARAMETERS, camera_ground_settings, camera_names, class_groups,
-    declare_cameras, declare_groups, frame_settings, health_settings, refuse_renamed,
+    declare_by_weights, declare_cameras, frame_settings, health_settings, refuse_renamed,
 )
 
 NODE_NAME = "lednet_segmentation"
@@ -59,21 +59,26 @@ class SegmentationNode(Node):
         self.values = declare(self, FIXED_PARAMETERS)
         names = camera_names(self.values["cameras"])
         self.values |= declare_cameras(self, self.values)
-        self.settings, health = frame_settings(self.values), health_settings(self.values)
+        self.settings = frame_settings(self.values)
         grounds = {name: camera_ground_settings(self.values, name) for name in names}
         self.weights_path = self.values["weights"] or str(default_weights_path())
         self.pipeline = Pipeline(Segmenter.from_weights(
             self.weights_path, device=self.values["device"],
             precision=self.values["precision"], engine=self.values["engine"]))
         metadata = self.pipeline.segmenter.metadata
-        self.values |= declare_groups(self, metadata.dataset)
+        by_weights, unsure_source = declare_by_weights(self, metadata,
+                                                       self.values["health.unsure_confidence"])
+        self.values |= by_weights
+        health = health_settings(self.values)
         refuse_renamed(undeclared := undeclared_overrides(self), self.values["groups.names"])
         warn_undeclared(self, undeclared)
         self.pipeline.check(self.settings)
         groups = class_groups(self.values, metadata.class_names)
         self.get_logger().info(f"{self.pipeline.describe(self.settings)}; weights "
                                f"{self.weights_path} ({metrics_summary(metadata)})"
-                               + (f"; cameras {', '.join(names)}" if names != [""] else ""))
+                               + (f"; cameras {', '.join(names)}" if names != [""] else "")
+                               + f"; health.unsure_warn/error {health.unsure_warn:g}/"
+                               f"{health.unsure_error:g} (defaults: {unsure_source})")
         self.add_on_set_parameters_callback(self._check_change)
         self.add_post_set_parameters_callback(self._apply_change)
         self.cameras = {name: CameraIO(self, name, groups, grounds[name], health)

@@ -34,10 +34,10 @@ class ConfigurationError(ValueError):
 class Spec:
     """A parameter: default (its type is the parameter's), description and constraints.
 
-    A tuple default is a string list (``str[]``). ``by_weights``: the default depends on the
-    weights' class set and is given when the parameter is declared (``default`` is the
-    packaged CamVid weights' one). A name with ``<name>`` is a pattern: one parameter per value
-    of another parameter, declared by the node.
+    A tuple default is a string list (``str[]``). ``by_weights``: what of the weights the
+    default depends on ("class set", "health reference"); it is given when the parameter is
+    declared (``default`` is the packaged weights' one). A name with ``<name>`` is a pattern:
+    one parameter per value of another parameter, declared by the node.
     """
 
     default: object
@@ -46,7 +46,7 @@ class Spec:
     integers: tuple[int, int] | None = None
     floats: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
-    by_weights: bool = False
+    by_weights: str = ""
 
     @property
     def type_name(self) -> str:
@@ -143,7 +143,7 @@ def markdown_table(specs: dict[str, Spec]) -> str:
     for name, spec in specs.items():
         limits = [limit for limit in spec.limits() if limit != "read-only"]
         default = "per group" if "<" in name else shown(spec.default)
-        default += " (CamVid weights)" if spec.by_weights else ""
+        default += f" (packaged weights; by their {spec.by_weights})" if spec.by_weights else ""
         change = "read-only" if spec.read_only else "runtime"
         lines.append(f"| `{name}` | {spec.type_name} | {default} | "
                      f"{'; '.join(limits).replace('one of: ', '') or '-'} | {change} | "

@@ -40,7 +40,8 @@ def usage(executable: str, summary: str, specs: dict[str, Spec]) -> str:
         extra = f" [{'; '.join(limits)}]" if limits else ""
         default = repr(list(spec.default) if isinstance(spec.default, tuple) else spec.default)
         if spec.by_weights:
-            default = "by the weights' class set" + (f"; CamVid {default}" if spec.default else "")
+            default = (f"by the weights' {spec.by_weights}"
+                       + (f"; packaged weights {default}" if spec.default else ""))
         lines.append(f"  {name} ({spec.type_name}, default {default}){extra}")
         lines.append(f"      {spec.description}")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from lednet_ros.core.ground.mapping import MAX_FREE_MARGIN, GridSpec
 from lednet_ros.core.ground.settings import MAX_POINTS_STEP, GroundSettings
 from lednet_ros.core.inference.engine_choice import ENGINES, PRECISIONS
 from lednet_ros.core.inference.segmenter import MAX_INPUT_SIDE, OUTPUT_RESOLUTIONS
-from lednet_ros.core.runtime.health import WITHHOLD_CHOICES, HealthSettings
+from lednet_ros.core.runtime.health import WITHHOLD_CHOICES, HealthSettings, unsure_thresholds
 from lednet_ros.core.runtime.pipeline import MAX_GRID, FrameSettings
 from lednet_ros.ros.parameters import RELIABILITY, ConfigurationError, Spec, declare
 
@@ -109,18 +109,19 @@ PARAMETERS = {
     # ---- class groups of the ground outputs (read-only; defaults from the weights' class set)
     "groups.names": Spec(tuple(CAMVID_GROUPS["classes"]), "Names of the class groups mapped on "
                          "the ground (letters, digits, _), in the order of the ~/grid/<group> "
-                         "topics.", read_only=True, by_weights=True),
+                         "topics.", read_only=True, by_weights="class set"),
     GROUP_CLASSES: Spec((), "Classes (of the weights) in group <name>, one list per name in "
                         "groups.names; CamVid: " + "; ".join(
                             f"{name} [{', '.join(classes)}]"
                             for name, classes in CAMVID_GROUPS["classes"].items()) + ".",
-                        read_only=True, by_weights=True),
+                        read_only=True, by_weights="class set"),
     "groups.obstacle_groups": Spec(tuple(CAMVID_GROUPS["obstacle_groups"]), "Groups that stand "
                                    "on the ground: only their ground contact is mapped; cells "
-                                   "behind them stay unknown.", read_only=True, by_weights=True),
+                                   "behind them stay unknown.", read_only=True,
+                                   by_weights="class set"),
     "groups.free_groups": Spec(tuple(CAMVID_GROUPS["free_groups"]), "Groups where the costmap "
                                "is free (0); other mapped groups cost 100.", read_only=True,
-                               by_weights=True),
+                               by_weights="class set"),
     # ---- ground outputs: GroundSettings
     "ground.base_frame": Spec(GROUND.base_frame,
                               "Frame of the grids and points (the robot's base, "
@@ -214,9 +215,14 @@ PARAMETERS = {
     "health.unsure_confidence": Spec(HEALTH.unsure_confidence, "Confidence (softmax maximum) "
                                      "below which a pixel is unsure.", floats=(0.0, 1.0)),
     "health.unsure_warn": Spec(HEALTH.unsure_warn, "Share of unsure pixels above which the "
-                               "network is unsure of the frame (WARN).", floats=(0.0, 1.0)),
+                               "network is unsure of the frame (WARN); default: the highest share "
+                               "on the weights' clean reference frames + 0.05 (their metadata; "
+                               "evaluate_health --record), 0.35 without one.",
+                               floats=(0.0, 1.0), by_weights="health reference"),
     "health.unsure_error": Spec(HEALTH.unsure_error, "Share of unsure pixels above which the "
-                                "frame is an ERROR.", floats=(0.0, 1.0)),
+                                "frame is an ERROR; default: that highest share + 0.20, 0.5 "
+                                "without a reference.", floats=(0.0, 1.0),
+                                by_weights="health reference"),
 }
 FIXED_PARAMETERS = {name: spec for name, spec in PARAMETERS.items() if not spec.by_weights}
 # Names of earlier releases: a params file that still uses one stops the node, naming the new one.
@@ -308,11 +314,25 @@ def group_parameters(names: list[str]) -> dict[str, Spec]:
     return {GROUP_CLASSES.replace("<name>", name): PARAMETERS[GROUP_CLASSES] for name in names}
 
 
-def declare_groups(node, dataset: str) -> dict[str, object]:
-    """Declare the ``groups.*`` parameters with the defaults of the weights' class set."""
-    defaults = group_defaults(dataset)
+def weights_defaults(metadata, unsure_confidence: float) -> tuple[dict, str]:
+    """Return the defaults that depend on the weights, and where the unsure thresholds come from.
+
+    The ``groups.*`` of their class set; ``health.unsure_warn`` and ``health.unsure_error`` from
+    their health reference (core.runtime.health.unsure_thresholds).
+    """
+    warn, error, source = unsure_thresholds(metadata.metrics, unsure_confidence)
+    return (group_defaults(metadata.dataset)
+            | {"health.unsure_warn": warn, "health.unsure_error": error}), source
+
+
+def declare_by_weights(node, metadata, unsure_confidence: float) -> tuple[dict, str]:
+    """Declare the parameters whose defaults depend on the weights (weights_defaults).
+
+    Returns their values and where the unsure thresholds' defaults come from.
+    """
+    defaults, source = weights_defaults(metadata, unsure_confidence)
     values = declare(node, {n: s for n, s in PARAMETERS.items() if s.by_weights}, defaults)
-    return values | declare(node, group_parameters(values["groups.names"]), defaults)
+    return values | declare(node, group_parameters(values["groups.names"]), defaults), source
 
 
 def class_groups(values: dict, class_names) -> ClassGroups:

@@ -11,7 +11,8 @@ node's default class groups and the camera of --camera (a Cityscapes camera file
 fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
 down). Footprints and free space as the node makes them (--footprint-run,
 --footprint-confidence, --free-confidence, --free-margin), and, as the node does, no free space
-from a frame the perception health (core.runtime.health, its defaults) flags (--no-health: off).
+from a frame the perception health (core.runtime.health, its defaults with the weights' unsure
+thresholds) flags (--no-health: off).
 --degrade degrades every frame first (core.data.degradations; ``frozen``: the frame checked
 again after 1 + health.frozen_frames copies of it). Scores (core.ground.scores): costmap cells
 known, free and blocked IoU, free cells truly blocked, obstacle cells blocked within one cell,
@@ -45,7 +46,7 @@ from lednet_ros.core.ground.scores import GroundAgreement
 from lednet_ros.core.inference.checkpoint import CheckpointError
 from lednet_ros.core.inference.engine_choice import ENGINES
 from lednet_ros.core.inference.segmenter import Segmenter
-from lednet_ros.core.runtime.health import HealthMonitor, HealthSettings
+from lednet_ros.core.runtime.health import HealthMonitor, settings_for_weights
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 
 
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
                                               rows_kept)
         camera, run = camera.scaled(*size), footprint_run(args.footprint_run, size[1])
         agreement, started, health, flagged = GroundAgreement(), time.perf_counter(), \
-            HealthSettings(), 0
+            settings_for_weights(segmenter.metadata.metrics), 0
         for index in range(len(dataset)):
             image, truth = (keep_top(a, args.keep_top) for a in dataset.load(index))
             if args.degrade in DEGRADATIONS:

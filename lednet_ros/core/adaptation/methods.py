@@ -68,7 +68,9 @@ class SelfTrainingSettings:
             frames, in every recomputation (0: the frames' alone).
         micro_batch: frames per forward pass; a step's gradients are summed over its
             micro-batches (the loss exactly the batch's), so memory grows with this, not with
-            batch_size (at least 2: the decoder's global branch normalises one value per frame).
+            batch_size. At 1 the BatchNorms that see one value per channel of a frame (the
+            decoder's global branch; its pyramid's coarsest level at small inputs) keep their
+            statistics while self-training (single_value_norms; all are recomputed after).
         entropy_epochs: passes of the entropy method over the frames.
         entropy_lr: the entropy method's Adam learning rate.
         seed: shuffles and augmentation.
@@ -102,7 +104,7 @@ class SelfTrainingSettings:
             "color_jitter": 0.0 <= self.color_jitter < 1.0,
             "bn_batch_size": self.bn_batch_size >= 2,
             "bn_prior": 0.0 <= self.bn_prior <= 1.0,
-            "micro_batch": 2 <= self.micro_batch,
+            "micro_batch": 1 <= self.micro_batch,
             "entropy_epochs": self.entropy_epochs >= 1, "entropy_lr": self.entropy_lr > 0,
         }
         for name, ok in checks.items():
@@ -114,7 +116,7 @@ class SelfTrainingSettings:
 @torch.no_grad()
 def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std, *,
                   threshold: float = 0.9, class_quantile: float = 0.0, flip: bool = False,
-                  batch_size: int = 8) -> torch.Tensor:
+                  batch_size: int = 2) -> torch.Tensor:
     """Return N x h x w uint8 pseudo-labels at ``input_size``: confident pixels' classes, else 255.
 
     A pixel is kept when its softmax maximum reaches its predicted class's threshold: the lower
@@ -124,6 +126,8 @@ def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean,
     """
     model = copy.deepcopy(model).eval()
     device = model_device(model)
+    bins = 1000
+    histogram = torch.zeros(model.num_classes * bins, dtype=torch.long)  # class x confidence
     labels, confidences = [], []
     for start in range(0, len(frames), batch_size):
         indices = range(start, min(start + batch_size, len(frames)))
@@ -134,21 +138,21 @@ def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean,
         confidence, label = probabilities.max(1)
         labels.append(label.to(torch.uint8).cpu())
         confidences.append(confidence.float().cpu())
+        if class_quantile > 0:  # counted per batch: no temporaries over all the frames
+            binned = (confidences[-1] * (bins - 1)).round().long().clamp(0, bins - 1)
+            histogram += torch.bincount((labels[-1].long() * bins + binned).flatten(),
+                                        minlength=model.num_classes * bins)
     labels, confidences = torch.cat(labels), torch.cat(confidences)
     thresholds = torch.full((256,), float(threshold))
     if class_quantile > 0:
-        bins = 1000
-        binned = (confidences * (bins - 1)).round().long().clamp(0, bins - 1)
-        histogram = torch.bincount(labels.long().flatten() * bins + binned.flatten(),
-                                   minlength=model.num_classes * bins)
         cumulative = histogram.view(model.num_classes, bins).cumsum(1).double()
         for cls in range(model.num_classes):
             if cumulative[cls, -1] > 0:
                 position = torch.searchsorted(cumulative[cls],
                                               class_quantile * cumulative[cls, -1])
                 thresholds[cls] = min(threshold, int(position) / (bins - 1))
-    unconfident = confidences < thresholds[labels.long()]
-    labels[unconfident] = IGNORE_INDEX
+    for frame_labels, frame_confidences in zip(labels, confidences):  # in place, frame by frame
+        frame_labels[frame_confidences < thresholds[frame_labels.long()]] = IGNORE_INDEX
     return labels
 
 
@@ -239,9 +243,10 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
                        if settings.class_balanced else None)
             steps.add(1)
         adapted.train()
-        if settings.freeze_bn:
-            for norm in batch_norms(adapted):
-                norm.eval()
+        fixed = (batch_norms(adapted) if settings.freeze_bn else
+                 single_value_norms(adapted, input_size) if settings.micro_batch == 1 else [])
+        for norm in fixed:
+            norm.eval()
         order = generator.permutation(len(frames))
         for batch in np.array_split(order, max(1, len(frames) // settings.batch_size)):
             x, y = augment(_unit_batch(frames, batch, input_size),
@@ -261,8 +266,30 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
                                    progress=steps.stage())
 
 
+@torch.no_grad()
+def single_value_norms(model: LEDNet, input_size) -> list:
+    """Return the BatchNorms that get one value per channel of a frame at ``input_size``.
+
+    Training mode cannot normalise those over a single frame; found by one forward pass.
+    """
+    found, hooks = [], []
+    for norm in batch_norms(model):
+        hooks.append(norm.register_forward_hook(
+            lambda module, inputs, _out: found.append(module)
+            if inputs[0][0, 0].numel() == 1 else None))
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(1, 3, input_size[1], input_size[0],
+                                 device=model_device(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return found
+
+
 def _micro_batches(frames: int, size: int) -> list[np.ndarray]:
-    """Index arrays splitting a batch into parts of at least ``size`` (>= 2) frames."""
+    """Index arrays splitting a batch into parts of at least ``size`` frames."""
     return np.array_split(np.arange(frames), max(1, frames // size))
 
 

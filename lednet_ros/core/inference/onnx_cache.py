@@ -123,3 +123,35 @@ def exported_graphs(weights_path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def rewrite_metadata(weights_path, metadata) -> str:
+    """Write ``metadata`` into a weights file, its tensors unchanged; return its new SHA-256.
+
+    The graphs beside it (and their INT8 graphs) depend on the tensors alone, so their records
+    are given the new SHA-256, once the tensors read back equal to those before. Imports torch.
+
+    Raises:
+        CheckpointError: the tensors read back differ (the records are then left as they were).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from lednet_ros.core.inference.checkpoint import load_weights, save_weights
+
+    before_sha, before = file_sha256(weights_path), load_file(str(weights_path))
+    model, _ = load_weights(weights_path)
+    save_weights(weights_path, model, metadata)
+    after = load_file(str(weights_path))
+    if before.keys() != after.keys() or not all(
+            before[k].dtype == after[k].dtype and torch.equal(before[k], after[k])
+            for k in before):
+        raise CheckpointError(f"{weights_path}: tensors changed while rewriting the metadata")
+    sha = file_sha256(weights_path)
+    folder = graphs_beside(weights_path)
+    for name in (GRAPH_RECORD, INT8_RECORD):
+        if _recorded_for(folder / name, before_sha):
+            record = json.loads((folder / name).read_text())
+            record["weights_sha256"] = sha
+            (folder / name).write_text(json.dumps(record, indent=2) + "\n")
+    return sha

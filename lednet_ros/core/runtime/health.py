@@ -9,7 +9,8 @@ Cheap checks (well under 1 ms at 480x360) on each frame and its results, no ROS:
 - the stream: frozen (the same pixels as the last frames: a stuck driver) and stale stamps (a
   stamp not after the last frame's);
 - the network: the share of pixels whose confidence (softmax maximum) is below
-  ``unsure_confidence``, against the share the packaged weights show on their own test frames;
+  ``unsure_confidence``, against the shares the weights showed on clean frames of their own
+  test split (the reference their metadata records: unsure_thresholds; else fixed defaults);
 - the share of the image each class takes (figures only).
 
 Each failed check gives a reason at WARN or ERROR; the frame's level is the worst. What follows
@@ -36,6 +37,10 @@ CHECK_WIDTH = 160  # the image checks run on a copy this wide (or the frame, whe
 RESULT_SAMPLES = 40_000  # the labels and confidence are read at about this many pixels
 FLAT_BLOCK = 10  # pixels per side of the blocks of the featureless check (on that copy)
 FLAT_STD = 2.0  # a block whose luma standard deviation is below this is flat
+HEALTH_REFERENCE = "health_reference"  # the weights' metadata.metrics key of their reference
+# From a reference, WARN and ERROR sit this far above the highest unsure share of its clean
+# frames (the packaged weights: 0.30 on CamVid test, hence 0.35 and 0.50).
+UNSURE_WARN_MARGIN, UNSURE_ERROR_MARGIN = 0.05, 0.20
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,49 @@ def image_figures(rgb: np.ndarray) -> dict[str, float]:
             "flat share": flat,
             "sharpness": float(edges.std()) / max(std, 1.0),
             "grain": float(np.partition(magnitude, len(magnitude) // 4)[len(magnitude) // 4])}
+
+
+def reference_record(unsure_shares, unsure_confidence: float, frames: str) -> dict:
+    """Return the health reference of weights (for metadata.metrics[HEALTH_REFERENCE]).
+
+    ``unsure_shares``: each clean frame's unsure share at ``unsure_confidence``, as the check
+    measures it; ``frames``: which frames they were (e.g. "CamVid test, 233 frames, 480x360").
+    """
+    shares = np.asarray(list(unsure_shares), dtype=np.float64)
+    if not shares.size:
+        raise ValueError("a health reference needs the unsure shares of at least one frame")
+    return {"unsure_confidence": float(unsure_confidence), "frames": frames,
+            "count": int(shares.size), "unsure_share_max": round(float(shares.max()), 4),
+            "unsure_share_p95": round(float(np.percentile(shares, 95)), 4),
+            "unsure_share_median": round(float(np.median(shares)), 4)}
+
+
+def unsure_thresholds(metrics: dict, unsure_confidence: float) -> tuple[float, float, str]:
+    """Return (unsure_warn, unsure_error, where they come from) for weights' ``metrics``.
+
+    From the recorded reference (its highest clean share plus UNSURE_*_MARGIN, two decimals)
+    where it was measured at ``unsure_confidence``; else HealthSettings' fixed defaults.
+    """
+    reference = metrics.get(HEALTH_REFERENCE) if isinstance(metrics, dict) else None
+    defaults = HealthSettings()
+    if not isinstance(reference, dict) or "unsure_share_max" not in reference:
+        return (defaults.unsure_warn, defaults.unsure_error,
+                "fixed defaults: the weights record no health reference")
+    if not math.isclose(reference.get("unsure_confidence", -1.0), unsure_confidence):
+        return (defaults.unsure_warn, defaults.unsure_error,
+                f"fixed defaults: the weights' reference was measured at confidence "
+                f"{reference.get('unsure_confidence')}, not {unsure_confidence:g}")
+    highest = float(reference["unsure_share_max"])
+    warn = round(min(1.0, highest + UNSURE_WARN_MARGIN), 2)
+    error = round(min(1.0, highest + UNSURE_ERROR_MARGIN), 2)
+    return warn, error, (f"the weights' reference: at most {100 * highest:.1f}% unsure on "
+                         f"{reference.get('frames', 'their clean frames')}")
+
+
+def settings_for_weights(metrics: dict) -> HealthSettings:
+    """Return the default HealthSettings with the unsure thresholds of weights' ``metrics``."""
+    warn, error, _ = unsure_thresholds(metrics, HealthSettings.unsure_confidence)
+    return HealthSettings(unsure_warn=warn, unsure_error=error)
 
 
 class HealthMonitor:
