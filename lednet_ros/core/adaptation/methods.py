@@ -262,6 +262,8 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
                     (loss / total).backward()
                 optimizer.step()
             steps.add(1)
+    del optimizer, labels, x, y  # their memory is free for the last recomputation
+    adapted.zero_grad(set_to_none=True)
     return recompute_bn_statistics(adapted.eval(), frames, input_size, mean, std, **bn,
                                    progress=steps.stage())
 
