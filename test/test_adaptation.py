@@ -340,6 +340,26 @@ def test_self_training_one_frame_per_pass_keeps_the_global_branch_statistics(mod
         SelfTrainingSettings(micro_batch=0)
 
 
+def test_a_mean_teacher_follows_the_model_and_makes_the_labels(model):
+    from lednet_ros.core.adaptation.methods import _follow
+
+    teacher, student = LEDNet(num_classes=11), LEDNet(num_classes=11)
+    before = [p.clone() for p in teacher.parameters()]
+    _follow(teacher, student, 0.75)
+    for old, new, theirs in zip(before, teacher.parameters(), student.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * theirs)
+    frames = dark_streets(4, SIZE)
+    common = dict(epochs=2, batch_size=2, bn_batch_size=2, threshold=0.5)
+    plain = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3,
+                       SelfTrainingSettings(**common))
+    taught = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3,
+                        SelfTrainingSettings(teacher_momentum=0.9, **common))
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
+                                                     taught.state_dict().values()))
+    with pytest.raises(AdaptationError, match="teacher_momentum = 1.0"):
+        SelfTrainingSettings(teacher_momentum=1.0)
+
+
 class FixedLogits(torch.nn.Module):
     """Return the same logits for every frame, whatever the input."""
 

@@ -52,7 +52,8 @@ def progress_bar(description: str):
 
 # The settings a user sets here; their help is SelfTrainingSettings' own text.
 SELF_TRAINING_OPTIONS = ("bn_prior", "entropy_epochs", "entropy_lr", "epochs", "lr", "threshold",
-                         "class_quantile", "refresh_labels", "freeze_bn", "class_balanced",
+                         "class_quantile", "refresh_labels", "teacher_momentum", "freeze_bn",
+                         "class_balanced",
                          "flip_labels", "micro_batch")
 
 

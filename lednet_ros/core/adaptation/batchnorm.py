@@ -116,3 +116,25 @@ class StepCounter:
                 self.progress(self.done, self.total)
 
         return report
+
+
+@torch.no_grad()
+def single_value_norms(model: LEDNet, input_size) -> list:
+    """Return the BatchNorms that get one value per channel of a frame at ``input_size``.
+
+    Training mode cannot normalise those over a single frame; found by one forward pass.
+    """
+    found, hooks = [], []
+    for norm in batch_norms(model):
+        hooks.append(norm.register_forward_hook(
+            lambda module, inputs, _out: found.append(module)
+            if inputs[0][0, 0].numel() == 1 else None))
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(1, 3, input_size[1], input_size[0],
+                                 device=model_device(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return found

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from lednet_ros.core.adaptation import METHODS
 from lednet_ros.core.adaptation.batchnorm import (  # noqa: F401
     BN_BATCH_SIZE, MIN_FRAMES, AdaptationError, Progress, StepCounter, batch_norms, model_device,
-    network_inputs, recompute_bn_statistics,
+    network_inputs, recompute_bn_statistics, single_value_norms,
 )
 from lednet_ros.core.data.classes import IGNORE_INDEX
 from lednet_ros.core.inference.checkpoint import WeightsMetadata
@@ -58,6 +58,9 @@ class SelfTrainingSettings:
             keep some pixels.
         flip_labels: pseudo-labels from the mean of each frame's and its mirror's predictions.
         refresh_labels: pseudo-labels made again by the current model before every epoch.
+        teacher_momentum: pseudo-labels made by an exponential average of the model instead
+            (mean teacher): after each step its weights become this x theirs + (1 - this) x
+            the model's; its BatchNorm statistics stay those of ``bn`` (0: the model itself).
         freeze_bn: BatchNorm statistics fixed while fine-tuning (the affine weights learn).
         class_balanced: cross-entropy weighted by 1 / ln(1.02 + class frequency) of the
             pseudo-labels (ENet's weighting).
@@ -83,6 +86,7 @@ class SelfTrainingSettings:
     class_quantile: float = 0.5
     flip_labels: bool = False
     refresh_labels: bool = True
+    teacher_momentum: float = 0.0
     freeze_bn: bool = False
     class_balanced: bool = False
     scale: tuple[float, float] = (0.75, 1.5)
@@ -100,6 +104,7 @@ class SelfTrainingSettings:
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
             "lr": self.lr > 0, "threshold": 0.0 < self.threshold <= 1.0,
             "class_quantile": 0.0 <= self.class_quantile < 1.0,
+            "teacher_momentum": 0.0 <= self.teacher_momentum < 1.0,
             "scale": 0.0 < self.scale[0] <= self.scale[1],
             "color_jitter": 0.0 <= self.color_jitter < 1.0,
             "bn_batch_size": self.bn_batch_size >= 2,
@@ -232,10 +237,12 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
     scale, shift = normalisation(tuple(mean), tuple(std), device)
     optimizer = torch.optim.Adam([p for p in adapted.parameters() if p.requires_grad],
                                  lr=settings.lr)
+    # the teacher that makes the pseudo-labels: the model itself, or its exponential average
+    teacher = copy.deepcopy(adapted).eval() if settings.teacher_momentum else adapted
     labels = None
     for epoch in range(settings.epochs):
         if labels is None or settings.refresh_labels:
-            labels = pseudo_labels(adapted, frames, input_size, mean, std,
+            labels = pseudo_labels(teacher, frames, input_size, mean, std,
                                    threshold=settings.threshold,
                                    class_quantile=settings.class_quantile,
                                    flip=settings.flip_labels)
@@ -261,33 +268,20 @@ def self_train(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, st
                                            ignore_index=IGNORE_INDEX, reduction="sum")
                     (loss / total).backward()
                 optimizer.step()
+                if teacher is not adapted:
+                    _follow(teacher, adapted, settings.teacher_momentum)
             steps.add(1)
-    del optimizer, labels, x, y  # their memory is free for the last recomputation
+    del optimizer, labels, x, y, teacher  # their memory is free for the last recomputation
     adapted.zero_grad(set_to_none=True)
     return recompute_bn_statistics(adapted.eval(), frames, input_size, mean, std, **bn,
                                    progress=steps.stage())
 
 
 @torch.no_grad()
-def single_value_norms(model: LEDNet, input_size) -> list:
-    """Return the BatchNorms that get one value per channel of a frame at ``input_size``.
-
-    Training mode cannot normalise those over a single frame; found by one forward pass.
-    """
-    found, hooks = [], []
-    for norm in batch_norms(model):
-        hooks.append(norm.register_forward_hook(
-            lambda module, inputs, _out: found.append(module)
-            if inputs[0][0, 0].numel() == 1 else None))
-    was_training = model.training
-    try:
-        model.eval()(torch.zeros(1, 3, input_size[1], input_size[0],
-                                 device=model_device(model)))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    return found
+def _follow(teacher: LEDNet, student: LEDNet, momentum: float) -> None:
+    """Move the teacher's weights to ``momentum`` x its own + (1 - momentum) x the student's."""
+    for mine, theirs in zip(teacher.parameters(), student.parameters()):
+        mine.mul_(momentum).add_(theirs, alpha=1.0 - momentum)
 
 
 def _micro_batches(frames: int, size: int) -> list[np.ndarray]:
