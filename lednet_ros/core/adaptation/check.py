@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lednet_ros.core.adaptation.batchnorm import model_device
 from lednet_ros.core.inference.model import LEDNet
 from lednet_ros.core.inference.network_io import preprocess
 
@@ -51,7 +52,7 @@ def check_score(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, s
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     confidence = agreement = 0.0
     counts = torch.zeros(model.num_classes, dtype=torch.float64)
     for rgb in frames:

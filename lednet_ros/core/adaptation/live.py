@@ -75,10 +75,10 @@ class LiveAdaptation:
             AdaptationRefused: an adaptation is already gathering or running, or the counts
                 leave too few frames to adapt on or none to check on.
         """
-        held = frames // check_every if check_every >= 2 else 0
         if check_every == 1:
             raise AdaptationRefused("check_every is 1: every frame would be held back; 0 (no "
                                     "check) or at least 2")
+        held = len(held_back(range(frames), check_every)[1])
         if check_every and not held:
             raise AdaptationRefused(f"{frames} frames hold none back for the check (every "
                                     f"{check_every}-th); gather at least {check_every}")
