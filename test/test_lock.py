@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -259,3 +260,24 @@ def test_the_bundled_pip_alone_would_take_the_newer_release(probe_release, tmp_p
                             text=True, timeout=600)
     assert result.returncode != 0
     assert f"{PROBE}-core[extra]>=1.0" in result.stderr
+
+
+# --- Room on the disk: set-up stops before pip when the disk cannot hold a venv (a CI run once
+# ended half-way with pip's "[Errno 28] No space left on device" and a venv importing nothing).
+
+CHECK_SPACE = REPO / ".ci" / "check_space"
+
+
+def test_check_space_stops_naming_the_free_space_and_the_need(tmp_path):
+    free_gib = shutil.disk_usage(tmp_path).free / 2**30
+    too_much = int(free_gib) + 100
+    refused = subprocess.run([str(CHECK_SPACE), str(tmp_path / "venv" / "bin"), str(too_much),
+                              "installing a lock"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1
+    assert f"installing a lock needs about {too_much} GiB free" in refused.stderr
+    assert f"the disk of {tmp_path} has" in refused.stderr  # the nearest folder that exists
+    free_mib = int(refused.stderr.split(" has ")[1].split(" MiB")[0])
+    assert abs(free_mib - free_gib * 1024) < 1024
+    allowed = subprocess.run([str(CHECK_SPACE), str(tmp_path), "0", "installing a lock"],
+                             capture_output=True, text=True, timeout=30)
+    assert allowed.returncode == 0 and allowed.stderr == ""
