@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lednet_ros.core.adaptation.methods import (
-    AdaptationError, SelfTrainingSettings, _micro_batches, adapted_metadata, minimise_entropy,
+    AdaptationError, AdaptationSettings, _micro_batches, adapted_metadata, minimise_entropy,
     pseudo_labels,
     recompute_bn_statistics, self_train, settings_record,
 )
@@ -284,7 +284,7 @@ def test_bn_prior_mixes_the_two_distributions(model):
 
 def test_entropy_moves_only_the_batchnorm_affine_weights_and_lowers_entropy(model):
     frames = dark_streets(4, SIZE)
-    settings = SelfTrainingSettings(batch_size=4, micro_batch=2, bn_batch_size=2,
+    settings = AdaptationSettings(batch_size=4, micro_batch=2, bn_batch_size=2,
                                     entropy_epochs=3, entropy_lr=1e-2)
     start = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=2)
     adapted = minimise_entropy(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings)
@@ -323,6 +323,37 @@ def test_micro_batches_give_the_whole_batch_loss_gradient(model):
     assert [len(c) for c in _micro_batches(5, 2)] == [3, 2]  # never a part of one frame
 
 
+@pytest.mark.parametrize("method", ["self-training", "entropy"])
+def test_checkpointed_training_gives_the_weights_of_kept_activations(model, method):
+    """Gradient checkpointing trades memory for time only: the same weights, dropout included."""
+    frames = dark_streets(4, SIZE)
+    run = self_train if method == "self-training" else minimise_entropy
+    results, first_layer_runs = [], []
+    for segments in (0, 3):
+        torch.manual_seed(1)  # dropout's masks: replayed in the recomputation
+        settings = AdaptationSettings(epochs=1, batch_size=4, micro_batch=2, bn_batch_size=2,
+                                        threshold=0.3, checkpoint_segments=segments,
+                                        entropy_lr=1e-2)
+        runs = []
+        hook = model.encoder.layers[0].register_forward_hook(  # copied with the model
+            lambda *_: runs.append(torch.is_grad_enabled()))
+        try:
+            results.append(run(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings))
+        finally:
+            hook.remove()
+        first_layer_runs.append(sum(runs))
+    assert first_layer_runs[1] == 2 * first_layer_runs[0]  # each one recomputed once
+    kept, checkpointed = (r.state_dict() for r in results)
+    trained = [k for k in kept if not torch.equal(kept[k], model.state_dict()[k])
+               and "running" not in k and kept[k].is_floating_point()]
+    assert trained  # it learned something, the same either way
+    for name in kept:
+        torch.testing.assert_close(checkpointed[name], kept[name], rtol=1e-4, atol=1e-5)
+    assert all(r.encoder.checkpoint_segments == 0 for r in results)  # off once trained
+    with pytest.raises(AdaptationError, match="checkpoint_segments = -1"):
+        AdaptationSettings(checkpoint_segments=-1)
+
+
 def test_self_training_one_frame_per_pass_keeps_the_global_branch_statistics(model):
     """micro_batch 1: the global branch's BatchNorm (one value per frame) is not trained on.
 
@@ -331,13 +362,13 @@ def test_self_training_one_frame_per_pass_keeps_the_global_branch_statistics(mod
     the frames at the end as always.
     """
     frames = dark_streets(4, SIZE)
-    settings = SelfTrainingSettings(epochs=1, batch_size=2, micro_batch=1, bn_batch_size=2,
+    settings = AdaptationSettings(epochs=1, batch_size=2, micro_batch=1, bn_batch_size=2,
                                     class_quantile=0.5, threshold=0.5)
     adapted = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings)
     before, after = model.state_dict(), adapted.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in after if "encoder" in k)
     with pytest.raises(AdaptationError, match="micro_batch = 0"):
-        SelfTrainingSettings(micro_batch=0)
+        AdaptationSettings(micro_batch=0)
 
 
 def test_a_mean_teacher_follows_the_model_and_makes_the_labels(model):
@@ -351,13 +382,13 @@ def test_a_mean_teacher_follows_the_model_and_makes_the_labels(model):
     frames = dark_streets(4, SIZE)
     common = dict(epochs=2, batch_size=2, bn_batch_size=2, threshold=0.5)
     plain = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3,
-                       SelfTrainingSettings(**common))
+                       AdaptationSettings(**common))
     taught = self_train(model, frames, INPUT, [0.0] * 3, [1.0] * 3,
-                        SelfTrainingSettings(teacher_momentum=0.9, **common))
+                        AdaptationSettings(teacher_momentum=0.9, **common))
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
                                                      taught.state_dict().values()))
     with pytest.raises(AdaptationError, match="teacher_momentum = 1.0"):
-        SelfTrainingSettings(teacher_momentum=1.0)
+        AdaptationSettings(teacher_momentum=1.0)
 
 
 class FixedLogits(torch.nn.Module):
@@ -388,7 +419,7 @@ def test_per_class_thresholds_keep_pixels_of_an_unconfident_class():
 
 def test_self_training_adapts_a_copy(model):
     before = state(model)
-    settings = SelfTrainingSettings(epochs=1, batch_size=2, bn_batch_size=2, threshold=0.3,
+    settings = AdaptationSettings(epochs=1, batch_size=2, bn_batch_size=2, threshold=0.3,
                                     class_quantile=0.5, refresh_labels=True,
                                     class_balanced=True, freeze_bn=False)
     adapted = self_train(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3, settings)
@@ -397,7 +428,7 @@ def test_self_training_adapts_a_copy(model):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(AdaptationError, match="threshold = 1.5"):
         self_train(model, dark_streets(4, SIZE), INPUT, [0.0] * 3, [1.0] * 3,
-                   SelfTrainingSettings(threshold=1.5))
+                   AdaptationSettings(threshold=1.5))
 
 
 def test_adapted_metadata_records_the_making_and_quotes_no_miou():

@@ -265,3 +265,17 @@ def test_messages_and_modules_import_together(where, tmp_path):
         assert model == REPO / "lednet_ros" / "core" / "inference" / "model.py"
     else:
         assert package.is_relative_to(prefix) and model.is_relative_to(prefix)
+
+
+TOOLS = sorted(path.stem for path in (REPO / "lednet_ros" / "tools").glob("*.py")
+               if "\ndef main(" in path.read_text())
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_prints_its_help(tool, capsys):
+    """--help formats every option's text (argparse refuses a stray % in a default's help)."""
+    module = importlib.import_module(f"lednet_ros.tools.{tool}")
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")

@@ -93,13 +93,13 @@ class AdaptService:
         """
         from lednet_ros.core.adaptation.check import check_score, judge
         from lednet_ros.core.adaptation.methods import (
-            SelfTrainingSettings, adapt, adapted_metadata, settings_record,
+            AdaptationSettings, adapt, adapted_metadata, settings_record,
         )
         from lednet_ros.core.inference.onnx_export import write_graphs_beside
 
         node, values = self.node, self.node.values
         method = values["adapt.method"]
-        settings = SelfTrainingSettings(bn_prior=values["adapt.bn_prior"])
+        settings = AdaptationSettings(bn_prior=values["adapt.bn_prior"])
         model, metadata = load_weights(node.weights_path)
         size = node.pipeline.input_size(node.settings)
         adapted = adapt(model, metadata, frames, method=method, input_size=size,

@@ -25,7 +25,7 @@ import torch
 
 from lednet_ros.arguments import attribute_docs, parse_size
 from lednet_ros.core.adaptation.methods import (
-    METHODS, MIN_FRAMES, AdaptationError, SelfTrainingSettings, adapt, adapted_metadata,
+    METHODS, MIN_FRAMES, AdaptationError, AdaptationSettings, adapt, adapted_metadata,
     settings_record,
 )
 from lednet_ros.core.data.bags import IMAGE_TOPIC
@@ -50,17 +50,16 @@ def progress_bar(description: str):
     return bar, update
 
 
-# The settings a user sets here; their help is SelfTrainingSettings' own text.
-SELF_TRAINING_OPTIONS = ("bn_prior", "entropy_epochs", "entropy_lr", "epochs", "lr", "threshold",
-                         "class_quantile", "refresh_labels", "teacher_momentum", "freeze_bn",
-                         "class_balanced",
-                         "flip_labels", "micro_batch")
+# The settings a user sets here; their help is AdaptationSettings' own text.
+ADAPTATION_OPTIONS = ("bn_prior", "entropy_epochs", "entropy_lr", "epochs", "lr", "threshold",
+                      "class_quantile", "refresh_labels", "teacher_momentum", "freeze_bn",
+                      "class_balanced", "flip_labels", "micro_batch", "checkpoint_segments")
 
 
-def add_self_training_arguments(group) -> None:
-    """Add an option per field of SELF_TRAINING_OPTIONS, with its text and default."""
-    defaults, texts = SelfTrainingSettings(), attribute_docs(SelfTrainingSettings)
-    for name in SELF_TRAINING_OPTIONS:
+def add_adaptation_arguments(group) -> None:
+    """Add an option per field of ADAPTATION_OPTIONS, with its text and default."""
+    defaults, texts = AdaptationSettings(), attribute_docs(AdaptationSettings)
+    for name in ADAPTATION_OPTIONS:
         default, help_text = getattr(defaults, name), texts[name].rstrip(".")
         kind = argparse.BooleanOptionalAction if isinstance(default, bool) else None
         group.add_argument(f"--{name.replace('_', '-')}", default=default,
@@ -83,11 +82,12 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=90, help="frames in all (default 90)")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
-    add_self_training_arguments(parser.add_argument_group(
-        "method settings (bn_prior: every method; entropy_*: entropy; the others: "
-        "self-training; micro_batch: both; defaults measured in docs/weights.md)"))
-    parser.add_argument("--seed", type=int, default=SelfTrainingSettings.seed,
-                        help=attribute_docs(SelfTrainingSettings)["seed"].rstrip("."))
+    add_adaptation_arguments(parser.add_argument_group(
+        "method settings (bn_prior: every method; entropy_*: entropy; micro_batch, "
+        "checkpoint_segments: entropy and self-training; the others: self-training; defaults "
+        "measured in docs/weights.md)"))
+    parser.add_argument("--seed", type=int, default=AdaptationSettings.seed,
+                        help=attribute_docs(AdaptationSettings)["seed"].rstrip("."))
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     try:
         model, metadata = load_weights(weights)
         input_size = check_input_size(args.input_size or metadata.input_size)
-        settings = SelfTrainingSettings(
-            **{name: getattr(args, name) for name in SELF_TRAINING_OPTIONS}, seed=args.seed)
+        settings = AdaptationSettings(
+            **{name: getattr(args, name) for name in ADAPTATION_OPTIONS}, seed=args.seed)
         sources = [Source(path, args.topic) for path in args.source]
         bar, update = progress_bar("reading frames")
         with bar:

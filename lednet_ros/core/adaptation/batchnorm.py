@@ -5,7 +5,11 @@ No ROS import. core.adaptation.methods builds its three methods on recompute_bn_
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import ctypes.util
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -94,6 +98,40 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
             norm.running_var.mul_(1 - prior).add_(prior * var + prior * (1 - prior) * shift ** 2)
             norm.running_mean.mul_(1 - prior).add_(prior * mean)
     return adapted.eval()
+
+
+def release_freed_memory() -> None:
+    """Return the heap's freed pages to the system (glibc's malloc_trim; elsewhere nothing).
+
+    Between the stages of an adaptation: the freed buffers of one stage, scattered between live
+    ones, otherwise stay resident while the next stage allocates its own (measured: the last
+    BatchNorm recomputation of self-training 1.72 GB resident with, 1.39 GB without them).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # a C library without it: not glibc
+        return None
+
+
+@contextlib.contextmanager
+def checkpointed(model: LEDNet, segments: int):
+    """Within the block ``model``'s encoder recomputes its activations in the backward pass.
+
+    In ``segments`` segments (LEDNet's Encoder.checkpoint_segments; 0: activations kept).
+    """
+    model.encoder.checkpoint_segments = segments
+    try:
+        yield model
+    finally:
+        model.encoder.checkpoint_segments = 0
 
 
 class StepCounter:

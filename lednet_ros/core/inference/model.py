@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
 
 from lednet_ros.core.inference.checkpoint import DECODER_VARIANTS  # noqa: F401 (the variants' one home)
 
@@ -106,9 +107,16 @@ class SSnbtUnit(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Table 1's encoder: 3 -> 32 -> 64 -> 128 channels at 1/8 of the input size."""
+    """Table 1's encoder: 3 -> 32 -> 64 -> 128 channels at 1/8 of the input size.
+
+    ``checkpoint_segments`` > 0 (adaptation sets it while it trains): where gradients are
+    computed, the layers run in that many segments whose activations the backward pass
+    recomputes instead of keeping (gradient checkpointing: less memory, more time, the same
+    gradients; dropout masks replayed).
+    """
 
     out_channels = 128
+    checkpoint_segments = 0
 
     def __init__(self):
         super().__init__()
@@ -121,6 +129,10 @@ class Encoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_segments and torch.is_grad_enabled():
+            return checkpoint_sequential(self.layers, min(self.checkpoint_segments,
+                                                          len(self.layers)), x,
+                                         use_reentrant=False)
         return self.layers(x)
 
 
