@@ -94,7 +94,7 @@ PARAMETERS = {
                          "back for the check).", integers=(2, 10000)),
     "adapt.method": Spec("entropy", "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
                          "0.8 GB), entropy (bn, then the BatchNorms' affine weights made "
-                         "confident; a minute or two, 2 GB) or self-training (minutes, 2.2 GB); "
+                         "confident; about a minute, 1.5 GB) or self-training (minutes, 1.5 GB); "
                          "peaks measured at 480x360, docs/weights.md.", choices=METHODS),
     "adapt.bn_prior": Spec(0.0, "Weight of the loaded weights' own BatchNorm statistics mixed "
                            "into the camera's (0: the camera's alone).", floats=(0.0, 1.0)),
