@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from lednet_ros.core.adaptation.methods import (
-    AdaptationError, AdaptationSettings, _micro_batches, adapted_metadata, minimise_entropy,
-    pseudo_labels,
-    recompute_bn_statistics, self_train, settings_record,
+    AdaptationError, AdaptationSettings, _micro_batches, adapted_metadata, batch_norms,
+    minimise_entropy, pseudo_labels, recompute_bn_statistics, self_train, settings_record,
 )
 from lednet_ros.core.data.bags import write_bag
 from lednet_ros.core.data.classes import (
@@ -282,11 +281,32 @@ def test_bn_prior_mixes_the_two_distributions(model):
         recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, prior=1.5)
 
 
+def test_bn_depth_recomputes_only_the_shallow_batchnorms(model):
+    frames = dark_streets(6, SIZE)
+    every = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=3)
+    half = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=3,
+                                   depth=0.5)
+    norms = [batch_norms(m) for m in (model, every, half)]
+    count = len(norms[0]) // 2  # the first floor(0.5 x count), in the network's order
+    for index, (source, alone, result) in enumerate(zip(*norms)):
+        expected = alone if index < count else source  # the shallow: as every one recomputed
+        for buffer in ("running_mean", "running_var"):
+            torch.testing.assert_close(getattr(result, buffer), getattr(expected, buffer),
+                                       rtol=0, atol=0)
+    assert not torch.equal(norms[2][count - 1].running_mean, norms[0][count - 1].running_mean)
+    for depth in (0.0, 1.5):
+        with pytest.raises(AdaptationError, match=f"BatchNorm depth {depth}: expected a share"):
+            recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, depth=depth)
+    with pytest.raises(AdaptationError, match="bn_depth = 0.0 is out of range"):
+        AdaptationSettings(bn_depth=0.0)
+
+
 def test_entropy_moves_only_the_batchnorm_affine_weights_and_lowers_entropy(model):
     frames = dark_streets(4, SIZE)
     settings = AdaptationSettings(batch_size=4, micro_batch=2, bn_batch_size=2,
                                     entropy_epochs=3, entropy_lr=1e-2)
-    start = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=2)
+    start = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=2,
+                                    depth=settings.bn_depth)
     adapted = minimise_entropy(model, frames, INPUT, [0.0] * 3, [1.0] * 3, settings)
     before, after = start.state_dict(), adapted.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
@@ -458,8 +478,9 @@ def test_adapt_writes_weights_that_load_and_say_how_they_were_made(sources, tmp_
     assert "wrote" in capsys.readouterr().out
     model, meta = load_weights(output)
     adaptation = meta.recipe["adaptation"]
-    assert adaptation["method"] == "entropy" and adaptation["input_size"] == [64, 48]
-    assert adaptation["settings"]["bn"]["prior"] == 0.0  # the defaults, recorded
+    assert adaptation["method"] == "bn" and adaptation["input_size"] == [64, 48]
+    assert adaptation["settings"] == {"batch_size": 16, "seed": 0, "momentum": None,
+                                      "prior": 0.0, "depth": 0.5}  # the defaults, recorded
     assert [(s["kind"], s["frames"]) for s in adaptation["sources"]] == [("video", 3),
                                                                          ("bag", 3)]
     assert adaptation["sources"][1]["topic"] == "/camera/image_raw"

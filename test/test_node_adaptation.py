@@ -43,7 +43,7 @@ def status_values(rig, diagnostics) -> dict:
 def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp_path):
     output = tmp_path / "adapted" / "camera.safetensors"
     rig = rig_factory(**{"adapt.frames": 3, "adapt.output": str(output), "adapt.method": "bn",
-                         "adapt.bn_prior": 0.0, "adapt.check_every": 0})
+                         "adapt.bn_prior": 0.0, "adapt.bn_depth": 0.25, "adapt.check_every": 0})
     client = rig.probe.create_client(Trigger, f"{rig.name}/adapt")
     labels = rig.collect(Image, "labels")
     diagnostics = rig.diagnostics()
@@ -78,6 +78,7 @@ def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp
     meta = read_metadata(output)
     adaptation = meta.recipe["adaptation"]
     assert adaptation["method"] == "bn" and adaptation["frames"] == 3
+    assert adaptation["settings"]["depth"] == 0.25  # the node's parameter reached the method
     assert adaptation["sources"][0]["kind"] == "live topic"
     assert meta.reported_mean_iou is None and meta.metrics == {}
 

@@ -99,7 +99,8 @@ class AdaptService:
 
         node, values = self.node, self.node.values
         method = values["adapt.method"]
-        settings = AdaptationSettings(bn_prior=values["adapt.bn_prior"])
+        settings = AdaptationSettings(bn_prior=values["adapt.bn_prior"],
+                                      bn_depth=values["adapt.bn_depth"])
         model, metadata = load_weights(node.weights_path)
         size = node.pipeline.input_size(node.settings)
         adapted = adapt(model, metadata, frames, method=method, input_size=size,

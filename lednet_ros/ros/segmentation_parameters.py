@@ -92,12 +92,15 @@ PARAMETERS = {
     "adapt.frames": Spec(90, "Frames the ~/adapt service gathers from the stream before it "
                          "adapts the weights to this camera (every adapt.check_every-th is held "
                          "back for the check).", integers=(2, 10000)),
-    "adapt.method": Spec("entropy", "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
-                         "0.8 GB), entropy (bn, then the BatchNorms' affine weights made "
+    "adapt.method": Spec("bn", "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
+                         "1.2 GB), entropy (bn, then the BatchNorms' affine weights made "
                          "confident; about a minute, 1.5 GB) or self-training (minutes, 1.5 GB); "
                          "peaks measured at 480x360, docs/weights.md.", choices=METHODS),
     "adapt.bn_prior": Spec(0.0, "Weight of the loaded weights' own BatchNorm statistics mixed "
                            "into the camera's (0: the camera's alone).", floats=(0.0, 1.0)),
+    "adapt.bn_depth": Spec(0.5, "Share of the BatchNorms, from the input, whose statistics "
+                           "~/adapt takes from the camera; the deeper keep the loaded weights' "
+                           "(1: all).", floats=(0.01, 1.0)),
     "adapt.check_every": Spec(5, "Every N-th gathered frame is held back: the adapted weights "
                               "replace the ones in use only when surer, as consistent and as "
                               "spread over the classes on those frames (0: no check, always "

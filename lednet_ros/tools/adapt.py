@@ -6,7 +6,8 @@ r"""Adapt weights to a robot's own camera from unlabelled frames; write an ordin
 
 --frames frames are taken spread evenly over the sources (videos, image folders, rosbag2 folders
 read on --topic: sensor_msgs/Image or CompressedImage) and over each one's length. Methods:
-bn recomputes the BatchNorm statistics on them (seconds); entropy then fits the BatchNorms'
+bn (the default) recomputes the BatchNorm statistics of the shallower half of the network on
+them (seconds; --bn-depth); entropy then fits the BatchNorms'
 affine weights to confident predictions (a minute); self-training instead fine-tunes on the
 adapted model's confident pixels and recomputes them again (minutes). The output records how it
 was made (method, sources, base weights' SHA-256, input size, settings) and no mIoU; it is
@@ -51,9 +52,10 @@ def progress_bar(description: str):
 
 
 # The settings a user sets here; their help is AdaptationSettings' own text.
-ADAPTATION_OPTIONS = ("bn_prior", "entropy_epochs", "entropy_lr", "epochs", "lr", "threshold",
-                      "class_quantile", "refresh_labels", "teacher_momentum", "freeze_bn",
-                      "class_balanced", "flip_labels", "micro_batch", "checkpoint_segments")
+ADAPTATION_OPTIONS = ("bn_prior", "bn_depth", "entropy_epochs", "entropy_lr", "epochs", "lr",
+                      "threshold", "class_quantile", "refresh_labels", "teacher_momentum",
+                      "freeze_bn", "class_balanced", "flip_labels", "micro_batch",
+                      "checkpoint_segments")
 
 
 def add_adaptation_arguments(group) -> None:
@@ -77,13 +79,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the weights to adapt (default: the packaged weights)")
-    parser.add_argument("--method", choices=METHODS, default="entropy",
-                        help="bn, entropy or self-training (default entropy: docs/weights.md)")
+    parser.add_argument("--method", choices=METHODS, default="bn",
+                        help="bn, entropy or self-training (default bn: docs/weights.md)")
     parser.add_argument("--frames", type=int, default=90, help="frames in all (default 90)")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
     add_adaptation_arguments(parser.add_argument_group(
-        "method settings (bn_prior: every method; entropy_*: entropy; micro_batch, "
+        "method settings (bn_prior, bn_depth: every method; entropy_*: entropy; micro_batch, "
         "checkpoint_segments: entropy and self-training; the others: self-training; defaults "
         "measured in docs/weights.md)"))
     parser.add_argument("--seed", type=int, default=AdaptationSettings.seed,

@@ -49,7 +49,7 @@ def network_inputs(frames, indices, input_size, mean, std, device) -> torch.Tens
 @torch.no_grad()
 def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean, std,
                             *, batch_size: int = BN_BATCH_SIZE, seed: int = 0, prior: float = 0.0,
-                            progress: Progress | None = None) -> LEDNet:
+                            depth: float = 1.0, progress: Progress | None = None) -> LEDNet:
     """Return a copy of ``model`` whose BatchNorm running statistics are those of ``frames``.
 
     The cumulative average (momentum None) over batches of frames at ``input_size``, in a
@@ -67,10 +67,17 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
         prior: weight of ``model``'s own statistics in the result, in [0, 1]: each BatchNorm's
             mean and variance become those of the mixture of the two distributions (0: the
             frames' alone; 1: the model's own, e.g. for entropy minimisation on them).
+        depth: the share of the BatchNorms recomputed, counted in the network's order from the
+            input (the first floor(depth x count); the deeper keep the model's own statistics):
+            a new camera's colours and exposure show in the shallow layers, while the deep
+            layers' statistics also describe the scene's content, which 90 frames of one
+            street sample poorly. In (0, 1]; 1: every BatchNorm.
         progress: called with (batches done, batches in all).
     """
     if not 0.0 <= prior <= 1.0:
         raise AdaptationError(f"BatchNorm prior weight {prior}: expected a value in [0, 1]")
+    if not 0.0 < depth <= 1.0:
+        raise AdaptationError(f"BatchNorm depth {depth}: expected a share in (0, 1]")
     if len(frames) < MIN_FRAMES:
         raise AdaptationError(f"{len(frames)} frames: BatchNorm statistics need at least "
                               f"{MIN_FRAMES}")
@@ -78,6 +85,7 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
         raise AdaptationError(f"batch size {batch_size}: BatchNorm statistics need at least 2")
     adapted = copy.deepcopy(model).eval()
     norms = batch_norms(adapted)
+    norms = norms[:max(1, int(depth * len(norms)))]
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()

@@ -3,8 +3,8 @@
 Three methods, none sees a label:
 
 - ``bn``: recompute the BatchNorm running statistics on the camera's frames (every other weight
-  kept), optionally mixed with the base weights' own (``prior``): the cheapest fix for a new
-  camera's colours, exposure and scene layout.
+  kept), those of the shallower layers only (``bn_depth``) and optionally mixed with the base
+  weights' own (``bn_prior``): the cheapest fix for a new camera's colours and exposure.
 - ``entropy``: ``bn``, then the BatchNorms' affine weights alone learn to make the predictions
   confident (entropy minimisation, as TENT: Wang et al., ICLR 2021), the statistics kept.
 - ``self-training``: ``bn``, then pseudo-labels from the adapted model's confident pixels (a
@@ -73,6 +73,9 @@ class AdaptationSettings:
         bn_batch_size: batch of the BatchNorm recomputations before and after.
         bn_prior: weight of the base weights' own BatchNorm statistics mixed into those of the
             frames, in every recomputation (0: the frames' alone).
+        bn_depth: the share of the BatchNorms, from the input, whose statistics every
+            recomputation takes from the frames; the deeper keep the base weights' (1: all;
+            0.5 chosen in docs/weights.md).
         micro_batch: frames per forward pass; a step's gradients are summed over its
             micro-batches (the loss exactly the batch's), so memory grows with this, not with
             batch_size. At 1 the BatchNorms that see one value per channel of a frame (the
@@ -101,6 +104,7 @@ class AdaptationSettings:
     color_jitter: float = 0.2
     bn_batch_size: int = BN_BATCH_SIZE
     bn_prior: float = 0.0
+    bn_depth: float = 0.5
     micro_batch: int = 2
     checkpoint_segments: int = 8
     entropy_epochs: int = 1
@@ -118,6 +122,7 @@ class AdaptationSettings:
             "color_jitter": 0.0 <= self.color_jitter < 1.0,
             "bn_batch_size": self.bn_batch_size >= 2,
             "bn_prior": 0.0 <= self.bn_prior <= 1.0,
+            "bn_depth": 0.0 < self.bn_depth <= 1.0,
             "micro_batch": 1 <= self.micro_batch,
             "checkpoint_segments": 0 <= self.checkpoint_segments,
             "entropy_epochs": self.entropy_epochs >= 1, "entropy_lr": self.entropy_lr > 0,
@@ -155,7 +160,7 @@ def pseudo_labels(model: LEDNet, frames: Sequence[np.ndarray], input_size, mean,
         if flip:
             probabilities = (probabilities + model(x.flip(-1)).softmax(1).flip(-1)) / 2
         confidence, label = probabilities.max(1)
-        labels[part], confidences[part] = label.cpu(), confidence.float().cpu()
+        labels[part], confidences[part] = label.cpu(), confidence.cpu()
         if class_quantile > 0:  # counted per batch: no temporaries over all the frames
             binned = (confidences[part] * (bins - 1)).round().long().clamp(0, bins - 1)
             histogram += torch.bincount((labels[part].long() * bins + binned).flatten(),
@@ -266,7 +271,8 @@ def _bn_batches(frames: int, settings: AdaptationSettings) -> int:
 
 
 def _bn_options(settings: AdaptationSettings) -> dict:
-    return dict(batch_size=settings.bn_batch_size, seed=settings.seed, prior=settings.bn_prior)
+    return dict(batch_size=settings.bn_batch_size, seed=settings.seed, prior=settings.bn_prior,
+                depth=settings.bn_depth)
 
 
 # ---- entropy minimisation --------------------------------------------------------------------
@@ -374,7 +380,7 @@ def settings_record(method: str, settings: AdaptationSettings | None) -> dict:
     """Return the settings ``method`` used, as JSON data for adapted_metadata."""
     settings = settings or AdaptationSettings()
     bn = {"batch_size": settings.bn_batch_size, "seed": settings.seed, "momentum": None,
-          "prior": settings.bn_prior}
+          "prior": settings.bn_prior, "depth": settings.bn_depth}
     if method == "bn":
         return bn
     if method == "entropy":
