@@ -19,6 +19,9 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from lednet_ros.core.inference.checkpoint import load_weights, read_metadata  # noqa: E402
 from lednet_ros.core.inference.segmenter import Segmenter  # noqa: E402
+from lednet_ros.core.adaptation.methods import AdaptationSettings  # noqa: E402
+from lednet_ros.ros.segmentation_parameters import PARAMETERS  # noqa: E402
+from lednet_ros.tools import adapt as adapt_tool  # noqa: E402
 
 from drawn_scenes import exposed_card  # noqa: E402
 from ros_helpers import make_image, wait_for_subscribers, wait_until  # noqa: E402
@@ -38,6 +41,16 @@ def status_values(rig, diagnostics) -> dict:
             if status.name == f"{rig.name}: segmentation":
                 return {kv.key: kv.value for kv in status.values}
     return {}
+
+
+def test_the_node_adapts_by_the_defaults_of_the_adapt_tool(capsys):
+    """The node's adapt.* defaults are the tool's (its settings written twice: no torch there)."""
+    settings = AdaptationSettings()
+    for name in ("bn_prior", "bn_depth"):
+        assert PARAMETERS[f"adapt.{name}"].default == getattr(settings, name)
+    with pytest.raises(SystemExit):
+        adapt_tool.main(["--help"])
+    assert f"(default {PARAMETERS['adapt.method'].default}:" in capsys.readouterr().out
 
 
 def test_adapt_gathers_frames_swaps_the_weights_and_writes_them(rig_factory, tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 
-from lednet_ros.core.adaptation import METHODS
+from lednet_ros.core.adaptation import DEFAULT_METHOD, METHODS
 from lednet_ros.core.ground.camera_geometry import CameraPose
 from lednet_ros.core.ground.class_groups import DEFAULT_GROUPS, ClassGroups
 from lednet_ros.core.ground.depth import POINTS_FRAMES, SOURCES
@@ -92,7 +92,7 @@ PARAMETERS = {
     "adapt.frames": Spec(90, "Frames the ~/adapt service gathers from the stream before it "
                          "adapts the weights to this camera (every adapt.check_every-th is held "
                          "back for the check).", integers=(2, 10000)),
-    "adapt.method": Spec("bn", "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
+    "adapt.method": Spec(DEFAULT_METHOD, "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
                          "1.2 GB), entropy (bn, then the BatchNorms' affine weights made "
                          "confident; about a minute, 1.5 GB) or self-training (minutes, 1.5 GB); "
                          "peaks measured at 480x360, docs/weights.md.", choices=METHODS),

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from lednet_ros.arguments import attribute_docs, parse_size
+from lednet_ros.core.adaptation import DEFAULT_METHOD
 from lednet_ros.core.adaptation.methods import (
     METHODS, MIN_FRAMES, AdaptationError, AdaptationSettings, adapt, adapted_metadata,
     settings_record,
@@ -79,8 +80,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the .safetensors to write")
     parser.add_argument("--weights", type=Path, default=None,
                         help="the weights to adapt (default: the packaged weights)")
-    parser.add_argument("--method", choices=METHODS, default="bn",
-                        help="bn, entropy or self-training (default bn: docs/weights.md)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help=f"bn, entropy or self-training (default {DEFAULT_METHOD}: "
+                             "docs/weights.md)")
     parser.add_argument("--frames", type=int, default=90, help="frames in all (default 90)")
     parser.add_argument("--input-size", type=parse_size, default=None,
                         help="network input WIDTHxHEIGHT (default: the weights' own)")
