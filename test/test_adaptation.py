@@ -7,6 +7,7 @@ where ../shared/data holds cityscapes_mini, the packaged weights' out-of-domain 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import cv2
@@ -324,6 +325,31 @@ def test_entropy_moves_only_the_batchnorm_affine_weights_and_lowers_entropy(mode
     assert all(p.requires_grad for p in adapted.parameters())
 
 
+def test_entropy_marginal_keeps_the_class_shares_of_bn(model):
+    frames = dark_streets(4, SIZE)
+    plain = AdaptationSettings(batch_size=4, micro_batch=2, bn_batch_size=2, entropy_epochs=3,
+                               entropy_lr=3e-2, entropy_marginal=0.0)
+    kept = dataclasses.replace(plain, entropy_marginal=10.0)
+    start = recompute_bn_statistics(model, frames, INPUT, [0.0] * 3, [1.0] * 3, batch_size=2,
+                                    depth=plain.bn_depth)
+
+    def shares(net):
+        with torch.no_grad():
+            x = torch.cat([preprocess(f, INPUT, [0.0] * 3, [1.0] * 3, "cpu") for f in frames])
+            return net(x).softmax(1).mean((0, 2, 3))
+
+    def divergence(net):  # KL(net's class shares || bn's)
+        p, q = shares(net), shares(start)
+        return float((p * (p.clamp_min(1e-8).log() - q.clamp_min(1e-8).log())).sum())
+
+    alone, with_marginal = (minimise_entropy(model, frames, INPUT, [0.0] * 3, [1.0] * 3, s)
+                            for s in (plain, kept))
+    assert divergence(with_marginal) < 0.5 * divergence(alone)
+    assert settings_record("entropy", kept)["marginal"] == 10.0
+    with pytest.raises(AdaptationError, match="entropy_marginal = -1.0 is out of range"):
+        AdaptationSettings(entropy_marginal=-1.0)
+
+
 def test_micro_batches_give_the_whole_batch_loss_gradient(model):
     """Self-training's gradient summed over micro-batches is that of the batch's mean loss."""
     net = torch.nn.Conv2d(3, 11, 1)
@@ -478,9 +504,10 @@ def test_adapt_writes_weights_that_load_and_say_how_they_were_made(sources, tmp_
     assert "wrote" in capsys.readouterr().out
     model, meta = load_weights(output)
     adaptation = meta.recipe["adaptation"]
-    assert adaptation["method"] == "bn" and adaptation["input_size"] == [64, 48]
-    assert adaptation["settings"] == {"batch_size": 16, "seed": 0, "momentum": None,
-                                      "prior": 0.0, "depth": 0.5}  # the defaults, recorded
+    assert adaptation["method"] == "entropy" and adaptation["input_size"] == [64, 48]
+    assert adaptation["settings"]["bn"] == {"batch_size": 16, "seed": 0, "momentum": None,
+                                            "prior": 0.0, "depth": 0.5}  # the defaults
+    assert (adaptation["settings"]["epochs"], adaptation["settings"]["marginal"]) == (3, 3.0)
     assert [(s["kind"], s["frames"]) for s in adaptation["sources"]] == [("video", 3),
                                                                          ("bag", 3)]
     assert adaptation["sources"][1]["topic"] == "/camera/image_raw"

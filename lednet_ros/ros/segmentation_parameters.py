@@ -94,7 +94,8 @@ PARAMETERS = {
                          "back for the check).", integers=(2, 10000)),
     "adapt.method": Spec(DEFAULT_METHOD, "How ~/adapt adapts: bn (BatchNorm statistics, seconds, "
                          "1.2 GB), entropy (bn, then the BatchNorms' affine weights made "
-                         "confident; about a minute, 1.5 GB) or self-training (minutes, 1.5 GB); "
+                         "confident, the classes' shares kept; two minutes, 1.6 GB) or "
+                         "self-training (minutes, 1.5 GB); "
                          "peaks measured at 480x360, docs/weights.md.", choices=METHODS),
     "adapt.bn_prior": Spec(0.0, "Weight of the loaded weights' own BatchNorm statistics mixed "
                            "into the camera's (0: the camera's alone).", floats=(0.0, 1.0)),

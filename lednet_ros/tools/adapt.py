@@ -53,10 +53,10 @@ def progress_bar(description: str):
 
 
 # The settings a user sets here; their help is AdaptationSettings' own text.
-ADAPTATION_OPTIONS = ("bn_prior", "bn_depth", "entropy_epochs", "entropy_lr", "epochs", "lr",
-                      "threshold", "class_quantile", "refresh_labels", "teacher_momentum",
-                      "freeze_bn", "class_balanced", "flip_labels", "micro_batch",
-                      "checkpoint_segments")
+ADAPTATION_OPTIONS = ("bn_prior", "bn_depth", "entropy_epochs", "entropy_lr",
+                      "entropy_marginal", "epochs", "lr", "threshold", "class_quantile",
+                      "refresh_labels", "teacher_momentum", "freeze_bn", "class_balanced",
+                      "flip_labels", "micro_batch", "checkpoint_segments")
 
 
 def add_adaptation_arguments(group) -> None:

@@ -87,6 +87,10 @@ class AdaptationSettings:
             third slower; 0: kept).
         entropy_epochs: passes of the entropy method over the frames.
         entropy_lr: the entropy method's Adam learning rate.
+        entropy_marginal: weight of a second term of the entropy method's loss: the KL
+            divergence of each micro-batch's mean prediction from the mean prediction of
+            ``bn``'s model over all the frames, so that the classes keep their shares while the
+            pixels grow confident (0: off; entropy alone narrows the classes it uses).
         seed: shuffles and augmentation.
     """
 
@@ -107,8 +111,9 @@ class AdaptationSettings:
     bn_depth: float = 0.5
     micro_batch: int = 2
     checkpoint_segments: int = 8
-    entropy_epochs: int = 1
+    entropy_epochs: int = 3
     entropy_lr: float = 1e-3
+    entropy_marginal: float = 3.0
     seed: int = 0
 
     def __post_init__(self):
@@ -126,6 +131,7 @@ class AdaptationSettings:
             "micro_batch": 1 <= self.micro_batch,
             "checkpoint_segments": 0 <= self.checkpoint_segments,
             "entropy_epochs": self.entropy_epochs >= 1, "entropy_lr": self.entropy_lr > 0,
+            "entropy_marginal": self.entropy_marginal >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -282,10 +288,11 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
                      progress: Progress | None = None) -> LEDNet:
     """Return a copy of ``model``: ``bn``, then its BatchNorms' affine weights fitted to frames.
 
-    The mean per-pixel entropy of the softmax is minimised by Adam (``entropy_lr``) over
-    ``entropy_epochs`` passes in batches of ``batch_size`` (summed over micro-batches), the
-    statistics fixed at those of ``bn`` (the network in inference mode: dropout off) and every
-    other weight kept.
+    The mean per-pixel entropy of the softmax (plus ``entropy_marginal`` x the divergence of
+    the class shares from ``bn``'s, see AdaptationSettings) is minimised by Adam
+    (``entropy_lr``) over ``entropy_epochs`` passes in batches of ``batch_size`` (summed over
+    micro-batches), the statistics fixed at those of ``bn`` (the network in inference mode:
+    dropout off) and every other weight kept.
     """
     batches = max(1, len(frames) // settings.batch_size)
     steps = StepCounter(progress, total=_bn_batches(len(frames), settings)
@@ -299,6 +306,9 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     optimizer = torch.optim.Adam(affine, lr=settings.entropy_lr)
     generator = np.random.default_rng(settings.seed)
     device = model_device(adapted)
+    marginal = settings.entropy_marginal
+    shares = (_mean_prediction(adapted, frames, input_size, mean, std, settings.micro_batch)
+              if marginal else None)
     for _epoch in range(settings.entropy_epochs):
         for batch in np.array_split(generator.permutation(len(frames)), batches):
             optimizer.zero_grad(set_to_none=True)
@@ -306,13 +316,31 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
                 for chunk in _micro_batches(len(batch), settings.micro_batch):
                     x = network_inputs(frames, batch[chunk], input_size, mean, std, device)
                     logits = adapted(x)
-                    entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1)
-                    (entropy.sum() / (entropy[0].numel() * len(batch))).backward()
+                    probabilities = logits.softmax(1)
+                    entropy = -(probabilities * logits.log_softmax(1)).sum(1)
+                    loss = entropy.sum() / (entropy[0].numel() * len(batch))
+                    if marginal:  # KL(the micro-batch's mean prediction || bn's over the frames)
+                        chunk_shares = probabilities.mean((0, 2, 3))
+                        divergence = (chunk_shares * (chunk_shares.clamp_min(1e-8).log()
+                                                      - shares.log())).sum()
+                        loss = loss + marginal * divergence * len(chunk) / len(batch)
+                    loss.backward()
             optimizer.step()
             steps.add(1)
     for parameter in adapted.parameters():
         parameter.requires_grad_(True)
     return adapted.eval()
+
+
+@torch.no_grad()
+def _mean_prediction(model: LEDNet, frames, input_size, mean, std, batch_size: int):
+    """Return the model's softmax averaged over every pixel of the frames (a share per class)."""
+    total = torch.zeros(model.num_classes, device=model_device(model))
+    for start in range(0, len(frames), batch_size):
+        x = network_inputs(frames, range(start, min(start + batch_size, len(frames))),
+                           input_size, mean, std, model_device(model))
+        total += model(x).softmax(1).sum((0, 2, 3))
+    return (total / total.sum()).clamp_min(1e-8)
 
 
 def self_training_steps(frames: int, settings: AdaptationSettings) -> int:
@@ -386,6 +414,7 @@ def settings_record(method: str, settings: AdaptationSettings | None) -> dict:
     if method == "entropy":
         return {"bn": bn, "batch_size": settings.batch_size, "micro_batch": settings.micro_batch,
                 "epochs": settings.entropy_epochs, "lr": settings.entropy_lr,
+                "marginal": settings.entropy_marginal,
                 "checkpoint_segments": settings.checkpoint_segments}
     record = asdict(settings)
     record["scale"] = list(record["scale"])
