@@ -49,7 +49,7 @@ from lednet_ros.core.inference.network_io import normalisation
 class AdaptationSettings:
     """How the methods run (recorded in the adapted weights' metadata); checked when built.
 
-    bn reads bn_batch_size, bn_prior and seed; entropy those, batch_size, micro_batch,
+    bn reads bn_batch_size, bn_prior, bn_depth and seed; entropy those, batch_size, micro_batch,
     checkpoint_segments and entropy_*; self-training all but entropy_*.
 
     Attributes:
