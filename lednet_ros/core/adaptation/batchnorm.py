@@ -108,6 +108,18 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
     return adapted.eval()
 
 
+@torch.no_grad()
+def mean_prediction(model: LEDNet, frames, input_size, mean, std, batch_size: int):
+    """Return the model's softmax averaged over every pixel of the frames (a share per class)."""
+    device = model_device(model)
+    total = torch.zeros(model.num_classes, device=device)
+    for start in range(0, len(frames), batch_size):
+        x = network_inputs(frames, range(start, min(start + batch_size, len(frames))),
+                           input_size, mean, std, device)
+        total += model(x).softmax(1).sum((0, 2, 3))
+    return (total / total.sum()).clamp_min(1e-8)
+
+
 def release_freed_memory() -> None:
     """Return the heap's freed pages to the system (glibc's malloc_trim; elsewhere nothing).
 

@@ -33,7 +33,7 @@ from lednet_ros.core.adaptation import METHODS
 from lednet_ros.core.adaptation.augmentation import augment, unit_batch
 from lednet_ros.core.adaptation.batchnorm import (  # noqa: F401
     BN_BATCH_SIZE, MIN_FRAMES, AdaptationError, Progress, StepCounter, batch_norms, checkpointed,
-    model_device, network_inputs, recompute_bn_statistics, release_freed_memory,
+    mean_prediction, model_device, network_inputs, recompute_bn_statistics, release_freed_memory,
     single_value_norms,
 )
 from lednet_ros.core.data.classes import IGNORE_INDEX
@@ -307,7 +307,7 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     generator = np.random.default_rng(settings.seed)
     device = model_device(adapted)
     marginal = settings.entropy_marginal
-    shares = (_mean_prediction(adapted, frames, input_size, mean, std, settings.micro_batch)
+    shares = (mean_prediction(adapted, frames, input_size, mean, std, settings.micro_batch)
               if marginal else None)
     for _epoch in range(settings.entropy_epochs):
         for batch in np.array_split(generator.permutation(len(frames)), batches):
@@ -330,17 +330,6 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     for parameter in adapted.parameters():
         parameter.requires_grad_(True)
     return adapted.eval()
-
-
-@torch.no_grad()
-def _mean_prediction(model: LEDNet, frames, input_size, mean, std, batch_size: int):
-    """Return the model's softmax averaged over every pixel of the frames (a share per class)."""
-    total = torch.zeros(model.num_classes, device=model_device(model))
-    for start in range(0, len(frames), batch_size):
-        x = network_inputs(frames, range(start, min(start + batch_size, len(frames))),
-                           input_size, mean, std, model_device(model))
-        total += model(x).softmax(1).sum((0, 2, 3))
-    return (total / total.sum()).clamp_min(1e-8)
 
 
 def self_training_steps(frames: int, settings: AdaptationSettings) -> int:
