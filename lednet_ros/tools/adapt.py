@@ -6,9 +6,9 @@ r"""Adapt weights to a robot's own camera from unlabelled frames; write an ordin
 
 --frames frames are taken spread evenly over the sources (videos, image folders, rosbag2 folders
 read on --topic: sensor_msgs/Image or CompressedImage) and over each one's length. Methods:
-bn (the default) recomputes the BatchNorm statistics of the shallower half of the network on
-them (seconds; --bn-depth); entropy then fits the BatchNorms'
-affine weights to confident predictions (a minute); self-training instead fine-tunes on the
+bn recomputes the BatchNorm statistics of the shallower half of the network on them (seconds;
+--bn-depth); entropy (the default) then fits the BatchNorms' affine weights to confident
+predictions that keep the classes' shares (two minutes); self-training instead fine-tunes on the
 adapted model's confident pixels and recomputes them again (minutes). The output records how it
 was made (method, sources, base weights' SHA-256, input size, settings) and no mIoU; it is
 written only when everything succeeded. Load it like any weights (the node's `weights`

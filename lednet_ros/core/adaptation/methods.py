@@ -307,8 +307,8 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     generator = np.random.default_rng(settings.seed)
     device = model_device(adapted)
     marginal = settings.entropy_marginal
-    shares = (mean_prediction(adapted, frames, input_size, mean, std, settings.micro_batch)
-              if marginal else None)
+    log_shares = (mean_prediction(adapted, frames, input_size, mean, std,
+                                  settings.micro_batch).log() if marginal else None)
     for _epoch in range(settings.entropy_epochs):
         for batch in np.array_split(generator.permutation(len(frames)), batches):
             optimizer.zero_grad(set_to_none=True)
@@ -322,7 +322,7 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
                     if marginal:  # KL(the micro-batch's mean prediction || bn's over the frames)
                         chunk_shares = probabilities.mean((0, 2, 3))
                         divergence = (chunk_shares * (chunk_shares.clamp_min(1e-8).log()
-                                                      - shares.log())).sum()
+                                                      - log_shares)).sum()
                         loss = loss + marginal * divergence * len(chunk) / len(batch)
                     loss.backward()
             optimizer.step()
