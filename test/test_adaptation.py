@@ -350,6 +350,27 @@ def test_entropy_marginal_keeps_the_class_shares_of_bn(model):
         AdaptationSettings(entropy_marginal=-1.0)
 
 
+@pytest.mark.parametrize("method", ["bn", "entropy", "self-training"])
+def test_progress_counts_up_to_its_total_once(model, method):
+    frames = dark_streets(4, SIZE)
+    settings = AdaptationSettings(batch_size=2, micro_batch=2, bn_batch_size=2, epochs=1,
+                                  entropy_epochs=1, checkpoint_segments=0)
+    run = {"bn": lambda *a, progress: recompute_bn_statistics(*a, batch_size=2,
+                                                             progress=progress),
+           "entropy": lambda *a, progress: minimise_entropy(*a, settings, progress),
+           "self-training": lambda *a, progress: self_train(*a, settings, progress)}[method]
+    passes, reports = [0], []  # forward passes (the copies keep the hook), (done, total, passes)
+    model.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+    run(model, frames, INPUT, [0.0] * 3, [1.0] * 3,
+        progress=lambda done, total: reports.append((done, total, passes[0])))
+    done = [d for d, _, _ in reports]
+    assert {t for _, t, _ in reports} == {done[-1]}  # one total, reached at the end
+    assert done == list(range(1, done[-1] + 1))
+    # never more than one step's forward passes (two here) unreported, none after the last
+    between = np.diff([0] + [p for _, _, p in reports])
+    assert between.max() <= 2 and passes[0] == reports[-1][2]
+
+
 def test_micro_batches_give_the_whole_batch_loss_gradient(model):
     """Self-training's gradient summed over micro-batches is that of the batch's mean loss."""
     net = torch.nn.Conv2d(3, 11, 1)

@@ -109,14 +109,21 @@ def recompute_bn_statistics(model: LEDNet, frames: Sequence[np.ndarray], input_s
 
 
 @torch.no_grad()
-def mean_prediction(model: LEDNet, frames, input_size, mean, std, batch_size: int):
-    """Return the model's softmax averaged over every pixel of the frames (a share per class)."""
+def mean_prediction(model: LEDNet, frames, input_size, mean, std, batch_size: int,
+                    progress: Progress | None = None):
+    """Return the model's softmax averaged over every pixel of the frames (a share per class).
+
+    ``progress`` is called with (batches done, batches in all: ceil(frames / batch_size)).
+    """
     device = model_device(model)
     total = torch.zeros(model.num_classes, device=device)
-    for start in range(0, len(frames), batch_size):
+    starts = range(0, len(frames), batch_size)
+    for done, start in enumerate(starts, 1):
         x = network_inputs(frames, range(start, min(start + batch_size, len(frames))),
                            input_size, mean, std, device)
         total += model(x).softmax(1).sum((0, 2, 3))
+        if progress is not None:
+            progress(done, len(starts))
     return (total / total.sum()).clamp_min(1e-8)
 
 

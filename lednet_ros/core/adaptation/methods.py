@@ -295,7 +295,9 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     dropout off) and every other weight kept.
     """
     batches = max(1, len(frames) // settings.batch_size)
-    steps = StepCounter(progress, total=_bn_batches(len(frames), settings)
+    marginal = settings.entropy_marginal
+    share_batches = -(-len(frames) // settings.micro_batch) if marginal else 0
+    steps = StepCounter(progress, total=_bn_batches(len(frames), settings) + share_batches
                          + settings.entropy_epochs * batches)
     adapted = recompute_bn_statistics(model, frames, input_size, mean, std,
                                       **_bn_options(settings), progress=steps.stage())
@@ -306,9 +308,8 @@ def minimise_entropy(model: LEDNet, frames: Sequence[np.ndarray], input_size, me
     optimizer = torch.optim.Adam(affine, lr=settings.entropy_lr)
     generator = np.random.default_rng(settings.seed)
     device = model_device(adapted)
-    marginal = settings.entropy_marginal
-    log_shares = (mean_prediction(adapted, frames, input_size, mean, std,
-                                  settings.micro_batch).log() if marginal else None)
+    log_shares = (mean_prediction(adapted, frames, input_size, mean, std, settings.micro_batch,
+                                  steps.stage()).log() if marginal else None)
     for _epoch in range(settings.entropy_epochs):
         for batch in np.array_split(generator.permutation(len(frames)), batches):
             optimizer.zero_grad(set_to_none=True)
