@@ -11,6 +11,7 @@ inherit it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,13 +22,28 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ["ROS_DOMAIN_ID"] = str(10 + os.getpid() % 80)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="lednet_ros_test_logs_"))
-# ONNX graphs exported by the tests (core.inference.onnx_cache) stay out of the user's ~/.cache
-os.environ.setdefault("LEDNET_ROS_CACHE", tempfile.mkdtemp(prefix="lednet_ros_test_cache_"))
+# Temporary folders this session makes (not those given in the environment): removed when every
+# test passed, kept and named when one failed (the nodes' logs are what a failure is read from).
+_MADE: dict[str, str] = {}
+for _variable, _prefix in (("ROS_LOG_DIR", "lednet_ros_test_logs_"),
+                           # ONNX graphs exported by the tests (core.inference.onnx_cache) stay
+                           # out of the user's ~/.cache
+                           ("LEDNET_ROS_CACHE", "lednet_ros_test_cache_")):
+    if _variable not in os.environ:
+        os.environ[_variable] = _MADE[_variable] = tempfile.mkdtemp(prefix=_prefix)
 _profile = REPO / "config" / "fastdds_shm.xml"
 if _profile.is_file():  # under both names: Fast DDS 3.x (Kilted) and 2.x (Jazzy) read one each
     for _name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
         os.environ.setdefault(_name, str(_profile))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's temporary folders after a green run; name them after a red one."""
+    for variable, path in _MADE.items():
+        if exitstatus == 0:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            print(f"\n{variable} kept for reading: {path}")
 
 
 def _shared(sub: str) -> Path:
