@@ -53,9 +53,11 @@ def test_benchmark_reports_engines_pipeline_and_node(tmp_path):
                          int8_graphs=int8_graphs(default_weights_path()) is not None)
     assert result["auto"] == {"engine": auto.engine, "precision": auto.precision,
                               "reason": auto.reason}
-    (pipeline,) = result["pipeline"]
-    assert pipeline["size"] == "128x64" and pipeline["fps"] > 0
-    assert (pipeline["engine"], pipeline["precision"]) == (auto.engine, auto.precision)
+    pipeline, mirrored = result["pipeline"]
+    assert [pipeline["mirror_check"], mirrored["mirror_check"]] == [False, True]
+    for row in (pipeline, mirrored):
+        assert row["size"] == "128x64" and row["fps"] > 0
+        assert (row["engine"], row["precision"]) == (auto.engine, auto.precision)
     (ground,) = result["ground"]
     assert ground["size"] == "128x64" and ground["median_ms"] > 0
     assert ground["all_ms"] > 0 and ground["all_p95_ms"] >= ground["all_ms"]

@@ -22,13 +22,14 @@ from lednet_ros.core.ground.class_groups import default_class_groups
 from lednet_ros.core.ground.clouds import aligned_points, free_points
 from lednet_ros.core.ground.mapping import GridSpec, GroundMapper
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.runtime.health import (
     ERROR, HEALTH_REFERENCE, OK, WARN, HealthMonitor, HealthSettings, image_figures,
     reference_record, settings_for_weights, unsure_thresholds,
 )
 from lednet_ros.tools import evaluate_ground, evaluate_health
 
-from drawn_scenes import grainy_road_scene
+from drawn_scenes import grainy_road_scene, road_scene
 
 # degradation -> (the level it reaches at least, checks one of which must say so)
 EXPECTED = {"dark": (ERROR, {"dark"}), "blur": (WARN, {"blurred"}),
@@ -190,6 +191,49 @@ def test_unsure_road_is_no_free_space(mapper):
         mapper.map(labels, CAMERA, POSE, GRID, free_confidence=0.7)
 
 
+def test_road_the_mirrored_frame_doubts_is_no_free_space(mapper):
+    labels = street_labels()
+    confidence = np.full(labels.shape, 250, np.uint8)
+    mirror = confidence.copy()
+    mirror[90:, 30:95] = 0  # the mirrored frame labels the near road otherwise
+    mirror[90:, 95:] = 100  # ...or is unsure of it (0.39)
+    plain = mapper.map(labels, CAMERA, POSE, GRID, confidence=confidence, free_confidence=0.5)
+    checked = mapper.map(labels, CAMERA, POSE, GRID, confidence=confidence, free_confidence=0.5,
+                         mirror_confidence=mirror)
+    near_road = np.zeros(labels.shape, bool)
+    near_road[90:, 30:] = True
+    assert checked.mapped[near_road].sum() == 0 < plain.mapped[near_road].sum()
+    np.testing.assert_array_equal(checked.mapped[~near_road], plain.mapped[~near_road])
+    before, after = plain.costmap(), checked.costmap()
+    assert not ((after == 0) & (before != 0)).any() and (after == 0).sum() < (before == 0).sum()
+    assert (after[before == 100] == 100).all()  # blocked stays blocked
+    lower = mapper.map(labels, CAMERA, POSE, GRID, confidence=confidence, free_confidence=0.5,
+                       mirror_confidence=np.maximum(mirror, 120))  # 0.47: below the floor still
+    np.testing.assert_array_equal(lower.mapped, checked.mapped)
+    with pytest.raises(ValueError, match="mirror confidence of shape"):
+        mapper.map(labels, CAMERA, POSE, GRID, mirror_confidence=mirror > 0)
+
+
+def test_the_mirror_confidence_is_the_mirrored_frames_own(segmenter, camvid_frames):
+    """The mirrored frame joins the network's pass only when asked.
+
+    Its confidence is kept where it gives the frame's label, flipped back.
+    """
+    rgb = (camvid_frames or [road_scene()])[0]
+    pipeline = Pipeline(segmenter)
+    settings = FrameSettings(input_size=segmenter.input_size)
+    plain = pipeline.process(rgb, settings, Outputs(confidence=True))
+    checked = pipeline.process(rgb, settings, Outputs(mirror_confidence=True))
+    assert plain.mirror_confidence is None and pipeline.batches == {1: 1, 2: 1}
+    assert (checked.labels == plain.labels).mean() > 0.9999  # the frame's own (a batch of 2)
+    mirrored, sure = segmenter.predict(np.ascontiguousarray(rgb[:, ::-1]), confidence=True)
+    expected = np.where(plain.labels == mirrored[:, ::-1], sure[:, ::-1], 0)
+    assert checked.mirror_confidence.dtype == np.uint8
+    close = np.abs(checked.mirror_confidence.astype(int) - expected) <= 1  # a batch of 2 vs 1
+    assert close.mean() > 0.999
+    assert 0 < (checked.mirror_confidence == 0).mean() < 0.5  # some pixels disagree, most agree
+
+
 def test_the_margin_keeps_free_space_away_from_the_kerb(mapper):
     labels = street_labels()
     plain = mapper.map(labels, CAMERA, POSE, GRID).costmap()
@@ -210,19 +254,21 @@ def scores(output: str) -> dict[str, str]:
 
 
 def test_clean_cityscapes_costmaps_keep_fewer_false_free_cells(cityscapes_root, capsys):
-    """Keep fewer false free cells with the free-space rules, free IoU above 85%.
+    """Keep fewer false free cells with the free-space rules, free IoU about 85%.
 
-    Measured (packaged weights, 7 frames): 3.0% free cells truly blocked without the rules,
-    1.7% with the defaults; free IoU 90.1% and 85.8%.
+    Measured (packaged weights, 7 frames, AMD Zen 4): 3.0% free cells truly blocked without the
+    rules, 1.4% with the defaults (mirror check on); free IoU 90.1% and 85.1% (the bounds below
+    leave room for other CPUs' float sums).
     """
     results = []
-    for extra in (["--free-confidence", "0", "--free-margin", "0", "--no-health"], []):
+    for extra in (["--free-confidence", "0", "--free-margin", "0", "--no-health",
+                   "--no-mirror-check"], []):
         assert evaluate_ground.main(["--data-path", str(cityscapes_root), "--engine", "torch",
                                      *extra]) == 0
         results.append(scores(capsys.readouterr().out))
     before, after = (float(r["free cells truly blocked"]) for r in results)
-    assert after < before - 1.0 and after <= 1.8, results
-    assert float(results[1]["free IoU"]) >= 85.0, results
+    assert after < before - 1.4 and after <= 1.5, results
+    assert float(results[1]["free IoU"]) >= 84.5, results
 
 
 @pytest.mark.parametrize("name", ["fog", "covered", "frozen"])

@@ -31,7 +31,8 @@ from ros_helpers import (  # noqa: E402
 
 SCENE = Scene(boxes=(Box(x=(4.0, 5.0), y=(-0.5, 0.5), z=(0.0, 1.0)),))  # 480 x 360
 NO_FAIL_SAFE = {"health.withhold_free_at": "never", "ground.free_confidence": 0.0,
-                "ground.free_margin": 0, "ground.footprint_confidence": 0.0}
+                "ground.free_margin": 0, "ground.footprint_confidence": 0.0,
+                "ground.mirror_check": False}
 
 
 def camera_info(width=480, height=360) -> CameraInfo:

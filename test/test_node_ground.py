@@ -53,7 +53,7 @@ def camera_publishers(rig):
 # The wiring tests run drawn frames (and random weights) that the perception health flags and
 # whose road is unsure: the fail-safe rules (test_fail_safe.py) would leave nothing free.
 NO_FAIL_SAFE = {"health.withhold_free_at": "never", "ground.free_confidence": 0.0,
-                "ground.free_margin": 0}
+                "ground.free_margin": 0, "ground.mirror_check": False}
 
 
 def road_frame() -> np.ndarray:
@@ -140,6 +140,29 @@ def test_ground_points_and_confidence_only_for_subscribers(rig_factory):
     (conf,) = confidence.wait(1, where=lambda m: m.header.stamp.sec == 2)
     assert (conf.encoding, conf.width, conf.height) == ("mono8", WIDTH, HEIGHT)
     assert rig.camera.ground.mapper.builds == 1  # built once, reused for the second frame
+    # ground.mirror_check (default on): the mirrored frame joined each pass once ground outputs
+    # were subscribed, not before
+    assert rig.node.pipeline.batches == {1: 1, 2: 2}
+
+
+def test_the_mirror_check_frees_no_cell_the_frame_alone_would_not(rig_factory):
+    # the drawn street is no camera frame: the health check would withhold all free space
+    rig = rig_factory(weights=str(default_weights_path()), **{
+        "ground.camera_pitch": 0.3, "health.withhold_free_at": "never"})
+    costmaps = rig.collect(OccupancyGrid, "costmap")
+    image_pub, info_pub = camera_publishers(rig)
+    wait_until(lambda: rig.camera.ground.wanted(), message="costmap subscriber")
+    send(rig, image_pub, info_pub, 1, road_frame())
+    (checked,) = costmaps.wait(1, timeout=60)
+    (result,) = set_parameters(rig.probe, rig.name, {"ground.mirror_check": False})
+    assert result.successful, result.reason
+    send(rig, image_pub, info_pub, 2, road_frame())
+    (alone,) = costmaps.wait(1, where=lambda m: m.header.stamp.sec == 2)
+    checked, alone = np.array(checked.data), np.array(alone.data)
+    assert (alone == 0).sum() > 100  # the drawn road is free space
+    assert not ((checked == 0) & (alone != 0)).any() and (checked == 0).sum() < (alone == 0).sum()
+    np.testing.assert_array_equal(checked == 100, alone == 100)  # blocked is blocked either way
+    assert rig.node.pipeline.batches == {2: 1, 1: 1}  # a mirrored pass, then the frame alone
 
 
 def test_clouds_for_nav2_fields_frame_stamp_size_and_nan_rule(rig_factory):

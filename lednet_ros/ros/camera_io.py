@@ -66,10 +66,15 @@ class CameraIO:
         return [image, info]
 
     def wanted(self) -> Outputs:
-        """Return the optional outputs subscribed to (the confidence always: health reads it)."""
+        """Return the optional outputs subscribed to.
+
+        The confidence always (health reads it); the mirrored frame's confidence for
+        subscribed ground outputs with ground.mirror_check.
+        """
         return Outputs(color_mask=self.publishers["color_mask"].get_subscription_count() > 0,
                        overlay=self.publishers["overlay"].get_subscription_count() > 0,
-                       confidence=True)
+                       confidence=True, mirror_confidence=self.ground.settings.mirror_check
+                       and self.ground.wanted())
 
     def finish(self, msg, rgb, result, wanted: Outputs) -> None:
         """Check the frame's health, publish its results, map its ground outputs."""
@@ -81,7 +86,8 @@ class CameraIO:
         self.stats.count_processed(stamp_age(header, node.get_clock()), result.inference_s)
         if ground:
             self.ground.publish_or_warn(header, result.labels, self.camera_info,
-                                        result.confidence, withhold_free, self.stats)
+                                        result.confidence, withhold_free, self.stats,
+                                        result.mirror_confidence)
 
     def _publish(self, header: Header, result, wanted: Outputs) -> None:
         publish, class_names = self.publishers, self.node.segmenter.class_names

@@ -93,12 +93,14 @@ class GroundOutputs:
         return self.settings.footprint_confidence > 0 or self.settings.free_confidence > 0
 
     def publish(self, header: Header, labels, info: CameraInfo | None, confidence=None,
-                withhold_free: bool = False) -> None:
+                withhold_free: bool = False, mirror_confidence=None) -> None:
         """Map ``labels`` with the camera of ``info`` and publish what is subscribed.
 
         ``confidence`` (uint8, the labels' size) is needed while ground.footprint_confidence or
-        ground.free_confidence > 0. ``withhold_free``: this frame marks nothing free (the
-        health policy). The caller asks :meth:`wanted` first: nothing here while nobody
+        ground.free_confidence > 0, ``mirror_confidence`` (uint8, the labels' size: Pipeline's)
+        while ground.mirror_check (without it, as for a frame segmented before the parameter
+        or a subscriber came, nothing is free). ``withhold_free``: this frame marks nothing free
+        (the health policy). The caller asks :meth:`wanted` first: nothing here while nobody
         subscribes.
 
         Raises:
@@ -115,13 +117,16 @@ class GroundOutputs:
         if self.needs_confidence() and confidence is None:
             raise ValueError("ground.footprint_confidence and ground.free_confidence need the "
                              "frame's confidence; none was computed")
+        if settings.mirror_check and mirror_confidence is None:
+            withhold_free = True  # segmented before the check was asked for: nothing free
         depth = self._depth(header, labels.shape, info)  # (metres, camera) or None
         base = None if depth is None else self.projector.points(*depth, pose)
         maps = self.mapper.map(labels, camera, pose, settings.grid,
                                footprint_run(settings.footprint_run, labels.shape[0]),
                                confidence, settings.footprint_confidence,
                                settings.free_confidence, settings.free_margin, withhold_free,
-                               base, settings.source == "depth", settings.max_height)
+                               base, settings.source == "depth", settings.max_height,
+                               mirror_confidence if settings.mirror_check else None)
         self.last_camera = (camera, labels.shape)
         out = Header(stamp=header.stamp, frame_id=settings.base_frame)
         for name, grid in maps.group_grids().items():
@@ -171,13 +176,13 @@ class GroundOutputs:
         return metres, camera
 
     def publish_or_warn(self, header: Header, labels, info, confidence, withhold_free: bool,
-                        stats) -> None:
+                        stats, mirror_confidence=None) -> None:
         """:meth:`publish`; a ValueError is noted in ``stats`` and logged (throttled) instead.
 
         The frame's other outputs are out already: this says why no grids came.
         """
         try:
-            self.publish(header, labels, info, confidence, withhold_free)
+            self.publish(header, labels, info, confidence, withhold_free, mirror_confidence)
         except ValueError as exc:
             stats.note_error(f"ground grids: {exc}")
             self.node.get_logger().warning(f"ground grids: {exc}",

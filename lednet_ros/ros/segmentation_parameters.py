@@ -172,6 +172,9 @@ PARAMETERS = {
     "ground.free_margin": Spec(GROUND.free_margin, "Cells around a cell that holds anything "
                                "but free groups (a kerb, an obstacle) that are not free either "
                                "(unknown; 0: off).", integers=(0, MAX_FREE_MARGIN)),
+    "ground.mirror_check": Spec(GROUND.mirror_check, "Free space only where the labels equal "
+                                "those of the mirrored frame, which joins the network's pass "
+                                "(about twice its time; docs/health.md); elsewhere unknown."),
     "ground.source": Spec(GROUND.source, "What the ground outputs are made from: auto (depth "
                           "where the paired depth image has it, flat ground elsewhere), depth "
                           "(pixels without depth unknown; no output without a paired depth "

@@ -10,9 +10,9 @@ classes, the rows below --keep-top cut: the bonnet) are mapped on the same groun
 node's default class groups and the camera of --camera (a Cityscapes camera file: intrinsics
 fx, fy, u0, v0 for the full frame; extrinsics x, y, z, roll, pitch, yaw, pitch positive looking
 down). Footprints and free space as the node makes them (--footprint-run,
---footprint-confidence, --free-confidence, --free-margin), and, as the node does, no free space
-from a frame the perception health (core.runtime.health, its defaults with the weights' unsure
-thresholds) flags (--no-health: off).
+--footprint-confidence, --free-confidence, --free-margin, --mirror-check), and, as the node
+does, no free space from a frame the perception health (core.runtime.health, its defaults
+with the weights' unsure thresholds) flags (--no-health: off).
 --degrade degrades every frame first (core.data.degradations; ``frozen``: the frame checked
 again after 1 + health.frozen_frames copies of it). Scores (core.ground.scores): costmap cells
 known, free and blocked IoU, free cells truly blocked, obstacle cells blocked within one cell,
@@ -43,9 +43,11 @@ from lednet_ros.core.ground.mapping import (
     DEFAULT_FREE_CONFIDENCE, DEFAULT_FREE_MARGIN, GridSpec, GroundMapper,
 )
 from lednet_ros.core.ground.scores import GroundAgreement
+from lednet_ros.core.ground.settings import GroundSettings
 from lednet_ros.core.inference.checkpoint import CheckpointError
 from lednet_ros.core.inference.engine_choice import ENGINES
 from lednet_ros.core.inference.segmenter import Segmenter
+from lednet_ros.core.runtime.pipeline import FrameSettings, Outputs, Pipeline
 from lednet_ros.core.runtime.health import HealthMonitor, settings_for_weights
 from lednet_ros.tools.evaluate_cityscapes import SPLITS
 
@@ -98,6 +100,10 @@ def main(argv=None) -> int:
     parser.add_argument("--free-margin", type=int, default=DEFAULT_FREE_MARGIN,
                         help=f"as the node's ground.free_margin (default {DEFAULT_FREE_MARGIN}; "
                              "0: off)")
+    parser.add_argument("--mirror-check", action=argparse.BooleanOptionalAction,
+                        default=GroundSettings().mirror_check,
+                        help="as the node's ground.mirror_check: free only where the mirrored "
+                             "frame is as sure of the same label (default on)")
     parser.add_argument("--health", action=argparse.BooleanOptionalAction, default=True,
                         help="no free space from frames the health check flags (default on)")
     parser.add_argument("--degrade", choices=[*DEGRADATIONS, "frozen"], default=None,
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
         dataset = open_split(CityscapesAsCamVid, args.data_path, SPLITS[args.split])
         segmenter = Segmenter.from_weights(args.weights, precision="fp32", engine=args.engine,
                                            input_size=args.input_size)
+        pipeline, frame = Pipeline(segmenter), FrameSettings(tuple(args.input_size))
         grid = GridSpec(resolution=args.resolution, range=args.range, width=args.width)
         mapper = GroundMapper(default_class_groups("camvid", segmenter.class_names))
         size = tuple(args.labels_size)
@@ -126,7 +133,8 @@ def main(argv=None) -> int:
             image, truth = (keep_top(a, args.keep_top) for a in dataset.load(index))
             if args.degrade in DEGRADATIONS:
                 image = degrade(image, args.degrade, seed=index)
-            labels, confidence = segmenter.predict(image, confidence=True)
+            _, labels, confidence, agreed, _ = pipeline.segment_batch(
+                [image], frame, [Outputs(confidence=True, mirror_confidence=args.mirror_check)])[0]
             monitor = HealthMonitor(health)
             for _ in range(1 + health.frozen_frames if args.degrade == "frozen" else 1):
                 report = monitor.check(image, None, labels, confidence,
@@ -136,10 +144,13 @@ def main(argv=None) -> int:
             predicted, confidence, truth = (
                 cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
                 for image in (labels, confidence, truth))
+            if agreed is not None:
+                agreed = cv2.resize(agreed, size, interpolation=cv2.INTER_NEAREST)
             agreement.add(mapper.map(truth, camera, pose, grid),
                           mapper.map(predicted, camera, pose, grid, run, confidence,
                                      args.footprint_confidence, args.free_confidence,
-                                     args.free_margin, withhold))
+                                     args.free_margin, withhold,
+                                     mirror_confidence=agreed))
     except (CheckpointError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
           f"frames ({args.split}), labels mapped at {args.labels_size[0]}x{args.labels_size[1]}, "
           f"footprint run {args.footprint_run} of the height ({run} px), footprint confidence "
           f"{args.footprint_confidence}, free confidence {args.free_confidence}, free margin "
-          f"{args.free_margin} cells, grid "
+          f"{args.free_margin} cells, mirror check {'on' if args.mirror_check else 'off'}, grid "
           f"{args.range:g} m x {args.width:g} m at {args.resolution:g} m, degraded: "
           f"{args.degrade or 'no'}, in {time.perf_counter() - started:.1f} s")
     print(f"frames with free space withheld (health {'on' if args.health else 'off'}): "

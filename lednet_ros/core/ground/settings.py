@@ -36,6 +36,8 @@ class GroundSettings:
         footprint_confidence: the confidence the run's surest pixel reaches (0: any).
         free_confidence: the confidence a free-group pixel needs to count as free (0: any).
         free_margin: cells around a cell holding anything but free groups that are not free.
+        mirror_check: free only where the labels equal those of the mirrored frame (a second
+            forward pass in the same batch).
         obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
         source: what the outputs are made from: depth where valid, flat ground elsewhere
             ("auto"), depth alone ("depth") or flat ground alone ("flat").
@@ -57,6 +59,7 @@ class GroundSettings:
     footprint_confidence: float = DEFAULT_FOOTPRINT_CONFIDENCE
     free_confidence: float = DEFAULT_FREE_CONFIDENCE
     free_margin: int = DEFAULT_FREE_MARGIN
+    mirror_check: bool = True
     obstacle_points_height: float = 0.3
     free_points_height: float = 0.0
     source: str = "auto"

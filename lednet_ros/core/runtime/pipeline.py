@@ -1,6 +1,7 @@
 """The per-frame work, written once: an RGB array in; labels and more out, with timings.
 
-Out come labels, occupancy and, on demand, colour mask, overlay and confidence. The node, the
+Out come labels, occupancy and, on demand, colour mask, overlay, confidence and the mirrored
+frame's confidence in each label (ground.mirror_check). The node, the
 benchmark, the offline bag evaluation and the file tool all call :meth:`Pipeline.process`. No ROS
 import.
 """
@@ -58,6 +59,7 @@ class Outputs:
     color_mask: bool = False
     overlay: bool = False
     confidence: bool = False
+    mirror_confidence: bool = False  # the mirrored frames go through the network too
 
 
 @dataclass
@@ -72,6 +74,8 @@ class FrameResult:
     color_mask: np.ndarray | None = None
     overlay: np.ndarray | None = None
     confidence: np.ndarray | None = None
+    # h x w uint8: the mirrored frame's confidence in each pixel's label (0: labelled otherwise)
+    mirror_confidence: np.ndarray | None = None
 
     @property
     def label_size(self) -> tuple[int, int]:
@@ -124,32 +128,41 @@ class Pipeline:
         return self.finish(self.segment_batch([rgb], settings, [outputs])[0], settings, outputs)
 
     def segment_batch(self, images, settings: FrameSettings, wanted) -> list[tuple]:
-        """Run the network once on several frames; return (rgb, labels, confidence, seconds) each.
+        """Run the network once on several frames: (rgb, labels, confidence, mirror, seconds).
 
-        ``wanted``: the Outputs of each image (the confidence is computed for all when any
-        asks for it); the seconds are the whole pass's (every frame waited for all of it). The
-        node segments the next batch while :meth:`finish` runs on this one in another thread.
+        ``wanted``: the Outputs of each image (the confidence and the mirror confidence are
+        computed for all when any asks for them: the mirrored frames join the same pass); the
+        seconds are the whole pass's (every frame waited for all of it). The node segments the
+        next batch while :meth:`finish` runs on this one in another thread.
         """
         started = time.perf_counter()
+        mirror = any(o.mirror_confidence for o in wanted)
+        batch = [*images, *(np.ascontiguousarray(rgb[:, ::-1]) for rgb in images)] if mirror \
+            else images
         predictions = self.segmenter.predict_batch(
-            images, settings.output_resolution, confidence=any(o.confidence for o in wanted),
+            batch, settings.output_resolution,
+            confidence=mirror or any(o.confidence for o in wanted),
             input_size=self.input_size(settings))
+        mirrors = [np.where(labels == mirrored[:, ::-1], sure[:, ::-1], 0).astype(np.uint8)
+                   for (labels, _), (mirrored, sure) in zip(predictions, predictions[len(images):])
+                   ] if mirror else [None] * len(images)
         inference = time.perf_counter() - started
-        self.batches[len(images)] += 1
-        return [(rgb, labels, confidence, inference)
-                for rgb, (labels, confidence) in zip(images, predictions)]
+        self.batches[len(batch)] += 1
+        return [(rgb, labels, confidence, mirrored, inference) for rgb, (labels, confidence),
+                mirrored in zip(images, predictions, mirrors)]
 
     def finish(self, segmented: tuple, settings: FrameSettings, outputs: Outputs) -> FrameResult:
         """One frame's FrameResult from :meth:`segment_batch`'s: occupancy, optional images.
 
         ``total_s`` is the pass's seconds plus this frame's own post-processing.
         """
-        rgb, labels, confidence, inference = segmented
+        rgb, labels, confidence, mirror_confidence, inference = segmented
         started = time.perf_counter()
         occupancy = class_occupancy(labels, self.segmenter.num_classes, settings.grid)
         result = FrameResult(labels=labels, occupancy=occupancy,
                              image_size=(rgb.shape[1], rgb.shape[0]), inference_s=inference,
-                             total_s=0.0, confidence=confidence)
+                             total_s=0.0, confidence=confidence,
+                             mirror_confidence=mirror_confidence)
         if outputs.confidence:
             self.computed["confidence"] += 1
         if outputs.color_mask or outputs.overlay:
