@@ -36,8 +36,8 @@ class GroundSettings:
         footprint_confidence: the confidence the run's surest pixel reaches (0: any).
         free_confidence: the confidence a free-group pixel needs to count as free (0: any).
         free_margin: cells around a cell holding anything but free groups that are not free.
-        mirror_check: free only where the labels equal those of the mirrored frame (a second
-            forward pass in the same batch).
+        mirror_check: free only where the mirrored frame (segmented in the same pass) gives
+            the pixel the same label at free_confidence too.
         obstacle_points_height, free_points_height: heights (m) of the Nav2 clouds.
         source: what the outputs are made from: depth where valid, flat ground elsewhere
             ("auto"), depth alone ("depth") or flat ground alone ("flat").
